@@ -1,0 +1,1 @@
+"""The s2kit command line (typer stays inside this package)."""

@@ -1,0 +1,89 @@
+"""What every command shares: options, consoles, and turning errors into one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from s2kit.core.errors import S2kitError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="SECTION.KEY=VALUE",
+        help="Override any pipeline option, e.g. --set runtime.max_steps=100 (repeatable).",
+    ),
+]
+
+
+class _State:
+    debug: bool = os.environ.get("S2KIT_DEBUG", "").strip() not in ("", "0", "false", "no")
+
+
+state = _State()
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``Error: message`` on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def command(fn: F) -> F:
+    """Wrap a command so that a user's error ends in one line and an exit code.
+
+    `S2kitError` prints its message and exits with its code; anything else is
+    a bug: one line too, naming it, unless ``--debug`` asks for the traceback.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except S2kitError as err:
+            if state.debug:
+                traceback.print_exc()
+            raise fail(str(err), err.exit_code) from None
+        except Exception as err:
+            if state.debug:
+                traceback.print_exc()
+                raise fail(f"{type(err).__name__}: {err}", 1) from None
+            raise fail(f"{type(err).__name__}: {err} (run with --debug for the traceback)", 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as JSON to stdout (plain, no markup, so machines can parse it)."""
+    sys.stdout.write(json.dumps(to_jsonable(value), indent=2, default=str) + "\n")
+    sys.stdout.flush()

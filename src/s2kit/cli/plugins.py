@@ -1,0 +1,165 @@
+"""``s2kit plugins``: what is installed, and what each component's options are."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Annotated, Any
+
+import typer
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from rich.table import Table
+
+from s2kit.cli._common import JsonOption, command, console, print_json
+from s2kit.core.registry import get_registry
+
+app = typer.Typer(help="List installed plugins and show their options.", no_args_is_help=True)
+
+
+def plugin_rows() -> list[dict[str, Any]]:
+    """One row per component, plus one per plugin that provides none (broken or disabled)."""
+    registry = get_registry()
+    rows: list[dict[str, Any]] = []
+    providing = set()
+    for comp in registry.components():
+        providing.add(id(comp.plugin))
+        status, error = comp.status, comp.error
+        if comp.plugin.status == "error":
+            status, error = "error", comp.plugin.error
+        rows.append(
+            {
+                "kind": comp.kind,
+                "name": comp.name,
+                "module": comp.module,
+                "plugin": comp.plugin.name,
+                "distribution": comp.plugin.distribution,
+                "version": comp.plugin.version,
+                "status": status,
+                "error": error,
+                "summary": comp.summary,
+            }
+        )
+    for plugin in registry.plugins:
+        if id(plugin) in providing:
+            continue
+        rows.append(
+            {
+                "kind": "-",
+                "name": plugin.name,
+                "module": plugin.module,
+                "plugin": plugin.name,
+                "distribution": plugin.distribution,
+                "version": plugin.version,
+                "status": plugin.status,
+                "error": plugin.error,
+                "summary": "",
+            }
+        )
+    return rows
+
+
+_STATUS_STYLE = {"ok": "green", "error": "bold red", "conflict": "bold red", "disabled": "yellow"}
+
+
+@app.command("list")
+@command
+def list_plugins(json: JsonOption = False) -> None:
+    """List every plugin component: kind, name, module, distribution, version, status, error."""
+    rows = plugin_rows()
+    if json:
+        print_json(rows)
+        return
+    table = Table(title="s2kit plugins")
+    for column in ("kind", "name", "module", "distribution", "version", "status", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        style = _STATUS_STYLE.get(row["status"], "")
+        table.add_row(
+            row["kind"],
+            row["name"],
+            row["module"],
+            row["distribution"] or "-",
+            row["version"] or "-",
+            f"[{style}]{row['status']}[/]" if style else row["status"],
+            row["error"] or "",
+        )
+    console.print(table)
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def _default(field: FieldInfo) -> Any:
+    if field.default is PydanticUndefined:
+        return "(required)" if field.default_factory is None else field.default_factory()
+    return field.default
+
+
+def config_options(model: type) -> list[dict[str, Any]]:
+    """The options of a config model: name, type, default, help."""
+    return [
+        {
+            "option": name,
+            "type": _type_name(field.annotation),
+            "default": _default(field),
+            "required": field.is_required(),
+            "help": field.description or "",
+        }
+        for name, field in model.model_fields.items()
+    ]
+
+
+@app.command("show")
+@command
+def show_plugin(
+    kind: Annotated[str, typer.Argument(help="robot, planner, executor or skill.")],
+    name: Annotated[str, typer.Argument(help="The component's registered name.")],
+    json: JsonOption = False,
+) -> None:
+    """Show one component: where it comes from, and its config options with defaults and help."""
+    registry = get_registry()
+    info = registry.get(kind, name)
+    options = config_options(info.cls.Config)
+    details = info.cls.details()
+    if json:
+        print_json(
+            {
+                "kind": info.kind,
+                "name": info.name,
+                "module": info.module,
+                "distribution": info.plugin.distribution,
+                "version": info.plugin.version,
+                "summary": info.summary,
+                "doc": (info.cls.__doc__ or "").strip(),
+                "options": options,
+                "schema": info.cls.Config.model_json_schema(),
+                "details": details,
+            }
+        )
+        return
+    source = f"{info.plugin.distribution} {info.plugin.version}" if info.plugin.distribution else info.plugin.module
+    console.print(f"[bold]{info.kind} {info.name}[/] — {info.summary}")
+    console.print(f"module {info.module} · from {source}", style="dim")
+    table = Table(title="options")
+    for column in ("option", "type", "default", "help"):
+        table.add_column(column, overflow="fold")
+    for opt in options:
+        table.add_row(opt["option"], opt["type"], repr(opt["default"]) if not opt["required"] else "(required)", opt["help"])
+    if options:
+        console.print(table)
+    else:
+        console.print("no options")
+    for key, value in details.items():
+        console.print(f"[bold]{key}[/]: {value}")

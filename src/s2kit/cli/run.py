@@ -1,0 +1,148 @@
+"""``s2kit run``: run a pipeline's episodes and report subtask success."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from s2kit.cli._common import JsonOption, SetOption, command, console, err_console, print_json
+from s2kit.core.config import compose_pipeline
+from s2kit.core.data import Recorder
+from s2kit.core.interfaces import Subscriber
+from s2kit.core.metrics import Estimate, summarize
+from s2kit.core.registry import get_registry
+from s2kit.core.runtime import build_runtime
+from s2kit.core.types import EpisodeInfo, EpisodeResult, Step
+
+app = typer.Typer()
+
+
+class ProgressSubscriber(Subscriber):
+    """Rich progress bars: episodes, and steps within the current episode."""
+
+    def __init__(self, progress: Progress, episodes: int, max_steps: int) -> None:
+        self.progress = progress
+        self.max_steps = max_steps
+        self.episodes = progress.add_task("episodes", total=episodes)
+        self.steps = progress.add_task("steps", total=max_steps)
+
+    def on_episode_start(self, info: EpisodeInfo) -> None:
+        self.progress.reset(self.steps, total=self.max_steps, description=f"episode {info.index} (seed {info.seed})")
+
+    def on_step(self, step: Step) -> None:
+        self.progress.advance(self.steps)
+
+    def on_episode_end(self, result: EpisodeResult) -> None:
+        self.progress.advance(self.episodes)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _estimate(est: Estimate | None) -> str:
+    if est is None:
+        return "-"
+    return f"{100 * est.mean:.1f}% [{100 * est.low:.1f}, {100 * est.high:.1f}]"
+
+
+_STATUS_STYLE = {"done": "green", "max_steps": "yellow", "unsafe": "bold red", "interrupted": "yellow", "error": "bold red"}
+
+
+def results_table(results: list[EpisodeResult], title: str) -> Table:
+    """Per-episode rows and a mean row with 95% intervals."""
+    table = Table(title=title)
+    for column in ("episode", "seed", "status", "steps", "subtasks", "subtask success", "task", "ms/step", "message"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        subtasks = "-" if r.subtasks_total is None else f"{r.subtasks_completed}/{r.subtasks_total}"
+        task = "-" if r.task_success is None else ("yes" if r.task_success else "no")
+        step = r.timings.get("step")
+        style = _STATUS_STYLE.get(r.status, "")
+        table.add_row(
+            str(r.index),
+            str(r.seed),
+            f"[{style}]{r.status}[/]",
+            str(r.steps),
+            subtasks,
+            _pct(r.subtask_success),
+            task,
+            f"{step.mean_ms:.2f}" if step else "-",
+            r.message,
+        )
+    summary = summarize(results)
+    table.add_section()
+    table.add_row(
+        "mean (95% CI)",
+        "",
+        "",
+        f"{summary.mean_steps:.1f}",
+        "",
+        _estimate(summary.subtask_success),
+        _estimate(summary.task_success),
+        f"{summary.step_ms_mean:.2f}" if summary.step_ms_mean is not None else "-",
+        "",
+    )
+    return table
+
+
+@app.command("run")
+@command
+def run(
+    pipeline: Annotated[
+        Path | None, typer.Argument(help="Pipeline YAML; default: the embedded simulated-robot pipeline.")
+    ] = None,
+    robot: Annotated[str | None, typer.Option(help="Robot plugin (replaces the pipeline's robot section).")] = None,
+    planner: Annotated[str | None, typer.Option(help="Planner plugin (replaces the planner section).")] = None,
+    executor: Annotated[str | None, typer.Option(help="Executor plugin (replaces the executor section).")] = None,
+    suite: Annotated[str | None, typer.Option(help="Task suite, for robots that have them (sets robot.suite).")] = None,
+    episodes: Annotated[int | None, typer.Option(min=1, help="Episodes to run.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = None,
+    record: Annotated[Path | None, typer.Option(help="Record every episode into this folder.")] = None,
+    set_: SetOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Run a pipeline: robot, planner and executor, for some episodes, and report subtask success."""
+    overrides = ([f"robot.suite={suite}"] if suite is not None else []) + list(set_ or [])
+    config = compose_pipeline(
+        pipeline,
+        components={"robot": robot, "planner": planner, "executor": executor},
+        runtime={"episodes": episodes, "seed": seed},
+        overrides=overrides,
+    )
+    subscribers: list[Subscriber] = [Recorder(record)] if record is not None else []
+    show_progress = not json and err_console.is_terminal
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not show_progress,
+    )  # fmt: skip
+    if show_progress:
+        subscribers.append(ProgressSubscriber(progress, config.runtime.episodes, config.runtime.max_steps))
+    runtime = build_runtime(config, get_registry(), subscribers, options={"record": str(record) if record else None})
+    try:
+        with progress:
+            results = runtime.run()
+    finally:
+        runtime.close()
+        for component in (runtime.executor, runtime.planner, runtime.robot):
+            component.close()
+
+    if json:
+        out: dict[str, Any] = {
+            "pipeline": config.model_dump(mode="json"),
+            "episodes": results,
+            "summary": summarize(results),
+            "interrupted": runtime.interrupted,
+        }
+        print_json(out)
+    else:
+        title = f"{config.robot['name']} · {config.planner['name']} · {config.executor['name']}"
+        console.print(results_table(results, title))
+        if record is not None:
+            console.print(f"recorded {len(results)} episode(s) in {record}")
+    if runtime.interrupted:
+        raise typer.Exit(130)

@@ -1,0 +1,281 @@
+"""Pipeline configuration: YAML files, ``--set`` overrides, one-line errors.
+
+A pipeline is a mapping with ``robot``, ``planner`` and ``executor`` sections,
+each ``{name: <plugin>, <options>...}``, plus ``runtime``. Each plugin declares
+its options as a pydantic model deriving from `PluginConfig` (extra keys
+forbidden), so a misspelled key is an error that names it and the allowed
+ones. Validation of a section against its plugin's model happens in the
+registry, which knows the plugins; this module knows only the shape.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from s2kit.core.errors import ConfigError
+
+__all__ = [
+    "COMPONENT_SECTIONS",
+    "SECTIONS",
+    "PipelineConfig",
+    "PluginConfig",
+    "RuntimeConfig",
+    "apply_overrides",
+    "compose_pipeline",
+    "default_pipeline",
+    "describe_validation_error",
+    "load_pipeline",
+    "parse_override",
+    "validate_model",
+    "validate_pipeline",
+]
+
+COMPONENT_SECTIONS = ("robot", "planner", "executor")
+SECTIONS = (*COMPONENT_SECTIONS, "runtime")
+
+
+class PluginConfig(BaseModel):
+    """Base of every plugin's config: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RuntimeConfig(BaseModel):
+    """How the control loop runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # episode
+    episodes: int = Field(1, ge=1, description="Episodes to run.")
+    seed: int = Field(0, description="Seed of the first episode; episode i uses seed + i.")
+    max_steps: int = Field(300, ge=1, description="Control steps before an episode is cut off.")
+    instruction: str | None = Field(
+        None,
+        description="The instruction to follow. Simulated task suites bring their own; "
+        "a real robot needs one here or via --set runtime.instruction=...",
+    )
+
+    # executing chunks
+    execute_horizon: int = Field(8, ge=1, description="Actions of each chunk sent before asking for the next.")
+    mode: Literal["sync", "async"] = Field(
+        "sync",
+        description="async computes the next chunk while the current one executes and splices it "
+        "in by time, dropping actions whose time has passed.",
+    )
+    pace: bool | None = Field(
+        None,
+        description="Hold commands to the robot's control rate; default: only for real-time robots.",
+    )
+
+    # planning
+    plan_period: int | None = Field(
+        None, ge=1, description="Also re-query the planner every N steps (None: only at start and subtask ends)."
+    )
+
+    # safety
+    safety_scale: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Scales the robot's maximum per-step change; only tightening (<= 1) is allowed.",
+    )
+
+
+class PipelineConfig(BaseModel):
+    """A validated pipeline: three component sections and the runtime options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    robot: dict[str, Any]
+    planner: dict[str, Any]
+    executor: dict[str, Any]
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def options(self, section: str) -> dict[str, Any]:
+        """The section's plugin options, without its ``name``."""
+        return {k: v for k, v in getattr(self, section).items() if k != "name"}
+
+
+# --- loading -------------------------------------------------------------------
+
+
+def default_pipeline() -> dict[str, Any]:
+    """The embedded default pipeline (the simulated robot), as a mapping."""
+    text = resources.files("s2kit.pipelines").joinpath("default.yaml").read_text()
+    return _parse_yaml(text, "the embedded default pipeline")
+
+
+def load_pipeline(path: str | Path | None) -> dict[str, Any]:
+    """Read a pipeline YAML file (or the embedded default when ``path`` is None).
+
+    Returns the raw mapping; missing sections are taken from the default.
+    """
+    base = default_pipeline()
+    if path is None:
+        return base
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"pipeline file {str(path)!r} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read pipeline file {str(path)!r}: {err.strerror}") from None
+    data = _parse_yaml(text, str(path))
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown section {unknown[0]!r} (allowed: {', '.join(SECTIONS)})"
+        )
+    for section, value in data.items():
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping, got {type(value).__name__}")
+        if section in COMPONENT_SECTIONS and "name" not in value:
+            raise ConfigError(f"{path}: section {section!r} needs a 'name' (the plugin to use)")
+        base[section] = dict(value)
+    return base
+
+
+def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{origin}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: a pipeline must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+# --- overrides -------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key[.sub]=value`` into its key path and a YAML-typed value.
+
+    The value is parsed as a YAML scalar or flow collection (``3``, ``0.5``,
+    ``true``, ``null``, ``[1, 2]``, ``{a: 1}``); anything else stays a string.
+    Final type coercion is the config model's job.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE")
+    path = key.split(".")
+    if path[0] not in SECTIONS:
+        raise ConfigError(f"--set {key}: unknown section {path[0]!r} (allowed: {', '.join(SECTIONS)})")
+    if len(path) < 2 or not all(path):
+        raise ConfigError(f"--set {key}: expected SECTION.KEY=VALUE, e.g. runtime.max_steps=100")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``section.key=value`` override applied."""
+    out = copy.deepcopy(dict(data))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out.setdefault(path[0], {})
+        for part in path[1:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {'.'.join(path)}: {part!r} is not a mapping")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+# --- validation and its one-line errors --------------------------------------------
+
+
+def validate_model(model: type[BaseModel], data: Mapping[str, Any], where: str) -> BaseModel:
+    """Validate ``data`` against ``model``; a ConfigError naming the key on failure.
+
+    ``where`` names what is being configured, e.g. ``"executor 'idle'"``.
+    """
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(f"{where}: {describe_validation_error(err, model)}") from None
+
+
+def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> str:
+    """The first problem of a validation error, as one readable clause."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(model.model_fields) or "none"
+        return f"unknown option {loc!r} (allowed: {allowed})"
+    if kind == "missing":
+        return f"option {loc!r} is required"
+    value = first.get("input")
+    shown = repr(value) if not isinstance(value, (dict, list)) or len(repr(value)) < 60 else type(value).__name__
+    message = first["msg"]
+    if loc:
+        return f"option {loc!r} = {shown}: {message}"
+    return message
+
+
+def validate_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
+    """Check the pipeline's shape and its runtime section (plugins are checked by the registry)."""
+    for section in COMPONENT_SECTIONS:
+        value = data.get(section)
+        if not isinstance(value, Mapping) or not value.get("name"):
+            raise ConfigError(f"pipeline: section {section!r} needs a 'name' (the plugin to use)")
+        if not isinstance(value["name"], str):
+            raise ConfigError(f"pipeline: {section}.name must be a string, got {value['name']!r}")
+    runtime = validate_model(RuntimeConfig, data.get("runtime") or {}, "runtime")
+    return PipelineConfig(
+        robot=dict(data["robot"]),
+        planner=dict(data["planner"]),
+        executor=dict(data["executor"]),
+        runtime=runtime,
+    )
+
+
+
+def compose_pipeline(
+    path: str | Path | None = None,
+    *,
+    components: Mapping[str, str | None] | None = None,
+    runtime: Mapping[str, Any] | None = None,
+    overrides: Iterable[str] = (),
+) -> PipelineConfig:
+    """The pipeline a command line asks for, validated.
+
+    Starts from ``path`` (or the embedded default). ``components`` maps a
+    section to a plugin name (``--robot txg2``): a different name starts that
+    section afresh, since the file's options were meant for the other plugin.
+    ``runtime`` sets runtime options (``--episodes``, ``--seed``); ``overrides``
+    (``--set``) are applied last and win.
+    """
+    data = load_pipeline(path)
+    for section, name in (components or {}).items():
+        if name is None:
+            continue
+        if section not in COMPONENT_SECTIONS:
+            raise ConfigError(f"unknown section {section!r} (allowed: {', '.join(COMPONENT_SECTIONS)})")
+        if (data.get(section) or {}).get("name") != name:
+            data[section] = {"name": name}
+    if runtime:
+        data["runtime"] = {**(data.get("runtime") or {}), **{k: v for k, v in runtime.items() if v is not None}}
+    data = apply_overrides(data, overrides)
+    return validate_pipeline(data)

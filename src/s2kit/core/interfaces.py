@@ -1,0 +1,222 @@
+"""The four roles a plugin can fill, and the subscriber interface.
+
+A component class names itself (``name``), declares its options (``Config``,
+a `PluginConfig` subclass) and is built as ``cls(config)``. Keep the module
+that defines it light: import torch, mujoco or a ROS client inside methods,
+so that listing plugins and ``import s2kit.core`` stay fast (a robot-side
+process need not load a model stack).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from s2kit.core.config import PluginConfig
+from s2kit.core.types import (
+    EE_DELTA,
+    ActionChunk,
+    EpisodeInfo,
+    EpisodeResult,
+    Guidance,
+    Observation,
+    RobotSpec,
+    RobotStatus,
+    Step,
+)
+
+__all__ = [
+    "KINDS",
+    "PLAN_EVENTS",
+    "Component",
+    "Executor",
+    "Planner",
+    "Robot",
+    "Skill",
+    "Subscriber",
+]
+
+KINDS = ("robot", "planner", "executor", "skill")
+
+#: When the runtime asks a planner for guidance: at the start of an episode,
+#: when a subtask ends (the executor says so, or the robot's progress moves),
+#: and every ``runtime.plan_period`` steps.
+PLAN_EVENTS = ("start", "subtask", "period")
+
+
+class Component:
+    """What every plugin component shares: a name, a config model, a lifecycle."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+
+    def __init__(self, config: PluginConfig | None = None) -> None:
+        if config is None:
+            config = self.Config()
+        elif not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} expects a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    @classmethod
+    def details(cls) -> dict[str, Any]:
+        """Extra facts ``s2kit plugins show`` prints (task suites, checkpoints, ...).
+
+        Must not start anything: it is called on the class, without a config.
+        """
+        return {}
+
+    def close(self) -> None:
+        """Release resources (connections, processes, files). Safe to call twice."""
+
+    def __enter__(self) -> Component:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Robot(Component, ABC):
+    """A robot, real or simulated: observe it, command it, ask how the episode stands.
+
+    The runtime calls `reset` once per episode, then alternates `observe`,
+    `apply` and `status`. Commands reaching `apply` have already passed the
+    safety layer: finite, within the spec's limits and per-step change.
+    """
+
+    kind = "robot"
+
+    @property
+    @abstractmethod
+    def spec(self) -> RobotSpec:
+        """Joints, cameras, state layout, action spaces and control rate."""
+
+    @abstractmethod
+    def reset(self, *, seed: int | None = None) -> Observation:
+        """Start a new episode (a simulator samples its task from ``seed``) and observe."""
+
+    @abstractmethod
+    def observe(self) -> Observation:
+        """The current observation."""
+
+    @abstractmethod
+    def apply(self, action: np.ndarray, space: str) -> None:
+        """Execute one command (shape ``(D,)``) in action space ``space`` for one control period."""
+
+    def hold(self) -> None:
+        """Stop moving and hold the current position (used when an episode is stopped)."""
+
+    def status(self) -> RobotStatus:
+        """How the episode stands; the default knows nothing and never ends the episode."""
+        return RobotStatus()
+
+    @property
+    def instruction(self) -> str | None:
+        """The current episode's instruction where the robot defines the task (a simulated suite)."""
+        return None
+
+
+class Planner(Component, ABC):
+    """Turns an instruction and what the robot sees into `Guidance` for the executor.
+
+    ``events`` lists the `PLAN_EVENTS` this planner wants to be asked at. For
+    an event it does not list, the runtime keeps the current guidance and, at
+    a subtask end, moves it to the next subtask itself.
+    """
+
+    kind = "planner"
+    events: ClassVar[tuple[str, ...]] = ("start",)
+
+    def reset(self) -> None:
+        """Forget the previous episode."""
+
+    @abstractmethod
+    def plan(
+        self,
+        instruction: str,
+        observation: Observation,
+        *,
+        event: str = "start",
+        history: Sequence[Guidance] = (),
+        status: RobotStatus | None = None,
+    ) -> Guidance:
+        """Guidance for the current moment.
+
+        ``history`` holds this episode's earlier guidance, oldest first;
+        ``status`` is the robot's progress where it reports one. The returned
+        ``goal`` must be ``instruction`` verbatim.
+        """
+
+
+class Executor(Component, ABC):
+    """Turns observations and guidance into chunks of actions.
+
+    ``action_space`` names the space its chunks are in (default the canonical
+    ``ee_delta``); the robot must accept it.
+    """
+
+    kind = "executor"
+    action_space: str = EE_DELTA
+
+    def setup(self, spec: RobotSpec) -> None:
+        """Called once with the robot's spec before any episode."""
+        self.spec = spec
+
+    def reset(self) -> None:
+        """Forget the previous episode."""
+
+    @abstractmethod
+    def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
+        """The next chunk of actions, ``(H, D)`` in ``self.action_space``."""
+
+
+class Skill(Component, ABC):
+    """A reusable behaviour: skill tokens (or a subtask) in, actions out.
+
+    A skill can also encode action-free frames into its tokens, where it was
+    learned that way (SOF); the default says it cannot.
+    """
+
+    kind = "skill"
+    action_space: str = EE_DELTA
+
+    def setup(self, spec: RobotSpec) -> None:
+        """Called once with the robot's spec before use."""
+        self.spec = spec
+
+    def reset(self) -> None:
+        """Forget the previous episode."""
+
+    @abstractmethod
+    def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
+        """Act out the skill that ``guidance`` names (its ``skills`` tokens or current subtask)."""
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """Skill tokens for a ``(T, H, W, 3)`` uint8 clip; not every skill can."""
+        raise NotImplementedError(f"skill {self.name!r} cannot encode frames into tokens")
+
+
+class Subscriber:
+    """Observes the control loop without changing it (recorder, progress, metrics, video).
+
+    Every method has a default that does nothing; override what you need.
+    Subscribers must not mutate what they are given.
+    """
+
+    def on_episode_start(self, info: EpisodeInfo) -> None:
+        """An episode begins."""
+
+    def on_plan(self, step: int, event: str, guidance: Guidance) -> None:
+        """The planner was asked (``event``) at control step ``step``."""
+
+    def on_step(self, step: Step) -> None:
+        """One command was sent to the robot."""
+
+    def on_episode_end(self, result: EpisodeResult) -> None:
+        """The episode ended (also when interrupted or stopped by the safety layer)."""
+
+    def close(self) -> None:
+        """The run is over."""

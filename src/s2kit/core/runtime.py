@@ -1,0 +1,481 @@
+"""The control loop: one loop, one place.
+
+observe → planner (at start, at subtask ends, on a period) → executor returns
+an `ActionChunk` → its first ``execute_horizon`` actions pass the safety layer
+and go to the robot at its control rate → repeat, until ``max_steps`` or the
+robot reports the episode over.
+
+In ``async`` mode the next chunk is computed on a worker thread while the
+current one executes; when it arrives, its action ``j`` belongs to control
+step ``t0 + j`` (``t0`` the step whose observation it saw), so the actions
+whose step has already passed are dropped and the rest replace the queue.
+
+Subscribers observe; they never change the loop. A subscriber that raises is
+reported and detached, and the run goes on. Every stage is timed and the
+timings are in each `EpisodeResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from s2kit.core.config import PipelineConfig, RuntimeConfig
+from s2kit.core.errors import ConfigError, PluginError, S2kitError
+from s2kit.core.interfaces import Executor, Planner, Robot, Subscriber
+from s2kit.core.registry import Registry
+from s2kit.core.safety import SafetyFilter, UnsafeAction
+from s2kit.core.types import (
+    ActionChunk,
+    EpisodeInfo,
+    EpisodeResult,
+    Guidance,
+    Observation,
+    RobotStatus,
+    StageTiming,
+    Step,
+)
+
+__all__ = ["STAGES", "Runtime", "build_runtime"]
+
+log = logging.getLogger(__name__)
+
+#: Timed stages of the loop. ``step`` is one whole control step; ``wait`` is
+#: time blocked on an async chunk or sleeping to hold the control rate.
+STAGES = ("observe", "plan", "act", "safety", "apply", "status", "subscribers", "wait", "step")
+
+
+class _StageClock:
+    """Per-stage wall-clock samples for one episode."""
+
+    __slots__ = ("samples",)
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+
+    def summary(self) -> dict[str, StageTiming]:
+        return {stage: StageTiming.from_seconds(s) for stage, s in self.samples.items() if s}
+
+
+class _Stop(Exception):
+    """Ends an episode from inside the loop with a status and a message."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Runtime:
+    """Runs episodes of one robot, planner and executor."""
+
+    def __init__(
+        self,
+        robot: Robot,
+        planner: Planner,
+        executor: Executor,
+        config: RuntimeConfig | None = None,
+        subscribers: Iterable[Subscriber] = (),
+        pipeline: dict[str, Any] | None = None,
+    ) -> None:
+        self.robot = robot
+        self.planner = planner
+        self.executor = executor
+        self.config = config or RuntimeConfig()
+        self.subscribers = list(subscribers)
+        self.pipeline = pipeline or {}
+        self.interrupted = False
+
+        self.spec = robot.spec
+        try:
+            self.space = self.spec.action_space(executor.action_space)
+        except ValueError as err:
+            raise ConfigError(f"executor {executor.name!r} emits {executor.action_space!r}, but {err}") from None
+        self.safety = SafetyFilter(self.space, self.spec.state_names, self.config.safety_scale)
+        self.pace = self.spec.realtime if self.config.pace is None else self.config.pace
+        executor.setup(self.spec)
+
+    # --- episodes -------------------------------------------------------------------
+
+    def run(
+        self,
+        episodes: int | None = None,
+        seed: int | None = None,
+        on_result: Callable[[EpisodeResult], None] | None = None,
+    ) -> list[EpisodeResult]:
+        """Run ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...).
+
+        Ctrl-C ends the current episode cleanly (robot holding, subscribers
+        told, the episode marked ``interrupted``), runs no further episodes
+        and sets ``self.interrupted``.
+        """
+        episodes = self.config.episodes if episodes is None else episodes
+        seed = self.config.seed if seed is None else seed
+        results = []
+        for i in range(episodes):
+            result = self.run_episode(i, seed + i)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+            if self.interrupted:
+                break
+        return results
+
+    def run_episode(self, index: int = 0, seed: int | None = None) -> EpisodeResult:
+        """Run one episode and return how it went."""
+        clock = _StageClock()
+        episode = _Episode(self, clock)
+        t_start = time.perf_counter()
+        status, message = "max_steps", ""
+        error: BaseException | None = None
+        try:
+            episode.start(index, seed)
+            episode.loop()
+            if episode.done:
+                status = "done"
+        except _Stop as stop:
+            status, message = stop.status, stop.message
+            self._hold()
+        except KeyboardInterrupt:
+            status, message = "interrupted", f"interrupted by the user at step {episode.steps}"
+            self.interrupted = True
+            self._hold()
+        except Exception as err:
+            status, message = "error", f"{type(err).__name__}: {err}"
+            error = err
+            self._hold()
+        finally:
+            episode.shutdown()
+
+        last = episode.last_status
+        result = EpisodeResult(
+            index=index,
+            seed=seed,
+            instruction=episode.instruction,
+            status=status,
+            message=message,
+            steps=episode.steps,
+            chunks=episode.chunks,
+            plans=episode.plans,
+            subtasks_completed=last.subtasks_completed,
+            subtasks_total=last.subtasks_total,
+            subtask_success=_subtask_success(last),
+            task_success=_task_success(last),
+            clamped_steps=episode.clamped,
+            dropped_actions=episode.dropped,
+            duration_s=time.perf_counter() - t_start,
+            timings=clock.summary(),
+        )
+        if episode.started:
+            self._notify("on_episode_end", result)
+        if error is not None:
+            if isinstance(error, S2kitError):
+                raise error
+            raise PluginError(f"episode {index} failed at step {episode.steps}: {message}") from error
+        return result
+
+    def close(self) -> None:
+        """Close the subscribers (the components belong to whoever built them)."""
+        for sub in self.subscribers:
+            try:
+                sub.close()
+            except Exception as err:
+                log.error("subscriber %s failed to close: %s", type(sub).__name__, err)
+
+    def _hold(self) -> None:
+        try:
+            self.robot.hold()
+        except Exception as err:  # reported, but the episode's own error matters more
+            log.error("robot %r failed to hold position: %s", self.robot.name, err)
+
+    def _notify(self, method: str, *args: Any) -> None:
+        for sub in list(self.subscribers):
+            try:
+                getattr(sub, method)(*args)
+            except Exception as err:
+                log.error("subscriber %s failed in %s and was detached: %s: %s",
+                          type(sub).__name__, method, type(err).__name__, err)
+                self.subscribers.remove(sub)
+
+
+class _Episode:
+    """The state of one running episode; `Runtime.run_episode` drives it."""
+
+    def __init__(self, runtime: Runtime, clock: _StageClock) -> None:
+        self.rt = runtime
+        self.clock = clock
+        self.samples = clock.samples
+        self.instruction = ""
+        self.started = False
+        self.done = False
+        self.steps = 0
+        self.chunks = 0
+        self.plans = 0
+        self.clamped = 0
+        self.dropped = 0
+        self.last_status = RobotStatus()
+        self.history: list[Guidance] = []
+        self.pool: ThreadPoolExecutor | None = None
+
+    # --- start -------------------------------------------------------------------------
+
+    def start(self, index: int, seed: int | None) -> None:
+        rt = self.rt
+        t = time.perf_counter()
+        self.obs = rt.robot.reset(seed=seed)
+        self.samples["observe"].append(time.perf_counter() - t)
+        instruction = rt.robot.instruction or rt.config.instruction
+        if not instruction:
+            raise ConfigError(
+                f"no instruction: robot {rt.robot.name!r} does not set a task; "
+                "give one with --set runtime.instruction='...'"
+            )
+        self.instruction = instruction
+        rt.planner.reset()
+        rt.executor.reset()
+        rt.safety.reset(self.obs.state)
+        self.last_status = rt.robot.status()
+        self.started = True
+        rt._notify(
+            "on_episode_start",
+            EpisodeInfo(
+                index=index,
+                seed=seed,
+                instruction=instruction,
+                robot=rt.spec,
+                action_space=rt.space.name,
+                pipeline=rt.pipeline,
+            ),
+        )
+        self.guidance = self.plan("start")
+        if rt.config.mode == "async":
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s2kit-act")
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    # --- planning and acting ---------------------------------------------------------
+
+    def plan(self, event: str) -> Guidance:
+        rt = self.rt
+        if event != "start" and event not in rt.planner.events:
+            # The planner does not want this event: the runtime moves the
+            # guidance on by itself at a subtask end, keeps it otherwise.
+            return self.guidance.advanced() if event == "subtask" else self.guidance
+        t = time.perf_counter()
+        guidance = rt.planner.plan(
+            self.instruction, self.obs, event=event, history=tuple(self.history), status=self.last_status
+        )
+        self.samples["plan"].append(time.perf_counter() - t)
+        if not isinstance(guidance, Guidance):
+            raise PluginError(f"planner {rt.planner.name!r} returned {type(guidance).__name__}, not Guidance")
+        if guidance.goal != self.instruction:
+            # S2: the original instruction is the stable goal; refined text is
+            # added beside it, never instead of it.
+            raise PluginError(f"planner {rt.planner.name!r} replaced the goal {self.instruction!r} with {guidance.goal!r}")
+        self.plans += 1
+        self.history.append(guidance)
+        rt._notify("on_plan", self.steps, event, guidance)
+        return guidance
+
+    def act(self, obs: Observation, guidance: Guidance) -> ActionChunk:
+        """Ask the executor for a chunk and check it (runs on the worker thread in async mode)."""
+        rt = self.rt
+        t = time.perf_counter()
+        chunk = rt.executor.act(obs, guidance)
+        self.samples["act"].append(time.perf_counter() - t)
+        if not isinstance(chunk, ActionChunk):
+            raise PluginError(f"executor {rt.executor.name!r} returned {type(chunk).__name__}, not ActionChunk")
+        if chunk.space != rt.space.name:
+            raise PluginError(f"executor {rt.executor.name!r} returned a chunk in {chunk.space!r}, declared {rt.space.name!r}")
+        shape = getattr(chunk.actions, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] < 1 or shape[1] != rt.space.dim:
+            raise PluginError(
+                f"executor {rt.executor.name!r} returned actions of shape {shape}; expected (H, {rt.space.dim})"
+            )
+        return chunk
+
+    def next_chunk(self) -> np.ndarray:
+        """Synchronous: a fresh chunk for the current observation, honouring subtask signals."""
+        chunk = self.act(self.obs, self.guidance)
+        if chunk.subtask_done:
+            advanced = self.plan("subtask")
+            if advanced != self.guidance:
+                self.guidance = advanced
+                chunk = self.act(self.obs, self.guidance)
+        self.chunks += 1
+        return chunk.actions[: self.rt.config.execute_horizon]
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        rt = self.rt
+        cfg = rt.config
+        robot, safety, space = rt.robot, rt.safety, rt.space.name
+        samples = self.samples
+        s_safety, s_apply, s_observe = samples["safety"], samples["apply"], samples["observe"]
+        s_status, s_subs, s_wait, s_step = samples["status"], samples["subscribers"], samples["wait"], samples["step"]
+        subscribers = rt.subscribers
+        period = rt.spec.control_period
+        async_mode = cfg.mode == "async"
+        pace = rt.pace
+        clock = time.perf_counter
+        t_episode = clock()
+
+        queue = self.first_queue()
+        cursor = 0
+        future: Future[ActionChunk] | None = None
+        future_step = 0
+
+        while self.steps < cfg.max_steps:
+            t0 = clock()
+            # -- refill --
+            if async_mode:
+                if future is None and cursor >= min(cfg.execute_horizon, len(queue)):
+                    future_step = self.steps
+                    future = self.pool.submit(self.act, self.obs, self.guidance)  # type: ignore[union-attr]
+                if future is not None and (future.done() or cursor >= len(queue)):
+                    tw = clock()
+                    chunk = future.result()
+                    samples["wait"].append(clock() - tw)
+                    future = None
+                    stale = self.steps - future_step
+                    self.chunks += 1
+                    if stale < len(chunk):
+                        self.dropped += stale
+                        queue, cursor = chunk.actions[stale:], 0
+                    else:  # everything it proposed is already in the past
+                        self.dropped += len(chunk)
+                        queue, cursor = self.first_queue(), 0
+                    t0 = clock()
+            elif cursor >= len(queue):
+                queue, cursor = self.next_chunk(), 0
+                t0 = clock()
+
+            raw = queue[cursor]
+            cursor += 1
+
+            # -- safety --
+            t = clock()
+            try:
+                command, changed = safety.filter(raw)
+            except UnsafeAction as err:
+                raise _Stop("unsafe", f"step {self.steps}: {err}; robot holding position") from None
+            self.clamped += changed
+            t2 = clock()
+            s_safety.append(t2 - t)
+
+            # -- robot --
+            robot.apply(command, space)
+            t3 = clock()
+            s_apply.append(t3 - t2)
+            if pace:
+                delay = t_episode + (self.steps + 1) * period - t3
+                if delay > 0:
+                    time.sleep(delay)
+                t3b = clock()
+                s_wait.append(t3b - t3)
+                t3 = t3b
+            self.obs = robot.observe()
+            t4 = clock()
+            s_observe.append(t4 - t3)
+            status = robot.status()
+            t5 = clock()
+            s_status.append(t5 - t4)
+
+            # -- subscribers --
+            if subscribers:
+                rt._notify("on_step", Step(self.steps, t5 - t_episode, self.obs, command, raw, space, self.guidance))
+                t6 = clock()
+                s_subs.append(t6 - t5)
+
+            self.steps += 1
+            previous, self.last_status = self.last_status, status
+            if status.done:
+                self.done = True
+                s_step.append(clock() - t0)
+                return
+
+            # -- planner events --
+            if (
+                status.subtasks_completed is not None
+                and previous.subtasks_completed is not None
+                and status.subtasks_completed > previous.subtasks_completed
+            ):
+                self.guidance = self.plan("subtask")
+                if not async_mode:
+                    cursor = len(queue)  # its actions were meant for the finished subtask
+            elif cfg.plan_period is not None and self.steps % cfg.plan_period == 0:
+                self.guidance = self.plan("period")
+            s_step.append(clock() - t0)
+
+    def first_queue(self) -> np.ndarray:
+        """A chunk computed synchronously (the start of an episode, or after async fell behind)."""
+        if self.rt.config.mode == "async":
+            chunk = self.act(self.obs, self.guidance)
+            self.chunks += 1
+            return chunk.actions
+        return self.next_chunk()
+
+
+def _subtask_success(status: RobotStatus) -> float | None:
+    if status.subtasks_completed is None or not status.subtasks_total:
+        return None
+    return min(status.subtasks_completed, status.subtasks_total) / status.subtasks_total
+
+
+def _task_success(status: RobotStatus) -> bool | None:
+    if status.subtasks_completed is None or not status.subtasks_total:
+        return None
+    return status.subtasks_completed >= status.subtasks_total
+
+
+# --- building a runtime from a pipeline ---------------------------------------------------
+
+
+def build_runtime(
+    pipeline: PipelineConfig,
+    registry: Registry,
+    subscribers: Sequence[Subscriber] = (),
+    options: dict[str, Any] | None = None,
+) -> Runtime:
+    """Create the pipeline's components and a `Runtime` over them.
+
+    Every section is validated before any component is built, so a config
+    error never leaves a half-started robot. Subscribers from plugins
+    (``s2kit_subscribers``) are attached after ``subscribers``.
+    """
+    for section in ("robot", "planner", "executor"):
+        registry.config(section, getattr(pipeline, section)["name"], pipeline.options(section))
+    built: list[Any] = []
+    try:
+        robot = registry.create("robot", pipeline.robot)
+        built.append(robot)
+        planner = registry.create("planner", pipeline.planner)
+        built.append(planner)
+        executor = registry.create("executor", pipeline.executor)
+        built.append(executor)
+        extra = [
+            sub
+            for _, subs in registry.call_each("s2kit_subscribers", pipeline=pipeline, options=dict(options or {}))
+            for sub in subs
+        ]
+        return Runtime(
+            robot,
+            planner,
+            executor,
+            pipeline.runtime,
+            [*subscribers, *extra],
+            pipeline=pipeline.model_dump(mode="json"),
+        )
+    except BaseException:
+        for component in reversed(built):
+            component.close()
+        raise
