@@ -56,7 +56,9 @@ _STATUS_STYLE = {"done": "green", "max_steps": "yellow", "unsafe": "bold red", "
 def results_table(results: list[EpisodeResult], title: str) -> Table:
     """Per-episode rows and a mean row with 95% intervals."""
     table = Table(title=title)
-    for column in ("episode", "seed", "status", "steps", "subtasks", "subtask success", "task", "ms/step", "message"):
+    with_message = any(r.message for r in results)
+    columns = ("episode", "seed", "status", "steps", "subtasks", "subtask success", "task", "ms/step")
+    for column in (*columns, "message") if with_message else columns:
         table.add_column(column, overflow="fold")
     for r in results:
         subtasks = "-" if r.subtasks_total is None else f"{r.subtasks_completed}/{r.subtasks_total}"
@@ -72,7 +74,7 @@ def results_table(results: list[EpisodeResult], title: str) -> Table:
             _pct(r.subtask_success),
             task,
             f"{step.mean_ms:.2f}" if step else "-",
-            r.message,
+            *((r.message,) if with_message else ()),
         )
     summary = summarize(results)
     table.add_section()
@@ -85,7 +87,7 @@ def results_table(results: list[EpisodeResult], title: str) -> Table:
         _estimate(summary.subtask_success),
         _estimate(summary.task_success),
         f"{summary.step_ms_mean:.2f}" if summary.step_ms_mean is not None else "-",
-        "",
+        *(("",) if with_message else ()),
     )
     return table
 

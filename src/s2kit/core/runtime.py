@@ -374,10 +374,11 @@ class _Episode:
 
             # -- robot --
             robot.apply(command, space)
+            self.steps += 1
             t3 = clock()
             s_apply.append(t3 - t2)
             if pace:
-                delay = t_episode + (self.steps + 1) * period - t3
+                delay = t_episode + self.steps * period - t3
                 if delay > 0:
                     time.sleep(delay)
                 t3b = clock()
@@ -392,14 +393,16 @@ class _Episode:
 
             # -- subscribers --
             if subscribers:
-                rt._notify("on_step", Step(self.steps, t5 - t_episode, self.obs, command, raw, space, self.guidance))
+                rt._notify("on_step", Step(self.steps - 1, t5 - t_episode, self.obs, command, raw, space, self.guidance))
                 t6 = clock()
                 s_subs.append(t6 - t5)
 
-            self.steps += 1
             previous, self.last_status = self.last_status, status
             if status.done:
                 self.done = True
+                s_step.append(clock() - t0)
+                return
+            if self.steps >= cfg.max_steps:  # no planning for steps that will not run
                 s_step.append(clock() - t0)
                 return
 

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s2kit.core.registry import Registry, load_registry, reset_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """Installed plugins plus the test doubles."""
+    return load_registry(modules=["tests.doubles"], env={})
+
+
+@pytest.fixture
+def cli_registry(registry: Registry) -> Iterator[Registry]:
+    """Make the CLI see the test doubles (and forget them afterwards)."""
+    reset_registry(registry)
+    yield registry
+    reset_registry(None)
+
+
+def run_s2kit(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``s2kit`` console script in a real subprocess."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env.pop("S2KIT_DEBUG", None)
+    return subprocess.run(
+        [str(BIN / "s2kit"), *args], capture_output=True, text=True, env=full_env, timeout=120, **kwargs
+    )

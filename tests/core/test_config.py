@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from s2kit.core.config import (
+    apply_overrides,
+    compose_pipeline,
+    default_pipeline,
+    load_pipeline,
+    parse_override,
+)
+from s2kit.core.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_pipeline_is_the_simulated_robot() -> None:
+    data = default_pipeline()
+    assert set(data) == {"robot", "planner", "executor", "runtime"}
+    assert data["robot"]["name"] == "hsr"
+
+
+def test_file_sections_replace_the_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, "robot: {name: point, tolerance: 0.05}\nruntime: {max_steps: 12}\n")
+    data = load_pipeline(path)
+    assert data["robot"] == {"name": "point", "tolerance": 0.05}
+    assert data["runtime"] == {"max_steps": 12}
+    assert data["planner"]["name"] == "oracle"  # untouched sections come from the default
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("robot: {name: point\n", "not valid YAML at line 2"),
+        ("- a\n- b\n", "must be a mapping of sections"),
+        ("robots: {name: point}\n", "unknown section 'robots' (allowed: robot, planner, executor, runtime)"),
+        ("robot: {tolerance: 0.1}\n", "section 'robot' needs a 'name'"),
+        ("robot: 3\n", "section 'robot' must be a mapping"),
+    ],
+)
+def test_malformed_files_get_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_pipeline(write(tmp_path, text))
+
+
+def test_missing_file_is_named() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_pipeline("/nonexistent/p.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "value"),
+    [
+        ("runtime.max_steps=100", ["runtime", "max_steps"], 100),
+        ("runtime.safety_scale=0.5", ["runtime", "safety_scale"], 0.5),
+        ("runtime.pace=true", ["runtime", "pace"], True),
+        ("robot.start=[1, 2, 3]", ["robot", "start"], [1, 2, 3]),
+        ("runtime.instruction=pick up the red cube", ["runtime", "instruction"], "pick up the red cube"),
+        ("runtime.plan_period=null", ["runtime", "plan_period"], None),
+        ("executor.camera.size=64", ["executor", "camera", "size"], 64),
+    ],
+)
+def test_overrides_are_typed(text: str, path: list[str], value: object) -> None:
+    assert parse_override(text) == (path, value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("max_steps=3", "unknown section 'max_steps'"), ("runtime=3", "expected SECTION.KEY=VALUE"), ("runtime.x", "expected")],
+)
+def test_bad_overrides_are_named(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_override(text)
+
+
+def test_overrides_nest_and_do_not_touch_the_input() -> None:
+    data = {"executor": {"name": "s2"}}
+    out = apply_overrides(data, ["executor.budget.head=0.25", "executor.budget.wrist=0.5"])
+    assert out["executor"] == {"name": "s2", "budget": {"head": 0.25, "wrist": 0.5}}
+    assert data == {"executor": {"name": "s2"}}
+
+
+def test_compose_replaces_a_section_for_another_plugin_and_applies_set_last(tmp_path: Path) -> None:
+    path = write(tmp_path, "robot: {name: hsr, camera: 96}\nexecutor: {name: seek, horizon: 4}\n")
+    config = compose_pipeline(
+        path,
+        components={"robot": "point", "executor": "seek"},
+        runtime={"episodes": 3, "seed": None},
+        overrides=["runtime.seed=7", "executor.gain=0.25"],
+    )
+    assert config.robot == {"name": "point"}  # hsr's options were not meant for point
+    assert config.executor == {"name": "seek", "horizon": 4, "gain": 0.25}  # same plugin: options kept
+    assert (config.runtime.episodes, config.runtime.seed) == (3, 7)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("runtime.max_step=3", "runtime: unknown option 'max_step' (allowed: episodes, seed, max_steps"),
+        ("runtime.max_steps=many", "runtime: option 'max_steps' = 'many': Input should be a valid integer"),
+        ("runtime.mode=fast", "option 'mode' = 'fast'"),
+        ("runtime.safety_scale=2", "option 'safety_scale' = 2"),
+    ],
+)
+def test_runtime_errors_name_the_key_and_value(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose_pipeline(overrides=[override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from s2kit.core.errors import ConfigError, PluginConflictError, PluginError, UnknownPluginError
+from s2kit.core.registry import load_registry
+
+GOOD = """
+from s2kit import hookimpl
+from tests.doubles import ConstantExecutor
+
+class Other(ConstantExecutor):
+    '''Another constant executor.'''
+    name = "other"
+
+@hookimpl
+def s2kit_executors():
+    return [Other]
+"""
+
+CLASH = """
+from s2kit import hookimpl
+from tests.doubles import ConstantExecutor
+
+class Seek(ConstantExecutor):
+    name = "seek"
+
+@hookimpl
+def s2kit_executors():
+    return [Seek]
+"""
+
+
+def make_module(root: Path, name: str, source: str) -> None:
+    (root / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+def make_distribution(root: Path, dist: str, version: str, entry_points: dict[str, str]) -> None:
+    """A real installed distribution (dist-info on sys.path) declaring s2kit entry points."""
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[s2kit]\n{lines}\n")
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_builtins_come_through_the_entry_point_group_like_any_plugin() -> None:
+    registry = load_registry(env={})
+    planner = registry.get("planner", "instruction")
+    assert planner.plugin.distribution == "s2kit" and planner.plugin.version
+    assert registry.get("executor", "replay").plugin.name == "replay"
+
+
+def test_third_party_distribution_is_found_and_attributed(site: Path) -> None:
+    make_module(site, "good_plugin", GOOD)
+    make_distribution(site, "good-dist", "2.5", {"good": "good_plugin"})
+    registry = load_registry(env={})
+    info = registry.get("executor", "other")
+    assert (info.plugin.distribution, info.plugin.version, info.module) == ("good-dist", "2.5", "good_plugin")
+    assert info.summary == "Another constant executor."
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_work(site: Path) -> None:
+    make_module(site, "broken_plugin", "raise ImportError('needs libfoo')\n")
+    make_module(site, "good_plugin", GOOD)
+    make_distribution(site, "broken-dist", "0.1", {"broken": "broken_plugin"})
+    make_distribution(site, "good-dist", "1.0", {"good": "good_plugin"})
+    registry = load_registry(env={})
+    broken = next(p for p in registry.plugins if p.name == "broken")
+    assert broken.status == "error" and broken.distribution == "broken-dist"
+    assert broken.error == "import: ImportError: needs libfoo"
+    assert registry.get("executor", "other")  # the good one still works
+    with pytest.raises(UnknownPluginError, match="1 plugin\\(s\\) failed to load"):
+        registry.get("executor", "missing")
+
+
+def test_a_misspelled_hook_is_an_error_for_that_plugin(site: Path) -> None:
+    make_module(site, "typo_plugin", "from s2kit import hookimpl\n@hookimpl\ndef s2kit_executor():\n    return []\n")
+    registry = load_registry(modules=["typo_plugin"], env={})
+    typo = next(p for p in registry.plugins if p.name == "typo_plugin")
+    assert typo.status == "error" and "unknown hook(s) s2kit_executor" in typo.error
+    assert registry.pm.get_plugin("typo_plugin") is None
+
+
+def test_a_hook_that_raises_or_returns_junk_marks_only_its_plugin(site: Path) -> None:
+    make_module(site, "raising_plugin", "from s2kit import hookimpl\n@hookimpl\ndef s2kit_robots():\n    raise RuntimeError('boom')\n")
+    make_module(site, "junk_plugin", "from s2kit import hookimpl\n@hookimpl\ndef s2kit_planners():\n    return [object]\n")
+    registry = load_registry(modules=["raising_plugin", "junk_plugin", "tests.doubles"], env={})
+    by_name = {p.name: p for p in registry.plugins}
+    assert by_name["raising_plugin"].error == "s2kit_robots: RuntimeError: boom"
+    assert "is not a Planner subclass" in by_name["junk_plugin"].error
+    assert registry.names("robot") == ["point"]
+
+
+def test_two_plugins_with_one_name_give_one_error_naming_both(site: Path) -> None:
+    make_module(site, "clash_plugin", CLASH)
+    make_distribution(site, "clash-dist", "3.0", {"clash": "clash_plugin"})
+    registry = load_registry(modules=["tests.doubles"], env={})
+    with pytest.raises(PluginConflictError) as err:
+        registry.get("executor", "seek")
+    message = str(err.value)
+    assert "executor 'seek' is registered by" in message
+    assert "plugin 'clash' (distribution clash-dist 3.0)" in message
+    assert "plugin 'tests.doubles' (module tests.doubles)" in message
+    assert [c.status for c in registry.components("executor") if c.name == "seek"] == ["conflict", "conflict"]
+    # disabling one of them resolves it
+    registry = load_registry(modules=["tests.doubles"], env={"S2KIT_DISABLE_PLUGINS": "clash"})
+    assert registry.get("executor", "seek").plugin.name == "tests.doubles"
+    assert next(p for p in registry.plugins if p.name == "clash").status == "disabled"
+
+
+def test_plugins_from_the_environment_variable(site: Path) -> None:
+    make_module(site, "good_plugin", GOOD)
+    registry = load_registry(env={"S2KIT_PLUGINS": "good_plugin, tests.doubles"})
+    assert "other" in registry.names("executor") and "point" in registry.names("robot")
+
+
+def test_tracing_reports_hook_calls(capsys: pytest.CaptureFixture[str]) -> None:
+    load_registry(modules=["tests.doubles"], env={"S2KIT_TRACE_PLUGINS": "1"})
+    err = capsys.readouterr().err
+    assert "s2kit_robots" in err and "s2kit_executors" in err
+
+
+def test_create_validates_options_and_reports_start_failures(registry) -> None:
+    robot = registry.create("robot", {"name": "point", "tolerance": 0.1})
+    assert robot.config.tolerance == 0.1
+    with pytest.raises(ConfigError, match="robot 'point': unknown option 'tolerence' \\(allowed: task, tolerance"):
+        registry.create("robot", {"name": "point", "tolerence": 0.1})
+    with pytest.raises(ConfigError, match="option 'tolerance' = -1"):
+        registry.create("robot", {"name": "point", "tolerance": -1})
+    with pytest.raises(PluginError, match="robot 'point' failed to start: ValueError"):
+        registry.create("robot", {"name": "point", "task": "reach a,b,c"})
+    with pytest.raises(UnknownPluginError, match="unknown robot 'hsrr' \\(available: point\\)"):
+        registry.create("robot", {"name": "hsrr"})
+    with pytest.raises(UnknownPluginError, match="unknown plugin kind 'robots'"):
+        registry.names("robots")

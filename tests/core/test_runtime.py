@@ -1,0 +1,267 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from s2kit.core.config import validate_pipeline
+from s2kit.core.data import Recorder, list_episodes, read_episode
+from s2kit.core.errors import ConfigError, PluginError
+from s2kit.core.interfaces import Subscriber
+from s2kit.core.runtime import STAGES, Runtime, build_runtime
+from s2kit.core.types import EpisodeInfo, EpisodeResult, Guidance, Step
+
+
+def make(registry, robot=None, planner=None, executor=None, subscribers=(), **runtime: Any) -> Runtime:
+    pipeline = validate_pipeline(
+        {
+            "robot": {"name": "point", **(robot or {})},
+            "planner": {"name": "waypoints", **(planner or {})},
+            "executor": {"name": "seek", **(executor or {})},
+            "runtime": runtime,
+        }
+    )
+    return build_runtime(pipeline, registry, subscribers)
+
+
+class Log(Subscriber):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def on_episode_start(self, info: EpisodeInfo) -> None:
+        self.events.append(("start", info))
+
+    def on_plan(self, step: int, event: str, guidance: Guidance) -> None:
+        self.events.append(("plan", (step, event, guidance)))
+
+    def on_step(self, step: Step) -> None:
+        self.events.append(("step", step))
+
+    def on_episode_end(self, result: EpisodeResult) -> None:
+        self.events.append(("end", result))
+
+    def of(self, kind: str) -> list[Any]:
+        return [payload for k, payload in self.events if k == kind]
+
+
+def test_guided_episode_completes_every_subtask_in_order(registry) -> None:
+    log = Log()
+    rt = make(registry, subscribers=[log], max_steps=200)
+    result = rt.run_episode(0, seed=3)
+    assert result.status == "done"
+    assert (result.subtasks_completed, result.subtasks_total) == (3, 3)
+    assert result.subtask_success == 1.0 and result.task_success is True
+    # the planner was asked at the start and at each subtask end but the last
+    events = [event for _, event, _ in log.of("plan")]
+    assert events == ["start", "subtask", "subtask"]
+    currents = [g.current for _, _, g in log.of("plan")]
+    assert currents == [0, 1, 2]
+    assert all(g.goal == rt.robot.instruction for _, _, g in log.of("plan"))
+    assert len(log.of("step")) == result.steps == len(rt.robot.applied)
+    assert log.of("end") == [result] and log.of("start")[0].seed == 3
+
+
+def test_coarse_instruction_alone_gets_stuck_after_the_first_subtask(registry) -> None:
+    rt = make(registry, planner={"name": "instruction"}, max_steps=60)
+    result = rt.run_episode()
+    assert result.status == "max_steps" and result.steps == 60
+    assert result.subtasks_completed == 1 and result.subtask_success == pytest.approx(1 / 3)
+    assert result.task_success is False
+
+
+def test_executor_signal_advances_guidance_without_privileged_progress(registry) -> None:
+    # The robot cannot tell progress; the executor says when a subtask is done
+    # and the runtime moves the guidance on (the planner is asked at "subtask").
+    log = Log()
+    rt = make(
+        registry,
+        robot={"report_progress": False},
+        executor={"signal_done": True},
+        subscribers=[log],
+        max_steps=300,
+    )
+    result = rt.run_episode()
+    assert result.status == "done"
+    assert result.subtask_success is None and result.task_success is None  # cannot be scored
+    assert [g.current for _, _, g in log.of("plan")] == [0, 1, 2]
+
+
+def test_runtime_advances_guidance_itself_when_the_planner_ignores_subtask_events(registry, monkeypatch) -> None:
+    from tests.doubles import WaypointPlanner
+
+    monkeypatch.setattr(WaypointPlanner, "events", ("start",))
+    log = Log()
+    rt = make(registry, subscribers=[log], max_steps=200)
+    result = rt.run_episode()
+    assert result.status == "done" and result.plans == 1
+    assert sorted({s.guidance.current for s in log.of("step")}) == [0, 1, 2]
+
+
+def test_execute_horizon_sets_how_often_the_executor_is_asked(registry) -> None:
+    rt = make(registry, executor={"name": "constant", "horizon": 8}, execute_horizon=3, max_steps=9)
+    result = rt.run_episode()
+    assert result.steps == 9 and result.chunks == 3 and rt.executor.calls == 3
+
+
+def test_plan_period_requeries_the_planner(registry) -> None:
+    log = Log()
+    rt = make(
+        registry, executor={"name": "constant"}, planner={"name": "instruction"}, subscribers=[log],
+        plan_period=5, max_steps=20,
+    )  # fmt: skip
+    rt.planner.events = ("start", "period")
+    rt.run_episode()
+    assert [(step, event) for step, event, _ in log.of("plan")] == [(0, "start"), (5, "period"), (10, "period"), (15, "period")]
+
+
+def test_every_stage_is_timed(registry) -> None:
+    result = make(registry, subscribers=[Log()], max_steps=20).run_episode()
+    assert {"observe", "plan", "act", "safety", "apply", "status", "subscribers", "step"} <= set(result.timings)
+    assert set(result.timings) <= set(STAGES)
+    assert result.timings["step"].count == result.steps
+    assert result.timings["act"].count == result.chunks
+    assert all(t.mean_ms >= 0 for t in result.timings.values())
+
+
+def test_commands_are_clamped_before_they_reach_the_robot(registry) -> None:
+    rt = make(registry, executor={"name": "constant", "value": [1, -1, 0.5, 0, 0, 0, 3]}, max_steps=5, safety_scale=0.5)
+    result = rt.run_episode()
+    assert result.clamped_steps == 5
+    for command in rt.robot.applied:
+        np.testing.assert_allclose(command, [0.025, -0.025, 0.025, 0, 0, 0, 1.0])
+
+
+def test_absolute_space_is_rate_limited_from_the_robot_state(registry) -> None:
+    rt = make(registry, executor={"name": "constant", "space": "position", "value": [0.5, 0, 0]}, max_steps=6)
+    rt.run_episode()
+    xs = [float(c[0]) for c in rt.robot.applied]
+    np.testing.assert_allclose(xs, [0.1, 0.2, 0.3, 0.4, 0.5, 0.5], rtol=1e-6)
+
+
+def test_a_non_finite_action_stops_the_episode_with_the_robot_holding(registry) -> None:
+    log = Log()
+    rt = make(registry, executor={"name": "faulty", "fault": "nan", "after": 2}, subscribers=[log], max_steps=100)
+    result = rt.run_episode()
+    assert result.status == "unsafe" and "non-finite action in dz" in result.message
+    assert rt.robot.holds == 1
+    assert result.steps == 9  # two good chunks of 4, then the first action of the third
+    assert all(np.isfinite(c).all() for c in rt.robot.applied)
+    assert log.of("end")[0].status == "unsafe"
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [("shape", "actions of shape (4, 5); expected (H, 7)"), ("raise", "RuntimeError: model exploded"),
+     ("type", "returned str, not ActionChunk")],
+)  # fmt: skip
+def test_a_broken_executor_ends_the_run_with_a_clear_error(registry, fault: str, message: str) -> None:
+    log = Log()
+    rt = make(registry, executor={"name": "faulty", "fault": fault, "after": 1}, subscribers=[log])
+    with pytest.raises(PluginError) as err:
+        rt.run_episode()
+    assert message in str(err.value)
+    assert rt.robot.holds == 1
+    assert log.of("end")[0].status == "error"  # subscribers still hear the end
+
+
+def test_a_planner_may_not_replace_the_goal(registry, monkeypatch) -> None:
+    from tests.doubles import WaypointPlanner
+
+    original = WaypointPlanner.plan
+
+    def rewrite(self, instruction, observation, **kwargs):
+        g = original(self, instruction, observation, **kwargs)
+        return g.model_copy(update={"goal": "something else"})
+
+    monkeypatch.setattr(WaypointPlanner, "plan", rewrite)
+    with pytest.raises(PluginError, match="replaced the goal"):
+        make(registry).run_episode()
+
+
+def test_an_executor_the_robot_cannot_follow_is_a_config_error(registry) -> None:
+    with pytest.raises(ConfigError, match="emits 'joint_pos', but robot 'point' does not accept"):
+        make(registry, executor={"name": "constant", "space": "joint_pos"})
+
+
+def test_a_robot_without_a_task_needs_an_instruction(registry, monkeypatch) -> None:
+    from tests.doubles import PointRobot
+
+    monkeypatch.setattr(PointRobot, "instruction", property(lambda self: None))
+    with pytest.raises(ConfigError, match="no instruction"):
+        make(registry).run_episode()
+    rt = make(registry, instruction="reach 0.1,0,0")
+    assert rt.run_episode().instruction == "reach 0.1,0,0"
+
+
+def test_a_failing_subscriber_is_detached_and_the_run_goes_on(registry) -> None:
+    class Broken(Subscriber):
+        def on_step(self, step: Step) -> None:
+            raise OSError("disk full")
+
+    log = Log()
+    rt = make(registry, subscribers=[Broken(), log], max_steps=200)
+    result = rt.run_episode()
+    assert result.status == "done" and len(log.of("step")) == result.steps
+    assert len(rt.subscribers) == 1
+
+
+def test_async_splices_chunks_by_time(registry) -> None:
+    # Each chunk action says which step it was computed for; after splicing,
+    # every command must be executed exactly at its own step.
+    rt = make(
+        registry,
+        executor={"name": "clock", "horizon": 16, "delay": 0.03},
+        robot={"control_hz": 100.0},
+        mode="async", execute_horizon=4, pace=True, max_steps=40,
+    )  # fmt: skip
+    result = rt.run_episode()
+    assert result.steps == 40 and result.chunks > 2
+    assert result.dropped_actions > 0  # inference took ~3 control periods
+    intended = [round(float(c[0]) / 1e-4) for c in rt.robot.applied]
+    assert intended == list(range(40))
+
+
+def test_async_without_delay_matches_sync(registry) -> None:
+    sync = make(registry, max_steps=200)
+    asyn = make(registry, mode="async", max_steps=200)
+    r1, r2 = sync.run_episode(), asyn.run_episode()
+    assert r1.status == r2.status == "done"
+
+
+def test_pacing_holds_the_control_rate(registry) -> None:
+    rt = make(registry, executor={"name": "constant"}, robot={"control_hz": 200.0, "realtime": True}, max_steps=20)
+    assert rt.pace  # real-time robots are paced by default
+    start = time.perf_counter()
+    result = rt.run_episode()
+    assert time.perf_counter() - start >= 20 / 200
+    assert result.timings["wait"].count == 20
+
+
+def test_ctrl_c_ends_cleanly_and_keeps_what_was_recorded(registry, tmp_path) -> None:
+    class CtrlC(Subscriber):
+        def __init__(self) -> None:
+            self.steps = 0
+
+        def on_step(self, step: Step) -> None:
+            self.steps += 1
+            if self.steps == 30:  # during the second episode
+                raise KeyboardInterrupt
+
+    rt = make(
+        registry, executor={"name": "constant"}, subscribers=[Recorder(tmp_path), CtrlC()], max_steps=25, episodes=5
+    )
+    results = rt.run()
+    assert rt.interrupted and [r.status for r in results] == ["max_steps", "interrupted"]
+    assert rt.robot.holds == 1
+    entries = list_episodes(tmp_path)
+    assert [e["status"] for e in entries] == ["max_steps", "interrupted"]
+    second = read_episode(tmp_path / entries[1]["file"])
+    # the interrupted step's command had reached the robot: it is counted and kept
+    assert results[1].steps == 5 == len(second["action"]) == entries[1]["length"]
+
+
+def test_episodes_use_consecutive_seeds_and_components_are_closed(registry) -> None:
+    rt = make(registry, executor={"name": "constant"}, max_steps=3, episodes=3, seed=10)
+    assert [r.seed for r in rt.run()] == [10, 11, 12]
