@@ -2,8 +2,11 @@
 
 Useful to check a robot or a driver against a known trajectory (record in
 simulation with ``s2kit run --record DIR``, replay on the real robot), and to
-reproduce an episode exactly. When the recording runs out it repeats the
-last command with zero motion (position dimensions held).
+reproduce an episode exactly. Playback follows the observation clock, not
+the number of chunks asked for: the runtime may drop the rest of a chunk (at
+a subtask end, or in async mode), and the command for control step ``t`` is
+still the recorded step ``t``. When the recording runs out, increments become
+zero and position targets keep their last value.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class ReplayExecutor(Executor):
         self.actions = read_episode(cfg.path / episodes[cfg.episode]["file"])[cfg.use]
         if len(self.actions) == 0:
             raise ConfigError(f"executor 'replay': episode {cfg.episode} in {cfg.path} has no steps")
-        self.cursor = 0
+        self._t0: float | None = None
 
     def setup(self, spec: RobotSpec) -> None:
         super().setup(spec)
@@ -61,12 +64,14 @@ class ReplayExecutor(Executor):
         self._rest = np.where(space.absolute_mask, self.actions[-1], 0.0).astype(np.float32)
 
     def reset(self) -> None:
-        self.cursor = 0
+        self._t0 = None
 
     def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
         n = self.config.chunk  # type: ignore[attr-defined]
-        part = self.actions[self.cursor : self.cursor + n]
-        self.cursor += len(part)
+        if self._t0 is None:
+            self._t0 = observation.timestamp
+        step = max(0, round((observation.timestamp - self._t0) / self.spec.control_period))
+        part = self.actions[step : step + n]
         if len(part) < n:
             part = np.concatenate([part, np.repeat(self._rest[None], n - len(part), axis=0)])
         return ActionChunk(actions=part.astype(np.float32), space=self.action_space, period=self.spec.control_period)
