@@ -252,6 +252,9 @@ class FaultyExecutor(Executor):
         super().__init__(config)
         self.calls = 0
 
+    def reset(self) -> None:
+        self.calls = 0
+
     def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
         cfg: FaultyConfig = self.config  # type: ignore[assignment]
         self.calls += 1

@@ -44,22 +44,18 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _estimate(est: Estimate | None) -> str:
-    if est is None:
-        return "-"
-    return f"{100 * est.mean:.1f}% [{100 * est.low:.1f}, {100 * est.high:.1f}]"
+def _interval(est: Estimate | None) -> str:
+    return "-" if est is None else f"[{100 * est.low:.0f}, {100 * est.high:.0f}]"
 
 
 _STATUS_STYLE = {"done": "green", "max_steps": "yellow", "unsafe": "bold red", "interrupted": "yellow", "error": "bold red"}
 
 
 def results_table(results: list[EpisodeResult], title: str) -> Table:
-    """Per-episode rows and a mean row with 95% intervals."""
-    table = Table(title=title)
-    with_message = any(r.message for r in results)
-    columns = ("episode", "seed", "status", "steps", "subtasks", "subtask success", "task", "ms/step")
-    for column in (*columns, "message") if with_message else columns:
-        table.add_column(column, overflow="fold")
+    """Per-episode rows and a mean row with 95% intervals (messages are printed below it)."""
+    table = Table(title=title, caption="95% CI: Student t for subtask success, Wilson for task success")
+    for column in ("ep", "seed", "status", "steps", "subtasks", "subtask", "task", "ms/step"):
+        table.add_column(column, no_wrap=True)
     for r in results:
         subtasks = "-" if r.subtasks_total is None else f"{r.subtasks_completed}/{r.subtasks_total}"
         task = "-" if r.task_success is None else ("yes" if r.task_success else "no")
@@ -74,21 +70,15 @@ def results_table(results: list[EpisodeResult], title: str) -> Table:
             _pct(r.subtask_success),
             task,
             f"{step.mean_ms:.2f}" if step else "-",
-            *((r.message,) if with_message else ()),
         )
     summary = summarize(results)
+    sub, task = summary.subtask_success, summary.task_success
     table.add_section()
     table.add_row(
-        "mean (95% CI)",
-        "",
-        "",
-        f"{summary.mean_steps:.1f}",
-        "",
-        _estimate(summary.subtask_success),
-        _estimate(summary.task_success),
+        "mean", "", "", f"{summary.mean_steps:.1f}", "", _pct(sub and sub.mean), _pct(task and task.mean),
         f"{summary.step_ms_mean:.2f}" if summary.step_ms_mean is not None else "-",
-        *(("",) if with_message else ()),
-    )
+    )  # fmt: skip
+    table.add_row("95% CI", "", "", "", "", _interval(sub), _interval(task), "")
     return table
 
 
@@ -144,6 +134,9 @@ def run(
     else:
         title = f"{config.robot['name']} · {config.planner['name']} · {config.executor['name']}"
         console.print(results_table(results, title))
+        for r in results:
+            if r.message:
+                console.print(f"episode {r.index}: {r.message}", highlight=False)
         if record is not None:
             console.print(f"recorded {len(results)} episode(s) in {record}")
     if runtime.interrupted:

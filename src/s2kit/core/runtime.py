@@ -17,7 +17,10 @@ timings are in each `EpisodeResult`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -90,6 +93,7 @@ class Runtime:
         self.subscribers = list(subscribers)
         self.pipeline = pipeline or {}
         self.interrupted = False
+        self.stop_requested = False
 
         self.spec = robot.spec
         try:
@@ -110,21 +114,49 @@ class Runtime:
     ) -> list[EpisodeResult]:
         """Run ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...).
 
-        Ctrl-C ends the current episode cleanly (robot holding, subscribers
-        told, the episode marked ``interrupted``), runs no further episodes
-        and sets ``self.interrupted``.
+        Ctrl-C ends the current episode cleanly at the next control step
+        (robot holding, subscribers told, the episode marked ``interrupted``),
+        runs no further episodes and sets ``self.interrupted``. A second
+        Ctrl-C interrupts at once.
         """
         episodes = self.config.episodes if episodes is None else episodes
         seed = self.config.seed if seed is None else seed
         results = []
-        for i in range(episodes):
-            result = self.run_episode(i, seed + i)
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-            if self.interrupted:
-                break
+        with self._ctrl_c_requests_stop():
+            for i in range(episodes):
+                if self.stop_requested:  # Ctrl-C between two episodes
+                    self.interrupted = True
+                    break
+                result = self.run_episode(i, seed + i)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+                if self.interrupted:
+                    break
         return results
+
+    @contextlib.contextmanager
+    def _ctrl_c_requests_stop(self):  # type: ignore[no-untyped-def]
+        """While running, the first SIGINT asks the loop to stop at a step boundary.
+
+        Stopping between steps, never inside a subscriber or a robot call,
+        is what keeps a recording's last episode whole.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def request_stop(signum: int, frame: object) -> None:
+            if self.stop_requested:  # the second Ctrl-C: the user means it
+                raise KeyboardInterrupt
+            self.stop_requested = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def run_episode(self, index: int = 0, seed: int | None = None) -> EpisodeResult:
         """Run one episode and return how it went."""
@@ -335,6 +367,8 @@ class _Episode:
         future_step = 0
 
         while self.steps < cfg.max_steps:
+            if rt.stop_requested:
+                raise KeyboardInterrupt
             t0 = clock()
             # -- refill --
             if async_mode:

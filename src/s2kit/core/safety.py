@@ -77,7 +77,8 @@ class SafetyFilter:
             )
         if not np.isfinite(a).all():
             bad = [self.space.names[i] for i in np.flatnonzero(~np.isfinite(a))]
-            raise UnsafeAction(f"non-finite action in {', '.join(bad)}: {a.tolist()}")
+            values = ", ".join(f"{v:.4g}" for v in a.tolist())
+            raise UnsafeAction(f"non-finite action in {', '.join(bad)}: [{values}]")
         lo, hi = self._lo, self._hi
         np.subtract(self._anchor, self._step, out=lo)
         np.add(self._anchor, self._step, out=hi)

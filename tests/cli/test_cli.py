@@ -1,0 +1,233 @@
+"""The CLI through typer's CliRunner, and through the real console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from s2kit import __version__
+from s2kit.cli._common import state
+from s2kit.cli.main import build_app
+from s2kit.core.data import list_episodes, read_episode
+from tests.conftest import BIN, ROOT, run_s2kit
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def invoke(cli_registry, monkeypatch):
+    monkeypatch.setattr(state, "debug", False)
+    app = build_app()
+
+    def _invoke(*args: str):
+        return runner.invoke(app, list(args))
+
+    return _invoke
+
+
+POINT = ["run", "--robot", "point", "--planner", "waypoints", "--executor", "seek"]
+
+
+def test_version(invoke) -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"s2kit {__version__}"
+
+
+def test_plugins_list_json_has_every_column(invoke) -> None:
+    result = invoke("plugins", "list", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.output)
+    by_name = {(r["kind"], r["name"]): r for r in rows}
+    assert by_name[("planner", "instruction")]["distribution"] == "s2kit"
+    assert by_name[("robot", "point")]["module"] == "tests.doubles"
+    assert set(rows[0]) >= {"kind", "name", "module", "distribution", "version", "status", "error"}
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_plugins_list_table(invoke) -> None:
+    result = invoke("plugins", "list")
+    assert result.exit_code == 0
+    assert "instruction" in result.output and "replay" in result.output and "point" in result.output
+
+
+def test_plugins_show_gives_options_with_defaults_and_help(invoke) -> None:
+    result = invoke("plugins", "show", "executor", "seek", "--json")
+    assert result.exit_code == 0
+    info = json.loads(result.output)
+    options = {o["option"]: o for o in info["options"]}
+    assert options["horizon"]["default"] == 8 and options["horizon"]["type"] == "int"
+    assert options["signal_done"]["help"].startswith("Say subtask_done")
+    assert info["schema"]["additionalProperties"] is False
+    table = invoke("plugins", "show", "executor", "replay")
+    assert table.exit_code == 0 and "(required)" in table.output and "A recording folder" in table.output
+
+
+def test_unknown_plugin_is_one_line_exit_2(invoke) -> None:
+    result = invoke("plugins", "show", "executor", "nope")
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("Error: unknown executor 'nope' (available: ")
+    assert "Traceback" not in result.output
+
+
+def test_run_prints_per_episode_and_mean_success(invoke) -> None:
+    result = invoke(*POINT, "--episodes", "2")
+    assert result.exit_code == 0, result.output
+    assert "point · waypoints · seek" in result.output
+    assert "95% CI" in result.output and "100.0%" in result.output and "[100, 100]" in result.output
+
+
+def test_run_json_and_record(invoke, tmp_path: Path) -> None:
+    result = invoke(*POINT, "--episodes", "3", "--seed", "5", "--record", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [e["seed"] for e in out["episodes"]] == [5, 6, 7]
+    assert out["summary"]["subtask_success"]["mean"] == 1.0
+    assert out["summary"]["task_success"]["n"] == 3
+    assert out["pipeline"]["robot"] == {"name": "point"}
+    assert "step" in out["episodes"][0]["timings"]
+    assert len(list_episodes(tmp_path)) == 3
+
+
+def test_set_overrides_reach_the_plugins(invoke) -> None:
+    result = invoke(*POINT, "--set", "runtime.max_steps=7", "--set", "executor.gain=0.01", "--json")
+    assert result.exit_code == 0, result.output
+    episode = json.loads(result.output)["episodes"][0]
+    assert episode["steps"] == 7 and episode["status"] == "max_steps"
+
+
+def test_suite_is_passed_to_the_robot(invoke) -> None:
+    result = invoke(*POINT, "--suite", "distractor", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["pipeline"]["robot"]["suite"] == "distractor"
+    result = invoke("run", "--robot", "point", "--executor", "seek", "--planner", "waypoints", "--set",
+                    "robot.suite=x", "--set", "robot.tolerance=wide")  # fmt: skip
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "executor.horizn=3"], "Error: executor 'seek': unknown option 'horizn' (allowed: horizon, gain, signal_done)"),
+        (["--set", "executor.horizon=lots"], "Error: executor 'seek': option 'horizon' = 'lots': Input should be a valid integer"),
+        (["--set", "runtime.mode=fast"], "Error: runtime: option 'mode' = 'fast'"),
+        (["--set", "robots.x=1"], "Error: --set robots.x: unknown section 'robots'"),
+        (["--executor", "nope"], "Error: unknown executor 'nope' (available: clock, constant, faulty, replay, seek)"),
+    ],
+)  # fmt: skip
+def test_config_errors_are_one_line_exit_2(invoke, args: list[str], message: str) -> None:
+    result = invoke(*POINT, *args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
+
+
+def test_missing_pipeline_file(invoke, tmp_path: Path) -> None:
+    result = invoke("run", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_pipeline_file(invoke, tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "robot: {name: point, task: 'reach 0.1,0,0'}\nplanner: {name: waypoints}\n"
+        "executor: {name: seek}\nruntime: {episodes: 2, max_steps: 50}\n"
+    )
+    result = invoke("run", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert len(out["episodes"]) == 2 and out["episodes"][0]["instruction"] == "reach 0.1,0,0"
+
+
+def test_an_unsafe_stop_is_reported(invoke) -> None:
+    result = invoke(*POINT, "--executor", "faulty", "--json")
+    assert result.exit_code == 0
+    episode = json.loads(result.output)["episodes"][0]
+    assert episode["status"] == "unsafe" and "non-finite" in episode["message"]
+
+
+def test_a_crash_is_one_line_unless_debug(invoke) -> None:
+    result = invoke(*POINT, "--executor", "faulty", "--set", "executor.fault=raise")
+    assert result.exit_code == 2
+    assert "RuntimeError: model exploded" in result.output and "Traceback" not in result.output
+    app = build_app()
+    debug = runner.invoke(app, ["--debug", *POINT, "--executor", "faulty", "--set", "executor.fault=raise"])
+    assert debug.exit_code == 2 and "Traceback" in debug.output
+
+
+# --- through the installed console script -----------------------------------------------
+
+
+def test_console_script_is_installed_and_lists_builtins() -> None:
+    result = run_s2kit("plugins", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    names = {(r["kind"], r["name"]) for r in json.loads(result.stdout)}
+    assert {("planner", "instruction"), ("executor", "replay")} <= names
+
+
+def test_console_script_runs_a_pipeline_and_reports_errors() -> None:
+    env = {"S2KIT_PLUGINS": "tests.doubles"}
+    ok = run_s2kit(*POINT, "--episodes", "2", "--json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["summary"]["task_success"]["mean"] == 1.0
+    bad = run_s2kit(*POINT, "--set", "executor.horizn=3", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "Error: executor 'seek': unknown option 'horizn' (allowed: horizon, gain, signal_done)"
+    )
+    assert bad.stdout == ""
+
+
+def test_console_script_reports_a_conflict_naming_both_plugins(tmp_path: Path) -> None:
+    (tmp_path / "clash_plugin.py").write_text(
+        "from s2kit import hookimpl\nfrom tests.doubles import SeekExecutor\n"
+        "class Seek(SeekExecutor):\n    name = 'seek'\n"
+        "@hookimpl\ndef s2kit_executors():\n    return [Seek]\n"
+    )
+    env = {"S2KIT_PLUGINS": "tests.doubles,clash_plugin", "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    result = run_s2kit(*POINT, env=env)
+    assert result.returncode == 2
+    assert "executor 'seek' is registered by plugin 'tests.doubles'" in result.stderr
+    assert "plugin 'clash_plugin'" in result.stderr
+    listing = run_s2kit("plugins", "list", "--json", env=env)
+    assert listing.returncode == 0  # listing still works and shows the conflict
+    statuses = {r["module"]: r["status"] for r in json.loads(listing.stdout) if r["name"] == "seek"}
+    assert set(statuses.values()) == {"conflict"}
+
+
+def test_a_broken_plugin_does_not_take_the_cli_down(tmp_path: Path) -> None:
+    (tmp_path / "broken_plugin.py").write_text("import not_a_module_anywhere\n")
+    env = {"S2KIT_PLUGINS": "broken_plugin,tests.doubles", "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    listing = run_s2kit("plugins", "list", "--json", env=env)
+    assert listing.returncode == 0
+    broken = next(r for r in json.loads(listing.stdout) if r["name"] == "broken_plugin")
+    assert broken["status"] == "error" and "ModuleNotFoundError" in broken["error"]
+    assert run_s2kit(*POINT, env=env).returncode == 0
+
+
+def test_ctrl_c_ends_the_run_cleanly_and_keeps_the_recording(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "S2KIT_PLUGINS": "tests.doubles"}
+    proc = subprocess.Popen(
+        [str(BIN / "s2kit"), "run", "--robot", "point", "--planner", "waypoints", "--executor", "constant",
+         "--set", "executor.delay=0.01", "--set", "runtime.max_steps=50", "--episodes", "100",
+         "--record", str(tmp_path), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (tmp_path / "episodes.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    out = json.loads(stdout)
+    assert out["interrupted"] and out["episodes"][-1]["status"] == "interrupted"
+    entries = list_episodes(tmp_path)
+    assert len(entries) == len(out["episodes"]) >= 2
+    for entry in entries:  # every recorded episode is complete and readable
+        assert len(read_episode(tmp_path / entry["file"])["action"]) == entry["length"]
