@@ -144,9 +144,9 @@ def test_a_non_finite_action_stops_the_episode_with_the_robot_holding(registry) 
     log = Log()
     rt = make(registry, executor={"name": "faulty", "fault": "nan", "after": 2}, subscribers=[log], max_steps=100)
     result = rt.run_episode()
-    assert result.status == "unsafe" and "non-finite action in dz" in result.message
+    assert result.status == "unsafe" and "non-finite action (chunk row 1) in dz" in result.message
     assert rt.robot.holds == 1
-    assert result.steps == 9  # two good chunks of 4, then the first action of the third
+    assert result.steps == 8  # two good chunks of 4; nothing of the broken third one ran
     assert all(np.isfinite(c).all() for c in rt.robot.applied)
     assert log.of("end")[0].status == "unsafe"
 

@@ -253,6 +253,7 @@ class _Episode:
         self.last_status = RobotStatus()
         self.history: list[Guidance] = []
         self.pool: ThreadPoolExecutor | None = None
+        self.last_command: np.ndarray | None = None  # the last command the robot executed
 
     # --- start -------------------------------------------------------------------------
 
@@ -345,15 +346,33 @@ class _Episode:
         self.chunks += 1
         return chunk.actions[: self.rt.config.execute_horizon]
 
+    def first_queue(self) -> np.ndarray:
+        """A chunk computed synchronously (the start of an episode, or after async fell behind)."""
+        if self.rt.config.mode == "async":
+            chunk = self.act(self.obs, self.guidance)
+            self.chunks += 1
+            return chunk.actions
+        return self.next_chunk()
+
+    def load(self, raw: np.ndarray) -> None:
+        """Make ``raw`` the queue of commands to execute, passed through the safety layer."""
+        t = time.perf_counter()
+        try:
+            safe, changed = self.rt.safety.filter_chunk(raw, previous=self.last_command)
+        except UnsafeAction as err:
+            raise _Stop("unsafe", f"step {self.steps}: {err}; robot holding position") from None
+        self.samples["safety"].append(time.perf_counter() - t)
+        self.raw, self.safe, self.changed, self.cursor = raw, safe, changed, 0
+
     # --- the loop ------------------------------------------------------------------------
 
     def loop(self) -> None:
         rt = self.rt
         cfg = rt.config
-        robot, safety, space = rt.robot, rt.safety, rt.space.name
+        robot, space = rt.robot, rt.space.name
         samples = self.samples
-        s_safety, s_apply, s_observe = samples["safety"], samples["apply"], samples["observe"]
-        s_status, s_subs, s_wait, s_step = samples["status"], samples["subscribers"], samples["wait"], samples["step"]
+        s_apply, s_observe, s_status = samples["apply"], samples["observe"], samples["status"]
+        s_subs, s_wait, s_step = samples["subscribers"], samples["wait"], samples["step"]
         subscribers = rt.subscribers
         period = rt.spec.control_period
         async_mode = cfg.mode == "async"
@@ -361,8 +380,7 @@ class _Episode:
         clock = time.perf_counter
         t_episode = clock()
 
-        queue = self.first_queue()
-        cursor = 0
+        self.load(self.first_queue())
         future: Future[ActionChunk] | None = None
         future_step = 0
 
@@ -370,44 +388,36 @@ class _Episode:
             if rt.stop_requested:
                 raise KeyboardInterrupt
             t0 = clock()
-            # -- refill --
+            # -- refill: every command in the queue has passed the safety layer --
             if async_mode:
-                if future is None and cursor >= min(cfg.execute_horizon, len(queue)):
+                if future is None and self.cursor >= min(cfg.execute_horizon, len(self.safe)):
                     future_step = self.steps
                     future = self.pool.submit(self.act, self.obs, self.guidance)  # type: ignore[union-attr]
-                if future is not None and (future.done() or cursor >= len(queue)):
+                if future is not None and (future.done() or self.cursor >= len(self.safe)):
                     tw = clock()
                     chunk = future.result()
-                    samples["wait"].append(clock() - tw)
+                    s_wait.append(clock() - tw)
                     future = None
-                    stale = self.steps - future_step
                     self.chunks += 1
-                    if stale < len(chunk):
-                        self.dropped += stale
-                        queue, cursor = chunk.actions[stale:], 0
-                    else:  # everything it proposed is already in the past
-                        self.dropped += len(chunk)
-                        queue, cursor = self.first_queue(), 0
+                    # Action j was meant for step future_step + j: drop those whose time has passed.
+                    stale = self.steps - future_step
+                    self.dropped += min(stale, len(chunk))
+                    self.load(chunk.actions[stale:] if stale < len(chunk) else self.first_queue())
                     t0 = clock()
-            elif cursor >= len(queue):
-                queue, cursor = self.next_chunk(), 0
+            elif self.cursor >= len(self.safe):
+                self.load(self.next_chunk())
                 t0 = clock()
 
-            raw = queue[cursor]
-            cursor += 1
-
-            # -- safety --
-            t = clock()
-            try:
-                command, changed = safety.filter(raw)
-            except UnsafeAction as err:
-                raise _Stop("unsafe", f"step {self.steps}: {err}; robot holding position") from None
-            self.clamped += changed
-            t2 = clock()
-            s_safety.append(t2 - t)
+            i = self.cursor
+            self.cursor = i + 1
+            command = self.safe[i]
+            if self.changed[i]:
+                self.clamped += 1
 
             # -- robot --
+            t2 = clock()
             robot.apply(command, space)
+            self.last_command = command
             self.steps += 1
             t3 = clock()
             s_apply.append(t3 - t2)
@@ -427,9 +437,9 @@ class _Episode:
 
             # -- subscribers --
             if subscribers:
-                rt._notify("on_step", Step(self.steps - 1, t5 - t_episode, self.obs, command, raw, space, self.guidance))
-                t6 = clock()
-                s_subs.append(t6 - t5)
+                step = Step(self.steps - 1, t5 - t_episode, self.obs, command, self.raw[i], space, self.guidance)
+                rt._notify("on_step", step)
+                s_subs.append(clock() - t5)
 
             previous, self.last_status = self.last_status, status
             if status.done:
@@ -448,18 +458,10 @@ class _Episode:
             ):
                 self.guidance = self.plan("subtask")
                 if not async_mode:
-                    cursor = len(queue)  # its actions were meant for the finished subtask
+                    self.cursor = len(self.safe)  # its actions were meant for the finished subtask
             elif cfg.plan_period is not None and self.steps % cfg.plan_period == 0:
                 self.guidance = self.plan("period")
             s_step.append(clock() - t0)
-
-    def first_queue(self) -> np.ndarray:
-        """A chunk computed synchronously (the start of an episode, or after async fell behind)."""
-        if self.rt.config.mode == "async":
-            chunk = self.act(self.obs, self.guidance)
-            self.chunks += 1
-            return chunk.actions
-        return self.next_chunk()
 
 
 def _subtask_success(status: RobotStatus) -> float | None:
