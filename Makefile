@@ -20,7 +20,7 @@ system-packages:
 # pip never pulls CUDA packages.
 $(STAMP): pyproject.toml Makefile examples/s2kit-example-plugin/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip "setuptools>=64" wheel
+	$(PIP) install --quiet --upgrade pip "setuptools>=77" wheel
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test]'
 	@touch $(STAMP)

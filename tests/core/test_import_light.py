@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "mujoco", "onnx", "numba", "typer")
+HEAVY = ("torch", "mujoco", "onnx", "numba", "typer", "av")
 
 
 def test_core_imports_no_heavy_stack() -> None:

@@ -11,9 +11,9 @@ from rich.table import Table
 
 from s2kit.cli._common import JsonOption, SetOption, command, console, err_console, print_json
 from s2kit.core.config import compose_pipeline
-from s2kit.core.data import Recorder
+from s2kit.core.data import Recorder, VideoRecorder
 from s2kit.core.interfaces import Subscriber
-from s2kit.core.metrics import Estimate, summarize
+from s2kit.core.metrics import Estimate, MetricsLog, summarize
 from s2kit.core.registry import get_registry
 from s2kit.core.runtime import build_runtime
 from s2kit.core.types import EpisodeInfo, EpisodeResult, Step
@@ -95,6 +95,10 @@ def run(
     episodes: Annotated[int | None, typer.Option(min=1, help="Episodes to run.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = None,
     record: Annotated[Path | None, typer.Option(help="Record every episode into this folder.")] = None,
+    video: Annotated[Path | None, typer.Option(help="Write one MP4 per episode (all cameras) into this folder.")] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="Append each episode's result and timings to this JSONL file.")
+    ] = None,
     set_: SetOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -106,7 +110,13 @@ def run(
         runtime={"episodes": episodes, "seed": seed},
         overrides=overrides,
     )
-    subscribers: list[Subscriber] = [Recorder(record)] if record is not None else []
+    subscribers: list[Subscriber] = []
+    if record is not None:
+        subscribers.append(Recorder(record))
+    if video is not None:
+        subscribers.append(VideoRecorder(video))
+    if metrics is not None:
+        subscribers.append(MetricsLog(metrics))
     show_progress = not json and err_console.is_terminal
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -114,7 +124,10 @@ def run(
     )  # fmt: skip
     if show_progress:
         subscribers.append(ProgressSubscriber(progress, config.runtime.episodes, config.runtime.max_steps))
-    runtime = build_runtime(config, get_registry(), subscribers, options={"record": str(record) if record else None})
+    options = {"record": record, "video": video, "metrics": metrics}
+    runtime = build_runtime(
+        config, get_registry(), subscribers, options={k: str(v) for k, v in options.items() if v is not None}
+    )
     try:
         with progress:
             results = runtime.run()
@@ -137,7 +150,8 @@ def run(
         for r in results:
             if r.message:
                 console.print(f"episode {r.index}: {r.message}", highlight=False)
-        if record is not None:
-            console.print(f"recorded {len(results)} episode(s) in {record}")
+        for what, where in (("recorded", record), ("videos", video), ("metrics", metrics)):
+            if where is not None:
+                console.print(f"{what}: {where}")
     if runtime.interrupted:
         raise typer.Exit(130)

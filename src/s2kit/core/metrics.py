@@ -9,14 +9,18 @@ subtask success (a bounded mean), Wilson's score interval for task success
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from s2kit.core.interfaces import Subscriber
 from s2kit.core.types import EpisodeResult
 
-__all__ = ["Estimate", "Summary", "mean_ci", "summarize", "wilson_ci"]
+__all__ = ["Estimate", "MetricsLog", "Summary", "mean_ci", "read_metrics", "summarize", "wilson_ci"]
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
 _T95 = (
@@ -99,3 +103,27 @@ def summarize(results: Sequence[EpisodeResult]) -> Summary:
         mean_steps=sum(r.steps for r in results) / len(results) if results else 0.0,
         step_ms_mean=sum(t.total_ms for t in step_times) / total_steps if total_steps else None,
     )
+
+
+class MetricsLog(Subscriber):
+    """Appends each episode's result (outcome, safety events, stage timings) to a JSONL file.
+
+    One line per episode, written and fsynced as the episode ends, so a long
+    evaluation that dies keeps the results of every finished episode.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def on_episode_end(self, result: EpisodeResult) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(result.model_dump(mode="json")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_metrics(path: str | Path) -> list[EpisodeResult]:
+    """The episode results a `MetricsLog` wrote."""
+    with open(path) as f:
+        return [EpisodeResult.model_validate_json(line) for line in f if line.strip()]
