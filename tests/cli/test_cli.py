@@ -226,8 +226,11 @@ def test_ctrl_c_ends_the_run_cleanly_and_keeps_the_recording(tmp_path: Path) -> 
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     out = json.loads(stdout)
-    assert out["interrupted"] and out["episodes"][-1]["status"] == "interrupted"
+    assert out["interrupted"] and len(out["episodes"]) < 100
+    # the signal lands inside an episode (then marked interrupted) or between two
+    assert {e["status"] for e in out["episodes"][:-1]} <= {"max_steps"}
+    assert out["episodes"][-1]["status"] in {"max_steps", "interrupted"}
     entries = list_episodes(tmp_path)
-    assert len(entries) == len(out["episodes"]) >= 2
+    assert len(entries) == len(out["episodes"]) >= 1
     for entry in entries:  # every recorded episode is complete and readable
         assert len(read_episode(tmp_path / entry["file"])["action"]) == entry["length"]
