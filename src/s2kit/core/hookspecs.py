@@ -34,25 +34,38 @@ __all__ = ["PROJECT", "hookimpl", "hookspec"]
 def s2kit_robots() -> Sequence[type[Robot]]:
     """Robot classes this plugin provides.
 
-    Each class sets ``name`` (unique among robots) and ``Config``. All
-    implementations are collected; a name registered twice is an error that
-    names both plugins.
+    Each class subclasses `Robot` and sets ``name`` (unique among robots) and
+    ``Config`` (a `PluginConfig`). Takes no arguments. Returns a list of
+    classes. Not first-result: every plugin's classes are collected, and a
+    name registered twice is an error that names both plugins.
     """
 
 
 @hookspec
 def s2kit_planners() -> Sequence[type[Planner]]:
-    """Planner classes this plugin provides (collected from every plugin, names unique)."""
+    """Planner classes this plugin provides.
+
+    Takes no arguments; returns a list of `Planner` subclasses. Not
+    first-result: every plugin's classes are collected, names must be unique.
+    """
 
 
 @hookspec
 def s2kit_executors() -> Sequence[type[Executor]]:
-    """Executor classes this plugin provides (collected from every plugin, names unique)."""
+    """Executor classes this plugin provides.
+
+    Takes no arguments; returns a list of `Executor` subclasses. Not
+    first-result: every plugin's classes are collected, names must be unique.
+    """
 
 
 @hookspec
 def s2kit_skills() -> Sequence[type[Skill]]:
-    """Skill classes this plugin provides (collected from every plugin, names unique)."""
+    """Skill classes this plugin provides.
+
+    Takes no arguments; returns a list of `Skill` subclasses. Not
+    first-result: every plugin's classes are collected, names must be unique.
+    """
 
 
 # --- command line --------------------------------------------------------------
@@ -63,9 +76,9 @@ def s2kit_register_commands(cli: typer.Typer) -> None:
     """Add command groups or commands to the ``s2kit`` CLI.
 
     ``cli`` is the root ``typer.Typer``; call ``cli.add_typer(app, name=...)``
-    or ``cli.command()(fn)``. Every implementation is called; one that raises
-    is reported by ``s2kit plugins list`` and the rest of the CLI keeps working.
-    Returns nothing.
+    or ``cli.command()(fn)``. Returns nothing. Not first-result: every
+    implementation is called; one that raises is reported by ``s2kit plugins
+    list`` and the rest of the CLI keeps working.
     """
 
 
@@ -76,7 +89,9 @@ def s2kit_register_commands(cli: typer.Typer) -> None:
 def s2kit_subscribers(pipeline: PipelineConfig, options: dict[str, Any]) -> Sequence[Subscriber] | None:
     """Subscribers to attach to a run of ``pipeline``.
 
-    ``options`` carries what the caller asked for on the command line (for
-    example ``{"record": "DIR"}``). Every implementation's subscribers are
-    attached; return None or an empty list to add none.
+    ``pipeline`` is the validated pipeline about to run; ``options`` carries
+    what the caller asked for on the command line (for example
+    ``{"record": "DIR"}``). Returns a list of `Subscriber` objects, or None to
+    add none. Not first-result: every implementation's subscribers are
+    attached.
     """

@@ -151,14 +151,9 @@ class Planner(Component, ABC):
         """
 
 
-class Executor(Component, ABC):
-    """Turns observations and guidance into chunks of actions.
+class _Actor(Component, ABC):
+    """What executors and skills share: chunks of actions in one action space."""
 
-    ``action_space`` names the space its chunks are in (default the canonical
-    ``ee_delta``); the robot must accept it.
-    """
-
-    kind = "executor"
     action_space: str = EE_DELTA
 
     def setup(self, spec: RobotSpec) -> None:
@@ -173,26 +168,26 @@ class Executor(Component, ABC):
         """The next chunk of actions, ``(H, D)`` in ``self.action_space``."""
 
 
-class Skill(Component, ABC):
+class Executor(_Actor):
+    """Turns observations and guidance into chunks of actions.
+
+    ``action_space`` names the space its chunks are in (default the canonical
+    ``ee_delta``); the robot must accept it.
+    """
+
+    kind = "executor"
+
+
+class Skill(_Actor):
     """A reusable behaviour: skill tokens (or a subtask) in, actions out.
 
-    A skill can also encode action-free frames into its tokens, where it was
-    learned that way (SOF); the default says it cannot.
+    ``act`` acts out the skill that the guidance names (its ``skills`` tokens
+    or the current subtask). A skill can also encode action-free frames into
+    its tokens, where it was learned that way (SOF); the default says it
+    cannot.
     """
 
     kind = "skill"
-    action_space: str = EE_DELTA
-
-    def setup(self, spec: RobotSpec) -> None:
-        """Called once with the robot's spec before use."""
-        self.spec = spec
-
-    def reset(self) -> None:
-        """Forget the previous episode."""
-
-    @abstractmethod
-    def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
-        """Act out the skill that ``guidance`` names (its ``skills`` tokens or current subtask)."""
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Skill tokens for a ``(T, H, W, 3)`` uint8 clip; not every skill can."""
