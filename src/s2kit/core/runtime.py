@@ -121,6 +121,7 @@ class Runtime:
         """
         episodes = self.config.episodes if episodes is None else episodes
         seed = self.config.seed if seed is None else seed
+        self.interrupted = self.stop_requested = False
         results = []
         with self._ctrl_c_requests_stop():
             for i in range(episodes):
