@@ -16,7 +16,9 @@ from rich.console import Console
 
 from s2kit.core.errors import S2kitError
 
-console = Console()
+# Piped output (logs, CI, `| less`) is not wrapped at rich's default 80
+# columns: tables of plugins and results need more to stay readable.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -71,8 +71,9 @@ def list_plugins(json: JsonOption = False) -> None:
         print_json(rows)
         return
     table = Table(title="s2kit plugins")
-    for column in ("kind", "name", "module", "distribution", "version", "status", "error"):
-        table.add_column(column, overflow="fold")
+    for column in ("kind", "name", "module", "distribution", "version", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("error", overflow="fold", ratio=1)
     for row in rows:
         style = _STATUS_STYLE.get(row["status"], "")
         table.add_row(
