@@ -57,13 +57,17 @@ class Observation:
     ``(H, W, 3)`` array; ``state`` is the float32 proprioceptive vector whose
     entries are named by ``RobotSpec.state_names``; ``timestamp`` is seconds
     on the robot's clock; ``scene`` is an optional free-text description of
-    the scene, for planners, where the robot can give one.
+    the scene, for planners, where the robot can give one. ``privileged``
+    carries simulator state for privileged components (the scripted expert,
+    the oracle planner); it is None on real robots, and learned models must
+    not read it.
     """
 
     images: dict[str, np.ndarray]
     state: np.ndarray
     timestamp: float = 0.0
     scene: str | None = None
+    privileged: Any = None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,152 @@
+"""Robot ``hsr``: Toyota Human Support Robot (HSR-B), simulated in MuJoCo.
+
+The kinematic structure and joint limits are the real robot's: an
+omnidirectional base (virtual joints odom_x, odom_y, odom_t), a prismatic
+arm lift (torso_lift_joint follows it at half the travel), arm flex and roll,
+wrist flex and roll, a parallel gripper driven by hand_motor_joint, and a
+pan/tilt head with the RGB camera (role ``head``); the hand camera has role
+``wrist``. Geometry is primitive shapes at roughly the real link lengths.
+
+``ee_delta`` moves the hand by IK over the base and the arm (whole-body, as
+HSR's own planner does; the base is weighted down so the arm does most of
+the work).
+"""
+
+from __future__ import annotations
+
+from s2kit import hookimpl
+from s2kit.core.interfaces import Robot
+from s2kit.core.types import JointSpec
+from s2kit.plugins.robots.sim.base import Embodiment, SimRobot
+
+JOINTS = (
+    JointSpec(name="odom_x", lower=-1.0, upper=1.0),
+    JointSpec(name="odom_y", lower=-1.0, upper=1.0),
+    JointSpec(name="odom_t", lower=-3.14, upper=3.14),
+    JointSpec(name="arm_lift_joint", lower=0.0, upper=0.69),
+    JointSpec(name="arm_flex_joint", lower=-2.62, upper=0.0),
+    JointSpec(name="arm_roll_joint", lower=-2.09, upper=3.84),
+    JointSpec(name="wrist_flex_joint", lower=-1.92, upper=1.22),
+    JointSpec(name="wrist_roll_joint", lower=-1.92, upper=3.67),
+    JointSpec(name="head_pan_joint", lower=-3.84, upper=1.75),
+    JointSpec(name="head_tilt_joint", lower=-1.57, upper=0.52),
+    JointSpec(name="hand_motor_joint", lower=-0.798, upper=1.24),
+)
+
+# Hand pointing down over the table, head looking at it.
+HOME = {
+    "arm_lift_joint": 0.2,
+    "arm_flex_joint": -1.25,
+    "arm_roll_joint": 0.0,
+    "wrist_flex_joint": -1.89,  # arm_flex + wrist_flex = -pi: the hand points straight down
+    "wrist_roll_joint": 0.0,
+    "head_pan_joint": 0.0,
+    "head_tilt_joint": -0.75,
+    "hand_motor_joint": 1.0,
+}
+
+ROBOT_XML = """
+<body name="base_footprint" pos="0 0 0">
+  <joint name="odom_x" type="slide" axis="1 0 0" range="-1 1" damping="50"/>
+  <joint name="odom_y" type="slide" axis="0 1 0" range="-1 1" damping="50"/>
+  <joint name="odom_t" type="hinge" axis="0 0 1" range="-3.14 3.14" damping="20"/>
+  <geom name="base" type="cylinder" size="0.2 0.12" pos="0 0 0.12" rgba="0.2 0.2 0.22 1" contype="0" conaffinity="0" mass="30"/>
+  <body name="torso" pos="0 0 0.24" gravcomp="1">
+    <geom type="box" size="0.07 0.09 0.2" pos="-0.08 0 0.2" rgba="0.85 0.85 0.85 1" contype="0" conaffinity="0" mass="5"/>
+    <body name="torso_lift_link" pos="-0.08 0 0.45" gravcomp="1">
+      <joint name="torso_lift_joint" type="slide" axis="0 0 1" range="0 0.345" damping="20"/>
+      <geom type="box" size="0.06 0.08 0.05" rgba="0.85 0.85 0.85 1" contype="0" conaffinity="0" mass="1"/>
+      <body name="head_pan_link" pos="0.02 0 0.12" gravcomp="1">
+        <joint name="head_pan_joint" axis="0 0 1" range="-3.84 1.75"/>
+        <body name="head_tilt_link" pos="0.02 0 0.05" gravcomp="1">
+          <joint name="head_tilt_joint" axis="0 -1 0" range="-1.57 0.52"/>
+          <geom type="box" size="0.05 0.1 0.05" rgba="0.1 0.1 0.1 1" contype="0" conaffinity="0" mass="0.5"/>
+          <camera name="head_rgbd" pos="0.06 0 0.0" xyaxes="0 -1 0 0 0 1" fovy="60"/>
+        </body>
+      </body>
+    </body>
+    <body name="arm_lift_link" pos="0.08 -0.1 0.1" gravcomp="1">
+      <joint name="arm_lift_joint" type="slide" axis="0 0 1" range="0 0.69" damping="30"/>
+      <geom type="box" size="0.04 0.06 0.04" rgba="0.85 0.85 0.85 1" contype="0" conaffinity="0" mass="1"/>
+      <body name="arm_flex_link" pos="0 0 0" gravcomp="1">
+        <joint name="arm_flex_joint" axis="0 -1 0" range="-2.62 0" damping="5"/>
+        <geom type="capsule" fromto="0 0 0 0 0 0.345" size="0.035" rgba="0.9 0.9 0.9 1" contype="0" conaffinity="0" mass="1"/>
+        <body name="arm_roll_link" pos="0 0 0.345" gravcomp="1">
+          <joint name="arm_roll_joint" axis="0 0 1" range="-2.09 3.84"/>
+          <geom type="cylinder" size="0.03 0.02" rgba="0.3 0.3 0.3 1" contype="0" conaffinity="0" mass="0.3"/>
+          <body name="wrist_flex_link" pos="0 0 0.02" gravcomp="1">
+            <joint name="wrist_flex_joint" axis="0 -1 0" range="-1.92 1.22"/>
+            <geom type="cylinder" size="0.025 0.02" pos="0 0 0.02" rgba="0.3 0.3 0.3 1" contype="0" conaffinity="0" mass="0.2"/>
+            <body name="wrist_roll_link" pos="0 0 0.04" gravcomp="1">
+              <joint name="wrist_roll_joint" axis="0 0 1" range="-1.92 3.67"/>
+              <body name="hand_palm_link" pos="0 0 0.03" gravcomp="1">
+                <geom name="palm" type="box" size="0.03 0.045 0.015" rgba="0.15 0.15 0.15 1" contype="2" conaffinity="0" mass="0.3"/>
+                <camera name="hand_camera" pos="0.035 0 0.0" xyaxes="0 -1 0 -1 0 0" fovy="75"/>
+                <site name="grasp" pos="0 0 0.085" size="0.005"/>
+                <body name="hand_l_finger" pos="0 0.02 0.015" gravcomp="1">
+                  <joint name="hand_motor_joint" axis="-1 0 0" range="-0.798 1.24" damping="0.5"/>
+                  <geom type="box" size="0.012 0.005 0.04" pos="0 0.0 0.045" rgba="0.2 0.2 0.2 1" contype="2" conaffinity="0" mass="0.05"/>
+                </body>
+                <body name="hand_r_finger" pos="0 -0.02 0.015" gravcomp="1">
+                  <joint name="hand_r_joint" axis="1 0 0" range="-0.798 1.24" damping="0.5"/>
+                  <geom type="box" size="0.012 0.005 0.04" pos="0 0.0 0.045" rgba="0.2 0.2 0.2 1" contype="2" conaffinity="0" mass="0.05"/>
+                </body>
+              </body>
+            </body>
+          </body>
+        </body>
+      </body>
+    </body>
+  </body>
+</body>
+<!-- tail -->
+<equality>
+  <joint joint1="torso_lift_joint" joint2="arm_lift_joint" polycoef="0 0.5 0 0 0"/>
+  <joint joint1="hand_r_joint" joint2="hand_motor_joint" polycoef="0 1 0 0 0"/>
+</equality>
+<actuator>
+  <position name="odom_x" joint="odom_x" kp="3000" kv="300" forcerange="-2000 2000"/>
+  <position name="odom_y" joint="odom_y" kp="3000" kv="300" forcerange="-2000 2000"/>
+  <position name="odom_t" joint="odom_t" kp="1500" kv="150" forcerange="-1000 1000"/>
+  <position name="arm_lift_joint" joint="arm_lift_joint" kp="3000" kv="200" forcerange="-2000 2000"/>
+  <position name="arm_flex_joint" joint="arm_flex_joint" kp="500" kv="30"/>
+  <position name="arm_roll_joint" joint="arm_roll_joint" kp="300" kv="15"/>
+  <position name="wrist_flex_joint" joint="wrist_flex_joint" kp="300" kv="10"/>
+  <position name="wrist_roll_joint" joint="wrist_roll_joint" kp="200" kv="5"/>
+  <position name="head_pan_joint" joint="head_pan_joint" kp="100" kv="5"/>
+  <position name="head_tilt_joint" joint="head_tilt_joint" kp="100" kv="5"/>
+  <position name="hand_motor_joint" joint="hand_motor_joint" kp="20" kv="1"/>
+</actuator>
+"""
+
+IK = ("odom_x", "odom_y", "odom_t", "arm_lift_joint", "arm_flex_joint", "arm_roll_joint", "wrist_flex_joint", "wrist_roll_joint")
+
+HSR = Embodiment(
+    name="hsr",
+    xml=lambda: ROBOT_XML,
+    joints=JOINTS,
+    home=HOME,
+    ik_joints=lambda arm: IK,
+    grasp_site=lambda arm: "grasp",
+    hand_body=lambda arm: "hand_palm_link",
+    gripper_joint=lambda arm: "hand_motor_joint",
+    gripper_range=(-0.3, 1.0),
+    cameras=lambda arm: {"head": "head_rgbd", "wrist": "hand_camera"},
+    table_x=0.62,
+    table_height=0.40,
+    base_body="base_footprint",
+    max_joint_step={"odom_x": 0.05, "odom_y": 0.05, "arm_lift_joint": 0.05, "hand_motor_joint": 1.0},
+    ik_weights={"odom_x": 0.4, "odom_y": 0.4, "odom_t": 0.3},
+)
+
+
+class HSRRobot(SimRobot):
+    """Toyota HSR-B: omni base, 5-DoF arm with lift, parallel gripper, head and hand cameras."""
+
+    name = "hsr"
+    embodiment = HSR
+
+
+@hookimpl
+def s2kit_robots() -> list[type[Robot]]:
+    return [HSRRobot]

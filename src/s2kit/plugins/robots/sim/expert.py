@@ -1,0 +1,192 @@
+"""Executor ``scripted``: a privileged expert for the simulated tabletop tasks.
+
+It reads simulator state (`SimState`, in ``Observation.privileged``) and
+acts in the canonical ``ee_delta`` space, so the same expert drives every
+simulated robot. Each call looks at the current subtask and the world, picks
+the next waypoint (hover over the object, descend, close, lift, carry, lower,
+open; or line up behind the object and push), and returns the actions that
+reach it — a short chunk that ends at the waypoint, so decisions are always
+taken on fresh state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from s2kit import hookimpl
+from s2kit.core.config import PluginConfig
+from s2kit.core.errors import PluginError
+from s2kit.core.interfaces import Executor
+from s2kit.core.types import ActionChunk, Guidance, Observation
+from s2kit.plugins.robots.sim.base import SimState
+from s2kit.plugins.robots.sim.world import CONTAINERS, object_half_height
+
+OPEN, CLOSED = 1.0, 0.0
+
+
+class ScriptedConfig(PluginConfig):
+    """Speeds and heights of the scripted expert."""
+
+    speed: float = Field(0.04, gt=0, le=0.05, description="Hand speed, metres per control step.")
+    hover: float = Field(0.14, gt=0.05, description="Height above the table to travel at, metres.")
+    horizon: int = Field(8, ge=1, le=64, description="Longest chunk.")
+    tolerance: float = Field(0.008, gt=0, description="Distance at which a waypoint counts as reached.")
+
+
+class ScriptedExecutor(Executor):
+    """Privileged scripted expert: solves the simulated tasks from simulator state."""
+
+    name = "scripted"
+    Config = ScriptedConfig
+
+    def reset(self) -> None:
+        self._yaw0: float | None = None
+        self._closing = 0
+
+    def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
+        sim = observation.privileged
+        if not isinstance(sim, SimState):
+            raise PluginError("executor 'scripted' is privileged: it needs a simulated robot (hsr or txg2 with backend sim)")
+        if getattr(self, "_yaw0", None) is None:
+            self._yaw0 = float(observation.state[-2])
+        waypoint, gripper = self._next(sim)
+        return self._chunk(observation, sim, waypoint, gripper)
+
+    # --- deciding ------------------------------------------------------------------------
+
+    def _next(self, sim: SimState) -> tuple[np.ndarray | None, float]:
+        """The next waypoint for the hand (None: stay) and the gripper command."""
+        cfg: ScriptedConfig = self.config  # type: ignore[assignment]
+        if sim.completed >= len(sim.task.subtasks):
+            return None, OPEN
+        sub = sim.task.subtasks[sim.completed]
+        table = sim.table_height
+        ee = sim.ee_pos
+        obj = sim.positions[sub.obj]
+        hover_z = table + cfg.hover
+        if sub.kind == "push":
+            return self._push(sim, ee, obj, sim.positions[sub.target], table)
+        if sim.held not in (None, sub.obj):  # holding the wrong thing: let go
+            return np.array([ee[0], ee[1], hover_z]), OPEN
+        if sim.held != sub.obj:
+            self._closing = 0
+            above = np.array([obj[0], obj[1], hover_z])
+            if np.linalg.norm(ee[:2] - obj[:2]) > 0.012:
+                if ee[2] < hover_z - 0.03:  # rise before travelling
+                    return np.array([ee[0], ee[1], hover_z]), OPEN
+                return above, OPEN
+            grasp = np.array([obj[0], obj[1], obj[2]])
+            if abs(ee[2] - grasp[2]) > 0.01:
+                return grasp, OPEN
+            return None, CLOSED
+        # holding the object
+        if sub.kind == "pick":
+            return np.array([ee[0], ee[1], hover_z]), CLOSED
+        target = sim.positions[sub.target]
+        half = object_half_height(sim.scene.item(sub.obj).kind)
+        if sub.kind == "put":
+            place_z = table + CONTAINERS[sim.scene.item(sub.target).kind]["wall"] + half + 0.02
+        else:  # stack
+            place_z = target[2] + object_half_height(sim.scene.item(sub.target).kind) + half + 0.012
+        carry_z = max(hover_z, place_z + 0.05)
+        if np.linalg.norm(ee[:2] - target[:2]) > 0.01:
+            if ee[2] < carry_z - 0.03:
+                return np.array([ee[0], ee[1], carry_z]), CLOSED
+            return np.array([target[0], target[1], carry_z]), CLOSED
+        if ee[2] > place_z + 0.01:
+            return np.array([target[0], target[1], place_z]), CLOSED
+        return None, OPEN
+
+    def _push(self, sim: SimState, ee: np.ndarray, obj: np.ndarray, region: np.ndarray, table: float):  # type: ignore[no-untyped-def]
+        cfg: ScriptedConfig = self.config  # type: ignore[assignment]
+        to_goal = region[:2] - obj[:2]
+        dist = float(np.linalg.norm(to_goal))
+        d = to_goal / max(dist, 1e-6)
+        push_z = table + 0.015
+        behind = obj[:2] - d * 0.055
+        # where the hand is relative to the line object -> goal
+        rel = ee[:2] - obj[:2]
+        along = float(rel @ d)
+        lateral = float(abs(rel @ np.array([-d[1], d[0]])))
+        lined_up = along < -0.03 and lateral < 0.015 and ee[2] < push_z + 0.02
+        if lined_up:
+            goal = region[:2] - d * 0.045
+            return np.array([goal[0], goal[1], push_z]), CLOSED
+        if np.linalg.norm(ee[:2] - behind) > 0.01:
+            if ee[2] < table + cfg.hover - 0.03:
+                return np.array([ee[0], ee[1], table + cfg.hover]), CLOSED
+            return np.array([behind[0], behind[1], table + cfg.hover]), CLOSED
+        return np.array([behind[0], behind[1], push_z]), CLOSED
+
+    # --- acting ---------------------------------------------------------------------------
+
+    def _chunk(self, observation: Observation, sim: SimState, waypoint: np.ndarray | None, gripper: float) -> ActionChunk:
+        cfg: ScriptedConfig = self.config  # type: ignore[assignment]
+        rot = self._level(observation)
+        actions = []
+        if waypoint is None:
+            # grasp or release in place: a few steps for the fingers
+            for _ in range(3):
+                actions.append([0, 0, 0, *rot, gripper])
+        else:
+            ee = sim.ee_pos.astype(np.float64).copy()
+            for _ in range(cfg.horizon):
+                delta = waypoint - ee
+                dist = float(np.linalg.norm(delta))
+                if dist < cfg.tolerance:
+                    break
+                step = delta if dist <= cfg.speed else delta / dist * cfg.speed
+                ee += step
+                actions.append([*self._to_base(observation, step), *rot, gripper])
+                rot = (0.0, 0.0, 0.0)
+            if not actions:
+                actions.append([0, 0, 0, *rot, gripper])
+        return ActionChunk(actions=np.asarray(actions, dtype=np.float32), period=self.spec.control_period)
+
+    def _to_base(self, observation: Observation, step: np.ndarray) -> np.ndarray:
+        # the simulated robots' bases stay aligned with the world unless the
+        # base turns; rotate by the base heading where the state has one
+        names = self.spec.state_names
+        if "odom_t" in names:
+            t = float(observation.state[names.index("odom_t")])
+            c, s = np.cos(t), np.sin(t)
+            return np.array([c * step[0] + s * step[1], -s * step[0] + c * step[1], step[2]])
+        return step
+
+    def _level(self, observation: Observation) -> tuple[float, float, float]:
+        """A small rotation (base frame) that keeps the hand pointing down at its starting yaw."""
+        roll, pitch, yaw = (float(v) for v in observation.state[-4:-1])
+        current = _rz(yaw) @ _ry(pitch) @ _rx(roll)
+        desired = _rz(self._yaw0 or 0.0) @ _rx(np.pi)
+        omega = _rotvec(desired @ current.T)  # applied on the left, as the robot applies deltas
+        return tuple(np.clip(0.5 * omega, -0.1, 0.1).tolist())  # type: ignore[return-value]
+
+
+def _rx(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _ry(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rz(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def _rotvec(m: np.ndarray) -> np.ndarray:
+    """The rotation vector (axis times angle) of a rotation matrix."""
+    angle = float(np.arccos(np.clip((np.trace(m) - 1) / 2, -1.0, 1.0)))
+    if angle < 1e-6:
+        return np.zeros(3)
+    axis = np.array([m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1]]) / (2 * np.sin(angle))
+    return axis * angle
+
+
+@hookimpl
+def s2kit_executors() -> list[type[Executor]]:
+    return [ScriptedExecutor]
