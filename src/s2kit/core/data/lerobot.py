@@ -728,14 +728,14 @@ def _png_encode(frames: np.ndarray) -> list[bytes]:
 def _png_decode(path: Path, key: str, column: Any, shape: list[int]) -> np.ndarray:
     import av
 
-    codec = av.CodecContext.create("png", "r")
     out = []
     for i, cell in enumerate(column.to_pylist()):
         data = (cell or {}).get("bytes")
         if not data:
             raise DataError(f"{path}: image {key!r} of row {i} has no embedded bytes")
         try:
-            frame = codec.decode(av.Packet(data))[0]
+            # a fresh decoder per image: one reused across packets returns wrong pixels
+            frame = av.CodecContext.create("png", "r").decode(av.Packet(data))[0]
         except (av.FFmpegError, IndexError) as err:
             raise DataError(f"{path}: image {key!r} of row {i} is not a readable PNG: {err}") from None
         out.append(frame.to_ndarray(format="rgb24"))
