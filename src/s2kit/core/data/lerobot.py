@@ -58,6 +58,7 @@ this module costs numpy only. One writer at a time per dataset.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 from bisect import bisect_right
@@ -133,11 +134,11 @@ class LeRobotWriter:
     ) -> None:
         if mode not in ("create", "append"):
             raise ValueError(f"mode must be 'create' or 'append', not {mode!r}")
-        if isinstance(fps, bool) or not isinstance(fps, int | float) or not fps > 0:
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not fps > 0:
             raise ValueError(f"fps must be a positive number, not {fps!r}")
         self.root = Path(root)
         self.video_codec = video_codec
-        fps = int(fps) if float(fps).is_integer() else float(fps)
+        fps = int(fps) if float(fps).is_integer() else float(fps)  # info.json holds plain numbers
         wanted = _normalize_features(features, use_videos, video_codec, fps)
         if mode == "create":
             if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
@@ -232,7 +233,8 @@ class LeRobotWriter:
         }
         for key, ft in self.features.items():
             if ft["dtype"] == "video":
-                _encode_video(self.root / VIDEO_PATH.format(video_key=key, **where), columns[key], self.fps, self.video_codec)
+                video = self.root / VIDEO_PATH.format(video_key=key, **where)
+                _encode_video(video, columns[key], self.fps, self.video_codec)
                 row |= {
                     f"videos/{key}/chunk_index": chunk,
                     f"videos/{key}/file_index": file,
@@ -275,7 +277,8 @@ class LeRobotWriter:
             )
         if self.info["total_episodes"] > 0:
             stats = _dataset_stats(self.root, self.info)
-            _write_json(self.root / STATS_PATH, {k: {s: v.tolist() for s, v in st.items()} for k, st in stats.items()})
+            serial = {key: {name: value.tolist() for name, value in st.items()} for key, st in stats.items()}
+            _write_json(self.root / STATS_PATH, serial)
         self._closed = True
 
     def __enter__(self) -> LeRobotWriter:
@@ -322,7 +325,9 @@ def _normalize_features(
             except TypeError:
                 kind = ""
             if kind not in "biuf" or not isinstance(dtype, str):
-                raise ValueError(f"feature {name!r}: dtype {dtype!r} is not a numpy number/bool name, 'string', 'image' or 'video'")
+                raise ValueError(
+                    f"feature {name!r}: dtype {dtype!r} is not a numpy number/bool name, 'string', 'image' or 'video'"
+                )
             if len(shape) != 1 or shape[0] < 1:
                 raise ValueError(f"feature {name!r}: numeric features need a 1-D shape, not {shape}")
         out[name] = {"dtype": dtype, "shape": shape, "names": names}
@@ -377,7 +382,9 @@ def _check_same_dataset(
     if info["fps"] != fps:
         raise DataError(f"{info_path}: the dataset has fps {info['fps']}, the writer was given fps {fps}")
     if info.get("robot_type") != robot_type:
-        raise DataError(f"{info_path}: the dataset has robot_type {info.get('robot_type')!r}, the writer was given {robot_type!r}")
+        raise DataError(
+            f"{info_path}: the dataset has robot_type {info.get('robot_type')!r}, the writer was given {robot_type!r}"
+        )
     have = info["features"]
     if set(have) != set(wanted):
         raise DataError(
@@ -433,7 +440,8 @@ def _check_value(key: str, ft: dict[str, Any], value: Any) -> Any:
         return value
     if dtype in VISUAL:
         if not isinstance(value, np.ndarray) or value.dtype != np.uint8:
-            raise TypeError(f"feature {key!r} needs a uint8 numpy image, got {type(value).__name__} {getattr(value, 'dtype', '')}")
+            got = f"{type(value).__name__} {getattr(value, 'dtype', '')}"
+            raise TypeError(f"feature {key!r} needs a uint8 numpy image, got {got}")
         if value.shape != shape:
             raise ValueError(f"feature {key!r} needs shape {shape}, got {value.shape}")
         return value.copy()
@@ -586,20 +594,20 @@ def _tasks_table(tasks: list[str]) -> pa.Table:
     """meta/tasks.parquet as pandas writes lerobot's DataFrame: task_index, indexed by task."""
     import pyarrow as pa
 
+    def column(name: str | None, pandas_type: str, numpy_type: str) -> dict[str, Any]:
+        kinds = {"pandas_type": pandas_type, "numpy_type": numpy_type}
+        return {"name": name, "field_name": name, **kinds, "metadata": None}
+
     pandas_meta = {
         "index_columns": ["task"],
-        "column_indexes": [
-            {"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}
-        ],
-        "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
-            {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
-        ],
+        "column_indexes": [column(None, "unicode", "object") | {"metadata": {"encoding": "UTF-8"}}],
+        "columns": [column("task_index", "int64", "int64"), column("task", "unicode", "object")],
         "attributes": {},
         "creator": {"library": "pyarrow", "version": pa.__version__},
         "pandas_version": "2.2.0",
     }
-    schema = pa.schema([("task_index", pa.int64()), ("task", pa.string())], metadata={"pandas": json.dumps(pandas_meta)})
+    fields = [("task_index", pa.int64()), ("task", pa.string())]
+    schema = pa.schema(fields, metadata={"pandas": json.dumps(pandas_meta)})
     return pa.Table.from_pydict({"task_index": list(range(len(tasks))), "task": tasks}, schema=schema)
 
 
@@ -633,9 +641,11 @@ def _data_table(columns: dict[str, Any], features: dict[str, dict[str, Any]]) ->
         if ft["dtype"] == "image":
             png = _png_encode(column)
             names = [f"frame-{i:06d}.png" for i in range(len(png))]
-            arrays.append(pa.StructArray.from_arrays([pa.array(png, pa.binary()), pa.array(names, pa.string())], ["bytes", "path"]))
+            cells = [pa.array(png, pa.binary()), pa.array(names, pa.string())]
+            arrays.append(pa.StructArray.from_arrays(cells, ["bytes", "path"]))
         elif pa.types.is_fixed_size_list(kind):
-            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(column).reshape(-1)), ft["shape"][0]))
+            flat = pa.array(np.ascontiguousarray(column).reshape(-1))
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, ft["shape"][0]))
         else:
             arrays.append(pa.array(column, kind))
     hf = {"info": {"features": {k: _hf_feature(ft) for k, ft in stored.items()}}}
@@ -650,7 +660,8 @@ def _column_numpy(path: Path, column: Any, ft: dict[str, Any]) -> np.ndarray:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if array.null_count:
         raise DataError(f"{path}: column of {ft['dtype']} has {array.null_count} missing values")
-    nested = pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type) or pa.types.is_large_list(array.type)
+    kind = array.type
+    nested = pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind)
     values = (array.flatten() if nested else array).to_numpy(zero_copy_only=False)
     size = int(np.prod(ft["shape"]))
     if values.size != len(array) * size:
@@ -719,7 +730,9 @@ def _png_encode(frames: np.ndarray) -> list[bytes]:
 
     codec = av.CodecContext.create("png", "w")
     codec.width, codec.height, codec.pix_fmt = frames.shape[2], frames.shape[1], "rgb24"
-    packets = [p for f in frames for p in codec.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24"))]
+    packets = []
+    for frame in frames:
+        packets += codec.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
     packets += codec.encode(None)
     assert len(packets) == len(frames), "the PNG encoder emits one packet per frame"
     return [bytes(p) for p in packets]
@@ -823,7 +836,9 @@ def _load_episode_rows(root: Path, info: dict[str, Any], with_stats: bool = Fals
                 rows[row["episode_index"]] = row
     missing = [i for i in range(count) if i not in rows]
     if missing:
-        raise DataError(f"{root / 'meta' / 'episodes'} lacks the rows of episodes {missing[:5]} (info.json counts {count})")
+        raise DataError(
+            f"{root / 'meta' / 'episodes'} lacks the rows of episodes {missing[:5]} (info.json counts {count})"
+        )
     required = ("length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index")
     for i in range(count):
         absent = [k for k in required if not isinstance(rows[i].get(k), int)]
@@ -879,7 +894,8 @@ class LeRobotDatasetReader:
         index = int(index)
         row = self._episodes[index]
         length = int(row["length"])
-        path = self.root / self.info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
+        data_file = {"chunk_index": row["data/chunk_index"], "file_index": row["data/file_index"]}
+        path = self.root / self.info["data_path"].format(**data_file)
         stored = [k for k, ft in self.features.items() if ft["dtype"] != "video"]
         table = _read_parquet(path)
         absent = [k for k in stored if k not in table.column_names]
@@ -893,10 +909,10 @@ class LeRobotDatasetReader:
         out: dict[str, np.ndarray | list[Any]] = {}
         for key, ft in self.features.items():
             if ft["dtype"] == "video":
-                video = self.root / self.info["video_path"].format(
-                    video_key=key, chunk_index=row[f"videos/{key}/chunk_index"], file_index=row[f"videos/{key}/file_index"]
-                )
-                out[key] = _decode_video(video, float(row[f"videos/{key}/from_timestamp"]), length, float(self.fps), ft["shape"])
+                chunk, file = row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"]
+                video = self.root / self.info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
+                start = float(row[f"videos/{key}/from_timestamp"])
+                out[key] = _decode_video(video, start, length, float(self.fps), ft["shape"])
             elif ft["dtype"] == "image":
                 out[key] = _png_decode(path, key, table.column(key), ft["shape"])
             elif ft["dtype"] == "string":

@@ -73,6 +73,7 @@ class Embodiment:
     base_body: str
     max_joint_step: dict[str, float] = field(default_factory=dict)
     ik_weights: dict[str, float] = field(default_factory=dict)
+    orientation_weight: float = 0.5
 
 
 class SimConfig(PluginConfig):
@@ -235,6 +236,9 @@ class SimRobot(Robot):
         self._ik_low = np.array([limits[n][0] for n in self._ik])
         self._ik_high = np.array([limits[n][1] for n in self._ik])
         self._ik_w = np.array([emb.ik_weights.get(n, 1.0) for n in self._ik])
+        self._q_home = np.array([emb.home.get(n, 0.0) for n in self._ik])
+        w = emb.orientation_weight  # position first; orientation as far as the arm allows
+        self._task_w = np.array([1.0, 1.0, 1.0, w, w, w])
         self._site = mj.mj_name2id(m, mj.mjtObj.mjOBJ_SITE, emb.grasp_site(arm))
         self._hand = mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, emb.hand_body(arm))
         self._base = mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, emb.base_body)
@@ -422,9 +426,21 @@ class SimRobot(Robot):
             if np.linalg.norm(err[:3]) < 1e-4 and np.linalg.norm(err[3:]) < 1e-3:
                 break
             mj.mj_jacSite(m, s, jacp, jacr, self._site)
-            jac = np.vstack([jacp, jacr])[:, self._ik_dof] * self._ik_w
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + lam2 * np.eye(6), err)
-            q = np.clip(q + dq * self._ik_w, self._ik_low, self._ik_high)
+            full = np.vstack([jacp, jacr])[:, self._ik_dof]
+            weights = self._ik_w.copy()
+            # Joints at a limit and pushed further out are taken out of the
+            # solve, so the others do the work instead of the step being clipped away.
+            for _ in range(3):
+                jac = full * weights
+                inv = jac.T @ np.linalg.inv(jac @ jac.T + lam2 * np.eye(6))
+                # a gentle pull towards the home posture, in the null space of the task
+                posture = (np.eye(len(q)) - inv @ jac) @ (0.1 * (self._q_home - q))
+                dq = (inv @ (err * self._task_w) + posture) * weights
+                stuck = ((q <= self._ik_low + 1e-6) & (dq < 0)) | ((q >= self._ik_high - 1e-6) & (dq > 0))
+                if not stuck.any() or not (weights[stuck] > 0).any():
+                    break
+                weights[stuck] = 0.0
+            q = np.clip(q + dq, self._ik_low, self._ik_high)
         self._q_des = q
 
     def _update_grasp(self) -> None:

@@ -50,13 +50,16 @@ class ScriptedExecutor(Executor):
             raise PluginError("executor 'scripted' is privileged: it needs a simulated robot (hsr or txg2 with backend sim)")
         if getattr(self, "_yaw0", None) is None:
             self._yaw0 = float(observation.state[-2])
-        waypoint, gripper = self._next(sim)
-        return self._chunk(observation, sim, waypoint, gripper)
+        waypoint, gripper, *speed = self._next(sim)
+        return self._chunk(observation, sim, waypoint, gripper, speed[0] if speed else self.config.speed)  # type: ignore[attr-defined]
 
     # --- deciding ------------------------------------------------------------------------
 
     def _next(self, sim: SimState) -> tuple[np.ndarray | None, float]:
-        """The next waypoint for the hand (None: stay) and the gripper command."""
+        """The next waypoint for the hand (None: stay) and the gripper command.
+
+        Pushing returns a third element, a slower speed.
+        """
         cfg: ScriptedConfig = self.config  # type: ignore[assignment]
         if sim.completed >= len(sim.task.subtasks):
             return None, OPEN
@@ -101,27 +104,29 @@ class ScriptedExecutor(Executor):
     def _push(self, sim: SimState, ee: np.ndarray, obj: np.ndarray, region: np.ndarray, table: float):  # type: ignore[no-untyped-def]
         cfg: ScriptedConfig = self.config  # type: ignore[assignment]
         to_goal = region[:2] - obj[:2]
-        dist = float(np.linalg.norm(to_goal))
-        d = to_goal / max(dist, 1e-6)
+        d = to_goal / max(float(np.linalg.norm(to_goal)), 1e-6)
         push_z = table + 0.015
         behind = obj[:2] - d * 0.055
-        # where the hand is relative to the line object -> goal
         rel = ee[:2] - obj[:2]
         along = float(rel @ d)
-        lateral = float(abs(rel @ np.array([-d[1], d[0]])))
-        lined_up = along < -0.03 and lateral < 0.015 and ee[2] < push_z + 0.02
-        if lined_up:
-            goal = region[:2] - d * 0.045
-            return np.array([goal[0], goal[1], push_z]), CLOSED
+        lateral = float(rel @ np.array([-d[1], d[0]]))
+        engaged = -0.075 < along < -0.02 and abs(lateral) < 0.03 and ee[2] < push_z + 0.02
+        if engaged:
+            # Steer: aim through the object, along the line
+            # to the goal, correcting sideways drift as the object slides.
+            aim = obj[:2] + d * 0.03 - np.array([-d[1], d[0]]) * lateral * 0.5
+            return np.array([aim[0], aim[1], push_z]), CLOSED, 0.015
         if np.linalg.norm(ee[:2] - behind) > 0.01:
             if ee[2] < table + cfg.hover - 0.03:
-                return np.array([ee[0], ee[1], table + cfg.hover]), CLOSED
-            return np.array([behind[0], behind[1], table + cfg.hover]), CLOSED
-        return np.array([behind[0], behind[1], push_z]), CLOSED
+                return np.array([ee[0], ee[1], table + cfg.hover]), CLOSED, cfg.speed
+            return np.array([behind[0], behind[1], table + cfg.hover]), CLOSED, cfg.speed
+        return np.array([behind[0], behind[1], push_z]), CLOSED, cfg.speed
 
     # --- acting ---------------------------------------------------------------------------
 
-    def _chunk(self, observation: Observation, sim: SimState, waypoint: np.ndarray | None, gripper: float) -> ActionChunk:
+    def _chunk(
+        self, observation: Observation, sim: SimState, waypoint: np.ndarray | None, gripper: float, speed: float
+    ) -> ActionChunk:
         cfg: ScriptedConfig = self.config  # type: ignore[assignment]
         rot = self._level(observation)
         actions = []
@@ -131,12 +136,12 @@ class ScriptedExecutor(Executor):
                 actions.append([0, 0, 0, *rot, gripper])
         else:
             ee = sim.ee_pos.astype(np.float64).copy()
-            for _ in range(cfg.horizon):
+            for _ in range(cfg.horizon if speed >= cfg.speed else max(1, cfg.horizon // 2)):
                 delta = waypoint - ee
                 dist = float(np.linalg.norm(delta))
                 if dist < cfg.tolerance:
                     break
-                step = delta if dist <= cfg.speed else delta / dist * cfg.speed
+                step = delta if dist <= speed else delta / dist * speed
                 ee += step
                 actions.append([*self._to_base(observation, step), *rot, gripper])
                 rot = (0.0, 0.0, 0.0)

@@ -173,11 +173,14 @@ TXG2 = Embodiment(
         "wrist_left": "left_arm_camera",
         "wrist_right": "right_arm_camera",
     },
-    table_x=0.55,
+    table_x=0.48,
     table_height=0.75,
     base_body="base_link",
     max_joint_step={"odom_x": 0.05, "odom_y": 0.05, "left_gripper": 0.785, "right_gripper": 0.785},
-    ik_weights={"waist_yaw": 0.5, "waist_pitch_3": 0.3},
+    ik_weights={"waist_yaw": 0.5, "waist_pitch_3": 0.6},
+    # The wrist pitch (J6, ±1.01) cannot keep the hand vertical everywhere on
+    # the table: position wins and the hand tilts where it must.
+    orientation_weight=0.1,
 )
 
 
