@@ -80,7 +80,7 @@ class ScriptedExecutor(Executor):
                     return np.array([ee[0], ee[1], hover_z]), OPEN
                 return above, OPEN
             grasp = np.array([obj[0], obj[1], obj[2]])
-            if abs(ee[2] - grasp[2]) > 0.01:
+            if abs(ee[2] - grasp[2]) > 0.025:  # the fingers close on it from within 2.5 cm
                 return grasp, OPEN
             return None, CLOSED
         # holding the object
