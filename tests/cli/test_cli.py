@@ -117,7 +117,7 @@ def test_suite_is_passed_to_the_robot(invoke) -> None:
         (["--set", "executor.horizon=lots"], "Error: executor 'seek': option 'horizon' = 'lots': Input should be a valid integer"),
         (["--set", "runtime.mode=fast"], "Error: runtime: option 'mode' = 'fast'"),
         (["--set", "robots.x=1"], "Error: --set robots.x: unknown section 'robots'"),
-        (["--executor", "nope"], "Error: unknown executor 'nope' (available: clock, constant, faulty, replay, seek)"),
+        (["--executor", "nope"], "Error: unknown executor 'nope' (available: clock, constant, faulty, replay, scripted, seek)"),
     ],
 )  # fmt: skip
 def test_config_errors_are_one_line_exit_2(invoke, args: list[str], message: str) -> None:

@@ -217,8 +217,12 @@ def validate_model(model: type[BaseModel], data: Mapping[str, Any], where: str) 
 
 
 def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> str:
-    """The first problem of a validation error, as one readable clause."""
-    first = err.errors()[0]
+    """The first problem of a validation error, as one readable clause.
+
+    A misspelled key is reported before the required key it was meant to be.
+    """
+    errors = err.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":

@@ -105,14 +105,14 @@ ROBOT_XML = """
   <joint joint1="hand_r_joint" joint2="hand_motor_joint" polycoef="0 1 0 0 0"/>
 </equality>
 <actuator>
-  <position name="odom_x" joint="odom_x" kp="3000" kv="300" forcerange="-2000 2000"/>
-  <position name="odom_y" joint="odom_y" kp="3000" kv="300" forcerange="-2000 2000"/>
-  <position name="odom_t" joint="odom_t" kp="1500" kv="150" forcerange="-1000 1000"/>
-  <position name="arm_lift_joint" joint="arm_lift_joint" kp="3000" kv="200" forcerange="-2000 2000"/>
-  <position name="arm_flex_joint" joint="arm_flex_joint" kp="500" kv="30"/>
-  <position name="arm_roll_joint" joint="arm_roll_joint" kp="300" kv="15"/>
-  <position name="wrist_flex_joint" joint="wrist_flex_joint" kp="300" kv="10"/>
-  <position name="wrist_roll_joint" joint="wrist_roll_joint" kp="200" kv="5"/>
+  <position name="odom_x" joint="odom_x" kp="20000" kv="2000" forcerange="-8000 8000"/>
+  <position name="odom_y" joint="odom_y" kp="20000" kv="2000" forcerange="-8000 8000"/>
+  <position name="odom_t" joint="odom_t" kp="8000" kv="800" forcerange="-4000 4000"/>
+  <position name="arm_lift_joint" joint="arm_lift_joint" kp="12000" kv="600" forcerange="-6000 6000"/>
+  <position name="arm_flex_joint" joint="arm_flex_joint" kp="2000" kv="80" forcerange="-1000 1000"/>
+  <position name="arm_roll_joint" joint="arm_roll_joint" kp="1000" kv="30" forcerange="-1000 1000"/>
+  <position name="wrist_flex_joint" joint="wrist_flex_joint" kp="1000" kv="20" forcerange="-1000 1000"/>
+  <position name="wrist_roll_joint" joint="wrist_roll_joint" kp="600" kv="10" forcerange="-1000 1000"/>
   <position name="head_pan_joint" joint="head_pan_joint" kp="100" kv="5"/>
   <position name="head_tilt_joint" joint="head_tilt_joint" kp="100" kv="5"/>
   <position name="hand_motor_joint" joint="hand_motor_joint" kp="20" kv="1"/>

@@ -44,6 +44,7 @@ __all__ = ["JOINT_POS", "Embodiment", "SimConfig", "SimRobot", "SimState"]
 
 JOINT_POS = "joint_pos"
 EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
+_MAX_LEAD = 0.035  # metres the commanded hand position may run ahead of the hand
 
 
 @dataclass(frozen=True)
@@ -350,13 +351,20 @@ class SimRobot(Robot):
     def apply(self, action: np.ndarray, space: str) -> None:
         emb = self.embodiment
         if space == EE_DELTA:
-            # Deltas are relative to where the hand is now (as in RT-X), so a
-            # zero action holds and tracking lag never winds up.
+            # Deltas move the commanded pose, so every commanded centimetre is
+            # eventually executed even though the arm lags within a step; the
+            # commanded pose stays within _MAX_LEAD of the hand, so an
+            # unreachable command cannot wind up.
             base = self._base_rot()
-            self._target_pos = self._site_pos() + base @ np.asarray(action[:3], dtype=np.float64)
+            target = self._target_pos + base @ np.asarray(action[:3], dtype=np.float64)
+            lead = target - self._site_pos()
+            norm = float(np.linalg.norm(lead))
+            if norm > _MAX_LEAD:
+                target = self._site_pos() + lead * (_MAX_LEAD / norm)
+            self._target_pos = target
             dq = _quat_from_rpy(*(base @ np.asarray(action[3:6], dtype=np.float64)))
             q = np.empty(4)
-            self._mj.mju_mulQuat(q, dq, self._site_quat())
+            self._mj.mju_mulQuat(q, dq, self._target_quat)
             self._target_quat = q / np.linalg.norm(q)
             self._solve_ik()
             for name, value in zip(self._ik, self._q_des):

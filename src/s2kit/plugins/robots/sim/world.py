@@ -124,7 +124,9 @@ def _object_xml(it: Item, z_table: float) -> str:
     elif it.kind == "cylinder":
         geom = f'<geom name="{it.name}" type="cylinder" size="{CYLINDER[0]} {CYLINDER[1]}" rgba="{rgba}" mass="0.08" {friction}/>'
     else:
-        geom = f'<geom name="{it.name}" type="sphere" size="{SPHERE_R}" rgba="{rgba}" mass="0.06" {friction} solref="0.01 1"/>'
+        # condim 6 gives spheres rolling friction: a nudged ball slows down instead of rolling off the table
+        rolling = friction.replace('friction="1.2 0.01 0.001" condim="4"', 'friction="1.2 0.02 0.005" condim="6"')
+        geom = f'<geom name="{it.name}" type="sphere" size="{SPHERE_R}" rgba="{rgba}" mass="0.06" {rolling} solref="0.01 1"/>'
     return (
         f'<body name="{it.name}" pos="{it.xy[0]:.4f} {it.xy[1]:.4f} {z:.4f}" euler="0 0 {it.yaw:.4f}">'
         f'<freejoint name="{it.name}_free"/>{geom}</body>'

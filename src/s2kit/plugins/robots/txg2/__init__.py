@@ -96,12 +96,12 @@ def _arm(side: str, y: float) -> str:
 
 
 def _xml() -> str:
-    pos = 'kp="800" kv="40"'
+    pos = 'kp="3000" kv="120" forcerange="-2000 2000"'
     arm_act = "".join(
         f'<position name="{side}_arm_j{i}" joint="{side}_arm_j{i}" {pos}/>' for side in ("left", "right") for i in range(1, 8)
     )
     waist_act = "".join(
-        f'<position name="{j}" joint="{j}" kp="3000" kv="300" forcerange="-3000 3000"/>'
+        f'<position name="{j}" joint="{j}" kp="12000" kv="1000" forcerange="-8000 8000"/>'
         for j in ("waist_pitch_1", "waist_pitch_2", "waist_pitch_3", "waist_roll", "waist_yaw")
     )
     head_act = "".join(f'<position name="{j}" joint="{j}" kp="100" kv="5"/>' for j in ("head_yaw", "head_roll", "head_pitch"))

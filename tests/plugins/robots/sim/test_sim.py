@@ -1,0 +1,206 @@
+"""The simulated robots, their world, suites, expert and oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2kit.core.config import validate_pipeline
+from s2kit.core.errors import ConfigError
+from s2kit.core.registry import load_registry
+from s2kit.core.runtime import build_runtime
+from s2kit.core.types import EE_DELTA
+from s2kit.plugins.robots.sim.base import JOINT_POS, SimState
+from s2kit.plugins.robots.sim.tasks import FAMILIES, builtin_suites, load_suite, sample_episode
+from s2kit.plugins.robots.sim.world import COLOURS, CONTAINERS, SHAPES
+
+REGISTRY = load_registry(env={})
+ROBOTS = ("hsr", "txg2")
+
+
+def runtime(robot: str, suite: str = "id", max_steps: int = 400, **robot_options):
+    pipeline = validate_pipeline(
+        {
+            "robot": {"name": robot, "suite": suite, **robot_options},
+            "planner": {"name": "oracle"},
+            "executor": {"name": "scripted"},
+            "runtime": {"max_steps": max_steps},
+        }
+    )
+    return build_runtime(pipeline, REGISTRY)
+
+
+def test_world_has_the_required_variety() -> None:
+    assert len(COLOURS) >= 8 and set(SHAPES) == {"cube", "cylinder", "sphere"}
+    assert set(CONTAINERS) == {"bowl", "plate", "basket"}
+    assert set(builtin_suites()) == {"id", "distractor", "appearance", "semantic", "paraphrase"}
+
+
+def test_every_family_occurs_and_long_horizon_tasks_have_three_ordered_subtasks() -> None:
+    suite = load_suite("id")
+    seen = {}
+    for seed in range(60):
+        _, task = sample_episode(suite, seed, table_x=0.6)
+        seen.setdefault(task.family, task)
+    assert set(seen) == set(FAMILIES)
+    for family in ("sort", "tidy"):
+        assert len(seen[family].subtasks) == 3
+    assert seen["sort"].instruction.count(", then ") == 2
+
+
+def test_suites_shift_what_they_claim() -> None:
+    idsuite, sem, para, dis, app = (load_suite(n) for n in ("id", "semantic", "paraphrase", "distractor", "appearance"))
+    changed_task = changed_words = 0
+    for seed in range(30):
+        s_id, t_id = sample_episode(idsuite, seed, table_x=0.6)
+        s_sem, t_sem = sample_episode(sem, seed, table_x=0.6)
+        s_para, t_para = sample_episode(para, seed, table_x=0.6)
+        # semantic and paraphrase keep the id scene of the same seed
+        assert [(i.kind, i.colour, i.xy) for i in s_sem.items] == [(i.kind, i.colour, i.xy) for i in s_id.items]
+        assert [(i.kind, i.colour, i.xy) for i in s_para.items] == [(i.kind, i.colour, i.xy) for i in s_id.items]
+        changed_task += [(s.kind, s.obj, s.target) for s in t_sem.subtasks] != [(s.kind, s.obj, s.target) for s in t_id.subtasks]
+        # paraphrase: same task, unseen wording
+        assert [(s.kind, s.obj, s.target) for s in t_para.subtasks] == [(s.kind, s.obj, s.target) for s in t_id.subtasks]
+        changed_words += t_para.instruction != t_id.instruction
+        s_dis, _ = sample_episode(dis, seed, table_x=0.6)
+        assert len(s_dis.items) >= len(s_id.items)
+        s_app, _ = sample_episode(app, seed, table_x=0.6)
+        assert s_app.table_rgb != s_id.table_rgb or s_app.light != s_id.light
+    assert changed_task >= 25 and changed_words == 30
+
+
+def test_a_user_suite_file_is_loaded_and_checked(tmp_path: Path) -> None:
+    text = Path(__file__).parents[4].joinpath("src/s2kit/plugins/robots/sim/suites/id.yaml").read_text()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(text.replace("name: id", "name: mine").replace("families: {pick_place: 1, stack: 1, push: 1, sort: 1, tidy: 1}", "families: {push: 1}"))
+    suite = load_suite(str(mine))
+    assert suite.name == "mine" and sample_episode(suite, 3, table_x=0.6)[1].family == "push"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("target_colours:", "target_colors:"))
+    with pytest.raises(ConfigError, match="unknown option 'target_colors'"):
+        load_suite(str(bad))
+    with pytest.raises(ConfigError, match="unknown suite 'idd'"):
+        load_suite("idd")
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_spec_declares_ee_delta_and_native_joints_and_cameras(robot: str) -> None:
+    r = REGISTRY.create("robot", {"name": robot, "image_height": 64, "image_width": 80})
+    try:
+        spaces = {s.name: s for s in r.spec.action_spaces}
+        assert set(spaces) == {EE_DELTA, JOINT_POS}
+        assert spaces[JOINT_POS].names == tuple(j.name for j in r.spec.joints)
+        obs = r.reset(seed=1)
+        assert {"head", "wrist"} <= set(obs.images) and obs.images["head"].shape == (64, 80, 3)
+        assert obs.images["head"].std() > 5  # a rendered scene, not a blank frame
+        assert obs.state.shape == (len(r.spec.state_names),)
+        assert isinstance(obs.privileged, SimState) and obs.scene.startswith("on the table:")
+    finally:
+        r.close()
+
+
+def test_hsr_joint_limits_are_the_real_robots() -> None:
+    r = REGISTRY.create("robot", {"name": "hsr"})
+    limits = {j.name: (j.lower, j.upper) for j in r.spec.joints}
+    r.close()
+    assert limits["arm_lift_joint"] == (0.0, 0.69) and limits["arm_flex_joint"] == (-2.62, 0.0)
+    assert limits["arm_roll_joint"] == (-2.09, 3.84) and limits["wrist_flex_joint"] == (-1.92, 1.22)
+    assert limits["hand_motor_joint"] == (-0.798, 1.24) and limits["head_tilt_joint"] == (-1.57, 0.52)
+
+
+def test_txg2_arm_limits_are_the_g2s() -> None:
+    r = REGISTRY.create("robot", {"name": "txg2"})
+    limits = {j.name: (j.lower, j.upper) for j in r.spec.joints}
+    r.close()
+    for side in ("left", "right"):
+        assert limits[f"{side}_arm_j1"] == (-3.07, 3.07) and limits[f"{side}_arm_j2"] == (-2.06, 2.06)
+        assert limits[f"{side}_arm_j4"] == (-2.50, 1.01) and limits[f"{side}_arm_j6"] == (-1.01, 1.01)
+        assert limits[f"{side}_arm_j7"] == (-1.54, 1.54) and limits[f"{side}_gripper"] == (0.0, 0.785)
+    assert sum(n.startswith("waist_") for n in limits) == 5 and sum(n.startswith("head_") for n in limits) == 3
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_ee_delta_moves_the_hand_by_the_commanded_amount(robot: str) -> None:
+    r = REGISTRY.create("robot", {"name": robot, "render": False})
+    try:
+        start = r.reset(seed=0).privileged.ee_pos.copy()
+        for _ in range(5):
+            r.apply(np.array([0.02, 0.0, 0.0, 0, 0, 0, 1.0], np.float32), EE_DELTA)
+        for _ in range(5):
+            r.apply(np.array([0.0, 0.0, 0.0, 0, 0, 0, 1.0], np.float32), EE_DELTA)  # settle
+        moved = r.observe().privileged.ee_pos - start
+        assert moved[0] == pytest.approx(0.10, abs=0.015) and abs(moved[1]) < 0.015 and abs(moved[2]) < 0.015
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_same_seed_same_scene_trajectory_and_images(robot: str) -> None:
+    runs = []
+    for _ in range(2):
+        rt = runtime(robot, max_steps=25, image_height=32, image_width=32)
+        images = []
+
+        class Grab:
+            def on_step(self, step):  # noqa: ANN001
+                images.append(step.observation.images["head"].copy())
+
+        from s2kit.core.interfaces import Subscriber
+
+        rt.subscribers.append(type("G", (Subscriber,), {"on_step": Grab.on_step})())
+        rt.run_episode(0, seed=5)
+        runs.append((np.array(rt.robot.data.qpos), np.stack(images)))
+        rt.robot.close()
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize(("robot", "least"), [("hsr", 9), ("txg2", 9)])
+def test_scripted_expert_solves_id_episodes(robot: str, least: int) -> None:
+    # The full measurement (100 episodes per robot) is in docs/simulation.md.
+    rt = runtime(robot, image_height=16, image_width=16)
+    results = [rt.run_episode(i, seed=100 + i) for i in range(10)]
+    rt.robot.close()
+    assert sum(r.task_success for r in results) >= least
+
+
+def test_oracle_keeps_the_goal_and_refines_each_subtask() -> None:
+    rt = runtime("hsr", max_steps=400, image_height=16, image_width=16)
+    plans = []
+    from s2kit.core.interfaces import Subscriber
+
+    class Plans(Subscriber):
+        def on_plan(self, step, event, guidance):  # noqa: ANN001
+            plans.append(guidance)
+
+    rt.subscribers.append(Plans())
+    seed = next(s for s in range(50) if sample_episode(load_suite("id"), s, table_x=0.62)[1].family == "sort")
+    result = rt.run_episode(0, seed=seed)
+    rt.robot.close()
+    assert result.task_success
+    assert [g.current for g in plans] == [0, 1, 2]  # re-planned at each subtask boundary
+    g = plans[0]
+    assert g.goal == rt.robot.instruction and "arm" in g.trajectory
+    for sub, text in zip(rt.robot.task.subtasks, g.subtasks):
+        label = rt.robot.scene.item(sub.obj).label
+        assert label in text and ("left" in text or "right" in text or "centre" in text or "middle" in text)
+
+
+def test_out_of_order_subtasks_are_not_credited() -> None:
+    from s2kit.plugins.robots.sim.tasks import Progress, WorldState
+
+    suite = load_suite("id")
+    seed = next(s for s in range(50) if sample_episode(suite, s, table_x=0.6)[1].family == "sort")
+    scene, task = sample_episode(suite, seed, table_x=0.6)
+    basket = scene.item(task.subtasks[0].target)
+    pos = {it.name: np.array([*it.xy, 0.42]) for it in scene.items}
+    progress = Progress(task)
+    # the second object goes into the basket first: out of order
+    pos[task.subtasks[1].obj] = np.array([*basket.xy, 0.43])
+    assert progress.update(WorldState(pos, None, 0.40), scene) == 0
+    pos[task.subtasks[0].obj] = np.array([*basket.xy, 0.43])
+    assert progress.update(WorldState(pos, None, 0.40), scene) == 1  # the first counts, the spoiled second never
+    pos[task.subtasks[2].obj] = np.array([*basket.xy, 0.43])
+    assert progress.update(WorldState(pos, None, 0.40), scene) == 1
