@@ -94,6 +94,7 @@ class Runtime:
         self.pipeline = pipeline or {}
         self.interrupted = False
         self.stop_requested = False
+        self.detached: list[tuple[Subscriber, str]] = []  # subscribers that failed, and why
 
         self.spec = robot.spec
         try:
@@ -234,6 +235,7 @@ class Runtime:
                 log.error("subscriber %s failed in %s and was detached: %s: %s",
                           type(sub).__name__, method, type(err).__name__, err)
                 self.subscribers.remove(sub)
+                self.detached.append((sub, f"{method}: {type(err).__name__}: {err}"))
 
 
 class _Episode:
@@ -416,6 +418,7 @@ class _Episode:
                 self.clamped += 1
 
             # -- robot --
+            before = self.obs
             t2 = clock()
             robot.apply(command, space)
             self.last_command = command
@@ -438,7 +441,7 @@ class _Episode:
 
             # -- subscribers --
             if subscribers:
-                step = Step(self.steps - 1, t5 - t_episode, self.obs, command, self.raw[i], space, self.guidance)
+                step = Step(self.steps - 1, t5 - t_episode, self.obs, command, self.raw[i], space, self.guidance, before)
                 rt._notify("on_step", step)
                 s_subs.append(clock() - t5)
 

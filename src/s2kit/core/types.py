@@ -110,8 +110,11 @@ class Step:
     """One executed control step, as subscribers see it.
 
     ``action`` is the command the robot received (after the safety layer);
-    ``raw_action`` what the executor asked for. ``time`` is seconds since the
-    episode started on the runtime's clock.
+    ``raw_action`` what the executor asked for. ``observation`` is what the
+    robot saw after the command, ``previous`` what it saw before (the input
+    the command was chosen from: an imitation-learning frame pairs
+    ``previous`` with ``action``). ``time`` is seconds since the episode
+    started on the runtime's clock.
     """
 
     index: int
@@ -121,6 +124,7 @@ class Step:
     raw_action: np.ndarray
     space: str
     guidance: Guidance
+    previous: Observation | None = None
 
 
 # --- plans, specs, messages (validated once) ---------------------------------

@@ -1,0 +1,88 @@
+"""``s2kit collect``: record episodes (the scripted expert by default) as a LeRobot v3.0 dataset."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from s2kit import hookimpl
+from s2kit.cli._common import JsonOption, SetOption, command, console, err_console, print_json
+from s2kit.cli.run import ProgressSubscriber, results_table
+from s2kit.core.config import compose_pipeline
+from s2kit.core.data.collect import LeRobotRecorder
+from s2kit.core.errors import DataError
+from s2kit.core.metrics import summarize
+from s2kit.core.registry import get_registry
+from s2kit.core.runtime import build_runtime
+
+
+@command
+def collect(
+    robot: Annotated[str, typer.Option(help="Robot plugin, e.g. hsr or txg2.")],
+    out: Annotated[Path, typer.Option(help="Dataset folder: created, or appended to if it holds a dataset with the same features.")],
+    suite: Annotated[str, typer.Option(help="Task suite (sets robot.suite).")] = "id",
+    episodes: Annotated[int, typer.Option(min=1, help="Episodes to run.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = 0,
+    planner: Annotated[str, typer.Option(help="Planner writing the guidance annotations.")] = "oracle",
+    executor: Annotated[str, typer.Option(help="Executor producing the actions.")] = "scripted",
+    keep: Annotated[Literal["success", "all"], typer.Option(help="Keep only successful episodes, or all.")] = "success",
+    set_: SetOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Record episodes as a LeRobot v3.0 dataset, with S2 guidance annotations per frame."""
+    config = compose_pipeline(
+        None,
+        components={"robot": robot, "planner": planner, "executor": executor},
+        runtime={"episodes": episodes, "seed": seed},
+        overrides=[f"robot.suite={suite}", *(set_ or [])],
+    )
+    runtime = build_runtime(config, get_registry())
+    try:
+        recorder = LeRobotRecorder(out, runtime.spec, runtime.space.name, keep=keep)
+    except BaseException:
+        for component in (runtime.executor, runtime.planner, runtime.robot):
+            component.close()
+        raise
+    runtime.subscribers.append(recorder)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=json or not err_console.is_terminal,
+    )  # fmt: skip
+    if not progress.disable:
+        runtime.subscribers.append(ProgressSubscriber(progress, episodes, config.runtime.max_steps))
+    start = time.perf_counter()
+    try:
+        with progress:
+            results = runtime.run()
+    finally:
+        runtime.close()
+        for component in (runtime.executor, runtime.planner, runtime.robot):
+            component.close()
+    elapsed = time.perf_counter() - start
+    for sub, why in runtime.detached:
+        if sub is recorder:  # the episodes already saved stay valid; say what stopped the rest
+            raise DataError(f"recording into {out} failed after {recorder.saved} saved episode(s): {why}")
+    report = {
+        "dataset": str(out),
+        "saved": recorder.saved,
+        "dropped": recorder.dropped,
+        "seconds": elapsed,
+        "episodes_per_minute": 60 * len(results) / elapsed if elapsed else None,
+        "summary": summarize(results),
+    }
+    if json:
+        print_json({**report, "episodes": results})
+    else:
+        console.print(results_table(results, f"collect · {robot} · {suite} · {planner} · {executor}"))
+        console.print(f"saved {recorder.saved} episode(s), dropped {recorder.dropped}, into {out} ({elapsed:.1f} s)")
+    if runtime.interrupted:
+        raise typer.Exit(130)
+
+
+@hookimpl
+def s2kit_register_commands(cli: typer.Typer) -> None:
+    cli.command("collect")(collect)

@@ -1,0 +1,109 @@
+"""Recording episodes as a LeRobot v3.0 dataset, with S2's language annotations.
+
+`LeRobotRecorder` is a subscriber: each control step becomes one frame that
+pairs what the robot saw before the command (``observation.images.<role>``,
+``observation.state``) with the command it received (``action``), plus the
+guidance the executor acted on:
+
+| feature | dtype | what |
+| --- | --- | --- |
+| ``annotation.trajectory`` | string | the planner's refined trajectory-level text |
+| ``annotation.subtask`` | string | the current subtask's refined text |
+| ``annotation.subtask_index`` | int64 | index of that subtask (its changes are the subtask boundaries) |
+| ``annotation.subtasks`` | string | all subtasks, JSON-encoded |
+
+The frame's LeRobot *task* is the goal (the original instruction), as S2
+keeps it; a LeRobot reader loads the annotations as ordinary string and
+integer columns. Episodes that did not succeed are dropped unless ``keep`` is
+``"all"``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from s2kit.core.data.lerobot import LeRobotWriter
+from s2kit.core.interfaces import Subscriber
+from s2kit.core.types import EpisodeInfo, EpisodeResult, RobotSpec, Step
+
+__all__ = ["LeRobotRecorder", "dataset_features"]
+
+
+def dataset_features(spec: RobotSpec, action_space: str) -> dict[str, dict]:
+    """The LeRobot features of a robot's episodes in one action space."""
+    space = spec.action_space(action_space)
+    features: dict[str, dict] = {
+        f"observation.images.{cam.role}": {"dtype": "video", "shape": [cam.height, cam.width, 3]} for cam in spec.cameras
+    }
+    features["observation.state"] = {"dtype": "float32", "shape": [len(spec.state_names)], "names": list(spec.state_names)}
+    features["action"] = {"dtype": "float32", "shape": [space.dim], "names": list(space.names)}
+    for key in ("annotation.trajectory", "annotation.subtask", "annotation.subtasks"):
+        features[key] = {"dtype": "string", "shape": [1]}
+    features["annotation.subtask_index"] = {"dtype": "int64", "shape": [1]}
+    return features
+
+
+class LeRobotRecorder(Subscriber):
+    """Writes each episode that ends (successfully, unless ``keep="all"``) to a LeRobot dataset.
+
+    The dataset is opened (created, or appended to when ``root`` holds one
+    with the same features) when the recorder is made, so a folder that
+    cannot take these episodes is an error before any episode runs.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        spec: RobotSpec,
+        action_space: str,
+        *,
+        keep: Literal["success", "all"] = "success",
+        use_videos: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.keep = keep
+        self.saved = 0
+        self.dropped = 0
+        self.writer: LeRobotWriter | None = LeRobotWriter(
+            self.root,
+            fps=spec.control_hz,
+            robot_type=spec.name,
+            features=dataset_features(spec, action_space),
+            use_videos=use_videos,
+            mode="append" if (self.root / "meta" / "info.json").exists() else "create",
+        )
+
+    def on_episode_start(self, info: EpisodeInfo) -> None:
+        assert self.writer is not None
+        self.writer.discard_episode()
+
+    def on_step(self, step: Step) -> None:
+        assert self.writer is not None and step.previous is not None
+        obs, g = step.previous, step.guidance
+        frame = {f"observation.images.{role}": image for role, image in obs.images.items()}
+        frame["observation.state"] = np.asarray(obs.state, dtype=np.float32)
+        frame["action"] = np.asarray(step.action, dtype=np.float32)
+        frame["annotation.trajectory"] = g.trajectory
+        frame["annotation.subtask"] = g.subtask
+        frame["annotation.subtasks"] = json.dumps(g.subtasks)
+        frame["annotation.subtask_index"] = np.array([g.current], dtype=np.int64)
+        self.writer.add_frame(frame, task=g.goal)
+
+    def on_episode_end(self, result: EpisodeResult) -> None:
+        if self.writer is None:
+            return
+        if result.steps and (self.keep == "all" or result.task_success):
+            self.writer.save_episode()
+            self.saved += 1
+        else:
+            self.writer.discard_episode()
+            self.dropped += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

@@ -1,0 +1,84 @@
+"""``s2kit collect``: expert episodes into a LeRobot v3.0 dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from s2kit.cli.main import build_app
+from s2kit.core.data.lerobot import LeRobotDatasetReader
+from s2kit.core.registry import reset_registry
+from tests.conftest import BIN, ROOT
+
+SMALL = ["--set", "robot.image_height=32", "--set", "robot.image_width=32"]
+
+
+def collect(*args: str):
+    reset_registry(None)
+    return CliRunner().invoke(build_app(), ["collect", *args, *SMALL])
+
+
+def test_collect_writes_a_readable_dataset_with_guidance_and_appends(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    result = collect("--robot", "hsr", "--episodes", "2", "--seed", "3", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["saved"] == 2 and report["dropped"] == 0
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["robot_type"] == "hsr" and info["fps"] == 10
+    assert {"observation.images.head", "observation.images.wrist", "observation.state", "action",
+            "annotation.subtask", "annotation.trajectory", "annotation.subtask_index"} <= set(info["features"])  # fmt: skip
+    stats = json.loads((out / "meta" / "stats.json").read_text())
+    assert {"min", "max", "mean", "std", "q01", "q99"} <= set(stats["action"])
+    reader = LeRobotDatasetReader(out)
+    episode = reader.episode(0)
+    n = report["episodes"][0]["steps"]
+    assert episode["action"].shape == (n, 7) and episode["observation.images.head"].shape == (n, 32, 32, 3)
+    assert set(episode["task"]) == {report["episodes"][0]["instruction"]}  # the goal is the task
+    boundaries = np.flatnonzero(np.diff(episode["annotation.subtask_index"]))
+    assert len(boundaries) == report["episodes"][0]["subtasks_total"] - 1  # one change per subtask boundary
+    assert episode["annotation.subtask"][0] != episode["annotation.subtask"][-1]
+    # a second collect into the same folder appends
+    again = collect("--robot", "hsr", "--episodes", "1", "--seed", "10", "--out", str(out), "--json")
+    assert again.exit_code == 0, again.output
+    assert LeRobotDatasetReader(out).num_episodes == 3
+
+
+def test_collect_refuses_a_folder_that_is_not_its_dataset(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = collect("--robot", "hsr", "--episodes", "1", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    other = tmp_path / "txg2"
+    assert collect("--robot", "txg2", "--episodes", "1", "--seed", "3", "--out", str(other)).exit_code == 0
+    mismatch = collect("--robot", "hsr", "--episodes", "1", "--out", str(other))
+    assert mismatch.exit_code == 2 and "Error:" in mismatch.output
+
+
+def test_killing_collect_keeps_every_completed_episode(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [str(BIN / "s2kit"), "collect", "--robot", "hsr", "--episodes", "50", "--out", str(out), *SMALL],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    info = out / "meta" / "info.json"
+    while time.monotonic() < deadline:
+        if info.exists() and json.loads(info.read_text())["total_episodes"] >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    reader = LeRobotDatasetReader(out)
+    assert reader.num_episodes >= 2
+    for i in range(reader.num_episodes):
+        episode = reader.episode(i)
+        assert len(episode["action"]) == len(episode["observation.images.head"]) > 0
