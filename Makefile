@@ -27,12 +27,9 @@ $(STAMP): pyproject.toml Makefile examples/s2kit-example-plugin/pyproject.toml
 
 demo: setup
 	$(BIN)/s2kit plugins list
-	@if $(BIN)/s2kit plugins show robot hsr >/dev/null 2>&1; then \
-		$(BIN)/s2kit run --episodes 3; \
-	else \
-		echo "The simulated robots (hsr, txg2) are not in this version yet: the embedded default"; \
-		echo "pipeline (robot hsr, planner oracle, executor scripted) runs once they land."; \
-	fi
+	MUJOCO_GL=osmesa $(BIN)/s2kit run --robot hsr --planner oracle --executor scripted \
+		--suite id,distractor --episodes 3 --video runs/demo/videos
+	@echo "episode videos: runs/demo/videos/<suite>/episode_*.mp4"
 
 test: setup
 	$(BIN)/python -m pytest -q

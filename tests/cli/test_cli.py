@@ -95,6 +95,17 @@ def test_run_json_and_record(invoke, tmp_path: Path) -> None:
     assert len(list_episodes(tmp_path)) == 3
 
 
+def test_several_suites_report_per_suite_means(invoke, tmp_path: Path) -> None:
+    result = invoke(*POINT, "--suite", "a,b", "--episodes", "2", "--metrics", str(tmp_path / "m.jsonl"), "--json")
+    assert result.exit_code == 0, result.output
+    suites = json.loads(result.output)["suites"]
+    assert set(suites) == {"a", "b"} and all(len(s["episodes"]) == 2 for s in suites.values())
+    assert suites["a"]["summary"]["subtask_success"]["mean"] == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.a.jsonl", "m.b.jsonl"]  # one file per suite
+    table = invoke(*POINT, "--suite", "a,b", "--episodes", "2")
+    assert "per suite" in table.output
+
+
 def test_set_overrides_reach_the_plugins(invoke) -> None:
     result = invoke(*POINT, "--set", "runtime.max_steps=7", "--set", "executor.gain=0.01", "--json")
     assert result.exit_code == 0, result.output

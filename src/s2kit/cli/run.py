@@ -102,32 +102,88 @@ def run(
     set_: SetOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Run a pipeline: robot, planner and executor, for some episodes, and report subtask success."""
-    overrides = ([f"robot.suite={suite}"] if suite is not None else []) + list(set_ or [])
-    config = compose_pipeline(
-        pipeline,
-        components={"robot": robot, "planner": planner, "executor": executor},
-        runtime={"episodes": episodes, "seed": seed},
-        overrides=overrides,
-    )
+    """Run a pipeline: robot, planner and executor, for some episodes, and report subtask success.
+
+    With several suites (--suite id,distractor) each runs in turn and a last
+    table gives every suite's mean subtask and task success with 95% CIs.
+    """
+    suites = [s.strip() for s in suite.split(",") if s.strip()] if suite is not None else [None]
+    many = len(suites) > 1
+
+    def where(path: Path | None, name: str | None) -> Path | None:
+        # one folder (or metrics file) per suite when there are several
+        if path is None or not many:
+            return path
+        return path / name if path.suffix == "" else path.with_name(f"{path.stem}.{name}{path.suffix}")
+
+    per_suite: dict[str, list[EpisodeResult]] = {}
+    interrupted = False
+    for name in suites:
+        config = compose_pipeline(
+            pipeline,
+            components={"robot": robot, "planner": planner, "executor": executor},
+            runtime={"episodes": episodes, "seed": seed},
+            overrides=([f"robot.suite={name}"] if name is not None else []) + list(set_ or []),
+        )
+        outputs = {"record": where(record, name), "video": where(video, name), "metrics": where(metrics, name)}
+        results, interrupted = _run_pipeline(config, outputs, show_progress=not json and err_console.is_terminal)
+        label = name or str(config.robot.get("suite", "-"))
+        per_suite[label] = results
+        if not json:
+            title = f"{config.robot['name']} · {label} · {config.planner['name']} · {config.executor['name']}"
+            console.print(results_table(results, title))
+            for r in results:
+                if r.message:
+                    console.print(f"episode {r.index}: {r.message}", highlight=False)
+            for what, path in outputs.items():
+                if path is not None:
+                    console.print(f"{what}: {path}")
+        if interrupted:
+            break
+
+    if json:
+        out: dict[str, Any] = {"pipeline": config.model_dump(mode="json"), "interrupted": interrupted}
+        if many:
+            out["suites"] = {k: {"episodes": v, "summary": summarize(v)} for k, v in per_suite.items()}
+        else:
+            results = next(iter(per_suite.values()))
+            out.update(episodes=results, summary=summarize(results))
+        print_json(out)
+    elif many:
+        console.print(suites_table(per_suite))
+    if interrupted:
+        raise typer.Exit(130)
+
+
+def suites_table(per_suite: dict[str, list[EpisodeResult]]) -> Table:
+    """Per-suite mean subtask and task success with 95% intervals."""
+    table = Table(title="per suite", caption="95% CI: Student t for subtask success, Wilson for task success")
+    for column in ("suite", "episodes", "subtask success", "95% CI", "task success", "95% CI "):
+        table.add_column(column, no_wrap=True)
+    for name, results in per_suite.items():
+        summary = summarize(results)
+        sub, task = summary.subtask_success, summary.task_success
+        table.add_row(name, str(len(results)), _pct(sub and sub.mean), _interval(sub), _pct(task and task.mean), _interval(task))
+    return table
+
+
+def _run_pipeline(config: Any, outputs: dict[str, Path | None], show_progress: bool) -> tuple[list[EpisodeResult], bool]:
+    """Build the pipeline's runtime with the asked-for subscribers, run it, close everything."""
     subscribers: list[Subscriber] = []
-    if record is not None:
-        subscribers.append(Recorder(record))
-    if video is not None:
-        subscribers.append(VideoRecorder(video))
-    if metrics is not None:
-        subscribers.append(MetricsLog(metrics))
-    show_progress = not json and err_console.is_terminal
+    if outputs["record"] is not None:
+        subscribers.append(Recorder(outputs["record"]))
+    if outputs["video"] is not None:
+        subscribers.append(VideoRecorder(outputs["video"]))
+    if outputs["metrics"] is not None:
+        subscribers.append(MetricsLog(outputs["metrics"]))
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True, disable=not show_progress,
     )  # fmt: skip
     if show_progress:
         subscribers.append(ProgressSubscriber(progress, config.runtime.episodes, config.runtime.max_steps))
-    options = {"record": record, "video": video, "metrics": metrics}
-    runtime = build_runtime(
-        config, get_registry(), subscribers, options={k: str(v) for k, v in options.items() if v is not None}
-    )
+    options = {k: str(v) for k, v in outputs.items() if v is not None}
+    runtime = build_runtime(config, get_registry(), subscribers, options=options)
     try:
         with progress:
             results = runtime.run()
@@ -135,23 +191,4 @@ def run(
         runtime.close()
         for component in (runtime.executor, runtime.planner, runtime.robot):
             component.close()
-
-    if json:
-        out: dict[str, Any] = {
-            "pipeline": config.model_dump(mode="json"),
-            "episodes": results,
-            "summary": summarize(results),
-            "interrupted": runtime.interrupted,
-        }
-        print_json(out)
-    else:
-        title = f"{config.robot['name']} · {config.planner['name']} · {config.executor['name']}"
-        console.print(results_table(results, title))
-        for r in results:
-            if r.message:
-                console.print(f"episode {r.index}: {r.message}", highlight=False)
-        for what, where in (("recorded", record), ("videos", video), ("metrics", metrics)):
-            if where is not None:
-                console.print(f"{what}: {where}")
-    if runtime.interrupted:
-        raise typer.Exit(130)
+    return results, runtime.interrupted
