@@ -127,10 +127,11 @@ def run(
         )
         outputs = {"record": where(record, name), "video": where(video, name), "metrics": where(metrics, name)}
         results, interrupted = _run_pipeline(config, outputs, show_progress=not json and err_console.is_terminal)
-        label = name or str(config.robot.get("suite", "-"))
-        per_suite[label] = results
+        label = name or config.robot.get("suite")
+        per_suite[str(label)] = results
         if not json:
-            title = f"{config.robot['name']} · {label} · {config.planner['name']} · {config.executor['name']}"
+            parts = [config.robot["name"], label, config.planner["name"], config.executor["name"]]
+            title = " · ".join(str(p) for p in parts if p)
             console.print(results_table(results, title))
             for r in results:
                 if r.message:
