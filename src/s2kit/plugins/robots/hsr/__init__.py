@@ -18,6 +18,7 @@ from s2kit import hookimpl
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import JointSpec
 from s2kit.plugins.robots.sim.base import Embodiment, SimRobot
+from s2kit.plugins.robots.sim.world import hand_xml
 
 JOINTS = (
     JointSpec(name="odom_x", lower=-1.0, upper=1.0),
@@ -45,7 +46,7 @@ HOME = {
     "hand_motor_joint": 1.0,
 }
 
-ROBOT_XML = """
+_ROBOT_XML = """
 <body name="base_footprint" pos="0 0 0">
   <joint name="odom_x" type="slide" axis="1 0 0" range="-1 1" damping="50"/>
   <joint name="odom_y" type="slide" axis="0 1 0" range="-1 1" damping="50"/>
@@ -79,19 +80,7 @@ ROBOT_XML = """
             <geom type="cylinder" size="0.025 0.02" pos="0 0 0.02" rgba="0.3 0.3 0.3 1" contype="0" conaffinity="0" mass="0.2"/>
             <body name="wrist_roll_link" pos="0 0 0.04" gravcomp="1">
               <joint name="wrist_roll_joint" axis="0 0 1" range="-1.92 3.67"/>
-              <body name="hand_palm_link" pos="0 0 0.03" gravcomp="1">
-                <geom name="palm" type="box" size="0.03 0.045 0.015" rgba="0.15 0.15 0.15 1" contype="2" conaffinity="0" mass="0.3"/>
-                <camera name="hand_camera" pos="0.035 0 0.0" xyaxes="0 -1 0 -1 0 0" fovy="75"/>
-                <site name="grasp" pos="0 0 0.085" size="0.005"/>
-                <body name="hand_l_finger" pos="0 0.02 0.015" gravcomp="1">
-                  <joint name="hand_motor_joint" axis="-1 0 0" range="-0.798 1.24" damping="0.5"/>
-                  <geom type="box" size="0.012 0.005 0.04" pos="0 0.0 0.045" rgba="0.2 0.2 0.2 1" contype="2" conaffinity="0" mass="0.05"/>
-                </body>
-                <body name="hand_r_finger" pos="0 -0.02 0.015" gravcomp="1">
-                  <joint name="hand_r_joint" axis="1 0 0" range="-0.798 1.24" damping="0.5"/>
-                  <geom type="box" size="0.012 0.005 0.04" pos="0 0.0 0.045" rgba="0.2 0.2 0.2 1" contype="2" conaffinity="0" mass="0.05"/>
-                </body>
-              </body>
+              HAND
             </body>
           </body>
         </body>
@@ -118,6 +107,14 @@ ROBOT_XML = """
   <position name="hand_motor_joint" joint="hand_motor_joint" kp="20" kv="1"/>
 </actuator>
 """
+
+ROBOT_XML = _ROBOT_XML.replace(
+    "HAND",
+    hand_xml(
+        body="hand_palm_link", z=0.03, camera="hand_camera", camera_xyaxes="0 -1 0 -1 0 0", site="grasp",
+        joint="hand_motor_joint", mimic="hand_r_joint", joint_range=(-0.798, 1.24), direction=1,
+    ),
+)  # fmt: skip
 
 IK = ("odom_x", "odom_y", "odom_t", "arm_lift_joint", "arm_flex_joint", "arm_roll_joint", "wrist_flex_joint", "wrist_roll_joint")
 

@@ -21,6 +21,7 @@ __all__ = [
     "SHAPES",
     "Item",
     "Scene",
+    "hand_xml",
     "scene_xml",
 ]
 
@@ -213,3 +214,47 @@ def scene_xml(scene: Scene, robot: str, *, table_x: float, table_height: float, 
   {tail}
 </mujoco>
 """
+
+
+def hand_xml(
+    *,
+    body: str,
+    z: float,
+    camera: str,
+    camera_xyaxes: str,
+    site: str,
+    joint: str,
+    mimic: str,
+    joint_range: tuple[float, float],
+    direction: int,
+) -> str:
+    """A parallel-gripper hand both robots share: palm, camera, grasp site, two fingers.
+
+    ``direction`` is +1 when the fingers point along the parent's +z, -1
+    along -z. The grasp site sits between the fingertips with its z axis
+    along the fingers, so "hand pointing down" is the same orientation on
+    every robot. Finger ``joint`` opens with positive values; ``mimic``
+    (the other finger) must follow it through an equality constraint.
+    """
+    d = direction
+    lo, hi = joint_range
+    flip = "" if d > 0 else ' euler="3.14159 0 0"'
+    collide = 'contype="2" conaffinity="0"'  # the hand touches objects only (they have conaffinity 3)
+
+    def finger(name: str, y: float, joint_name: str, axis: int) -> str:
+        return (
+            f'<body name="{name}" pos="0 {y} {0.015 * d}" gravcomp="1">'
+            f'<joint name="{joint_name}" axis="{axis} 0 0" range="{lo} {hi}" damping="0.5"/>'
+            f'<geom type="box" size="0.012 0.005 0.04" pos="0 0 {0.045 * d}" rgba="0.2 0.2 0.2 1" {collide} mass="0.05"/>'
+            "</body>"
+        )
+
+    return (
+        f'<body name="{body}" pos="0 0 {z}" gravcomp="1">'
+        f'<geom type="box" size="0.03 0.045 0.015" rgba="0.15 0.15 0.15 1" {collide} mass="0.3"/>'
+        f'<camera name="{camera}" pos="0.035 0 0" xyaxes="{camera_xyaxes}" fovy="75"/>'
+        f'<site name="{site}" pos="0 0 {0.085 * d}"{flip} size="0.005"/>'
+        + finger(f"{body}_finger_l", 0.02, joint, -d)
+        + finger(f"{body}_finger_r", -0.02, mimic, d)
+        + "</body>"
+    )

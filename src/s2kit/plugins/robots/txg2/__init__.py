@@ -20,6 +20,7 @@ from s2kit import hookimpl
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import JointSpec
 from s2kit.plugins.robots.sim.base import Embodiment, SimRobot
+from s2kit.plugins.robots.sim.world import hand_xml
 
 ARM_LIMITS = {1: (-3.07, 3.07), 2: (-2.06, 2.06), 3: (-3.07, 3.07), 4: (-2.50, 1.01), 5: (-3.07, 3.07), 6: (-1.01, 1.01), 7: (-1.54, 1.54)}
 
@@ -61,6 +62,10 @@ def _arm(side: str, y: float) -> str:
         for (i, (lo, hi)), axis in zip(ARM_LIMITS.items(), ("0 1 0", "1 0 0", "0 0 1", "0 1 0", "0 0 1", "0 1 0", "0 0 1"))
     ]
     link = 'contype="0" conaffinity="0"'
+    hand = hand_xml(
+        body=f"{p}_hand", z=-0.03, camera=f"{p}_camera", camera_xyaxes="0 -1 0 1 0 0", site=f"{p}_grasp",
+        joint=f"{side}_gripper", mimic=f"{side}_gripper_mimic", joint_range=(0.0, 0.785), direction=-1,
+    )  # fmt: skip
     return f"""
 <body name="{p}_link1" pos="0.08 {y} 0.25" gravcomp="1">{joints[0]}
  <geom type="sphere" size="0.05" rgba="0.3 0.3 0.32 1" {link} mass="1"/>
@@ -73,19 +78,7 @@ def _arm(side: str, y: float) -> str:
      <body name="{p}_link6" gravcomp="1">{joints[5]}
       <geom type="cylinder" size="0.03 0.02" rgba="0.3 0.3 0.32 1" {link} mass="0.3"/>
       <body name="{p}_link7" pos="0 0 -0.04" gravcomp="1">{joints[6]}
-       <body name="{p}_hand" pos="0 0 -0.03" gravcomp="1">
-        <geom type="box" size="0.03 0.045 0.015" rgba="0.15 0.15 0.15 1" contype="2" conaffinity="0" mass="0.3"/>
-        <camera name="{p}_camera" pos="0.035 0 0" xyaxes="0 -1 0 1 0 0" fovy="75"/>
-        <site name="{p}_grasp" pos="0 0 -0.085" euler="3.14159 0 0" size="0.005"/>
-        <body name="{p}_finger_l" pos="0 0.02 -0.015" gravcomp="1">
-         <joint name="{side}_gripper" axis="1 0 0" range="0 0.785" damping="0.5"/>
-         <geom type="box" size="0.012 0.005 0.04" pos="0 0 -0.045" rgba="0.2 0.2 0.2 1" contype="2" conaffinity="0" mass="0.05"/>
-        </body>
-        <body name="{p}_finger_r" pos="0 -0.02 -0.015" gravcomp="1">
-         <joint name="{side}_gripper_mimic" axis="-1 0 0" range="0 0.785" damping="0.5"/>
-         <geom type="box" size="0.012 0.005 0.04" pos="0 0 -0.045" rgba="0.2 0.2 0.2 1" contype="2" conaffinity="0" mass="0.05"/>
-        </body>
-       </body>
+       {hand}
       </body>
      </body>
     </body>
