@@ -253,7 +253,7 @@ def hand_xml(
         f'<body name="{body}" pos="0 0 {z}" gravcomp="1">'
         f'<geom type="box" size="0.03 0.045 0.015" rgba="0.15 0.15 0.15 1" {collide} mass="0.3"/>'
         f'<camera name="{camera}" pos="0.035 0 0" xyaxes="{camera_xyaxes}" fovy="75"/>'
-        f'<site name="{site}" pos="0 0 {0.085 * d}"{flip} size="0.005"/>'
+        f'<site name="{site}" pos="0 0 {0.085 * d}"{flip} size="0.005" rgba="0 0 0 0"/>'  # invisible to cameras
         + finger(f"{body}_finger_l", 0.02, joint, -d)
         + finger(f"{body}_finger_r", -0.02, mimic, d)
         + "</body>"
