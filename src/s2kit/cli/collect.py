@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from s2kit import hookimpl
 from s2kit.cli._common import JsonOption, SetOption, command, console, err_console, print_json
-from s2kit.cli.run import ProgressSubscriber, results_table
+from s2kit.cli.run import results_table, run_with_progress
 from s2kit.core.config import compose_pipeline
 from s2kit.core.data.collect import LeRobotRecorder
 from s2kit.core.errors import DataError
@@ -48,20 +47,8 @@ def collect(
             component.close()
         raise
     runtime.subscribers.append(recorder)
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=json or not err_console.is_terminal,
-    )  # fmt: skip
-    if not progress.disable:
-        runtime.subscribers.append(ProgressSubscriber(progress, episodes, config.runtime.max_steps))
     start = time.perf_counter()
-    try:
-        with progress:
-            results = runtime.run()
-    finally:
-        runtime.close()
-        for component in (runtime.executor, runtime.planner, runtime.robot):
-            component.close()
+    results = run_with_progress(runtime, show=not json and err_console.is_terminal)
     elapsed = time.perf_counter() - start
     for sub, why in runtime.detached:
         if sub is recorder:  # the episodes already saved stay valid; say what stopped the rest

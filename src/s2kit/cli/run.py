@@ -15,7 +15,7 @@ from s2kit.core.data import Recorder, VideoRecorder
 from s2kit.core.interfaces import Subscriber
 from s2kit.core.metrics import Estimate, MetricsLog, summarize
 from s2kit.core.registry import get_registry
-from s2kit.core.runtime import build_runtime
+from s2kit.core.runtime import Runtime, build_runtime
 from s2kit.core.types import EpisodeInfo, EpisodeResult, Step
 
 app = typer.Typer()
@@ -169,7 +169,7 @@ def suites_table(per_suite: dict[str, list[EpisodeResult]]) -> Table:
 
 
 def _run_pipeline(config: Any, outputs: dict[str, Path | None], show_progress: bool) -> tuple[list[EpisodeResult], bool]:
-    """Build the pipeline's runtime with the asked-for subscribers, run it, close everything."""
+    """Build the pipeline's runtime with the asked-for subscribers and run it."""
     subscribers: list[Subscriber] = []
     if outputs["record"] is not None:
         subscribers.append(Recorder(outputs["record"]))
@@ -177,19 +177,23 @@ def _run_pipeline(config: Any, outputs: dict[str, Path | None], show_progress: b
         subscribers.append(VideoRecorder(outputs["video"]))
     if outputs["metrics"] is not None:
         subscribers.append(MetricsLog(outputs["metrics"]))
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=not show_progress,
-    )  # fmt: skip
-    if show_progress:
-        subscribers.append(ProgressSubscriber(progress, config.runtime.episodes, config.runtime.max_steps))
     options = {k: str(v) for k, v in outputs.items() if v is not None}
     runtime = build_runtime(config, get_registry(), subscribers, options=options)
+    return run_with_progress(runtime, show_progress), runtime.interrupted
+
+
+def run_with_progress(runtime: Runtime, show: bool) -> list[EpisodeResult]:
+    """Run every episode of ``runtime`` (with progress bars when ``show``), then close it and its components."""
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not show,
+    )  # fmt: skip
+    if show:
+        runtime.subscribers.append(ProgressSubscriber(progress, runtime.config.episodes, runtime.config.max_steps))
     try:
         with progress:
-            results = runtime.run()
+            return runtime.run()
     finally:
         runtime.close()
         for component in (runtime.executor, runtime.planner, runtime.robot):
             component.close()
-    return results, runtime.interrupted
