@@ -245,3 +245,32 @@ def test_ctrl_c_ends_the_run_cleanly_and_keeps_the_recording(tmp_path: Path) -> 
     assert len(entries) == len(out["episodes"]) >= 1
     for entry in entries:  # every recorded episode is complete and readable
         assert len(read_episode(tmp_path / entry["file"])["action"]) == entry["length"]
+
+
+def test_a_recorder_that_cannot_write_is_reported(invoke, tmp_path: Path) -> None:
+    blocked = tmp_path / "rec"
+    blocked.mkdir()
+    (blocked / "episodes.jsonl").write_text("not json\n")  # a corrupt recording: appending would be unsafe
+    result = invoke(*POINT, "--record", str(blocked))
+    assert result.exit_code == 2 and "line 1 is not a valid episode entry" in result.output
+    assert (blocked / "episodes.jsonl").read_text() == "not json\n"  # left as it was
+
+
+def test_a_recorder_failing_mid_run_is_warned_about_and_keeps_what_it_wrote(invoke, tmp_path, monkeypatch) -> None:
+    from s2kit.core.data import Recorder
+
+    original = Recorder.on_step
+    calls = {"n": 0}
+
+    def failing(self, step):  # noqa: ANN001
+        calls["n"] += 1
+        if calls["n"] > 15:  # the disk fills up during the second episode
+            raise OSError("No space left on device")
+        original(self, step)
+
+    monkeypatch.setattr(Recorder, "on_step", failing)
+    result = invoke(*POINT, "--episodes", "3", "--record", str(tmp_path))
+    assert result.exit_code == 0
+    assert "Warning: Recorder stopped during the run (on_step: OSError: No space left on device)" in result.output
+    entries = list_episodes(tmp_path)
+    assert len(entries) == 1 and read_episode(tmp_path / entries[0]["file"])["action"].shape[0] == entries[0]["length"]

@@ -179,7 +179,10 @@ def _run_pipeline(config: Any, outputs: dict[str, Path | None], show_progress: b
         subscribers.append(MetricsLog(outputs["metrics"]))
     options = {k: str(v) for k, v in outputs.items() if v is not None}
     runtime = build_runtime(config, get_registry(), subscribers, options=options)
-    return run_with_progress(runtime, show_progress), runtime.interrupted
+    results = run_with_progress(runtime, show_progress)
+    for sub, why in runtime.detached:  # the run went on without it: say so, do not hide it in a log
+        err_console.print(f"[bold yellow]Warning:[/] {type(sub).__name__} stopped during the run ({why})", highlight=False, soft_wrap=True)
+    return results, runtime.interrupted
 
 
 def run_with_progress(runtime: Runtime, show: bool) -> list[EpisodeResult]:
