@@ -95,7 +95,10 @@ class ScriptedExecutor(Executor):
         carry_z = max(hover_z, place_z + 0.05)
         # a container is forgiving (its inner radius is 5 cm or more), a stack is not
         xy_tolerance = 0.02 if sub.kind == "put" else 0.01
-        if np.linalg.norm(ee[:2] - target[:2]) > xy_tolerance:
+        off = float(np.linalg.norm(ee[:2] - target[:2]))
+        if off > xy_tolerance:
+            if off < 0.04 and ee[2] >= place_z - 0.005:  # close: correct sideways where it is
+                return np.array([target[0], target[1], max(float(ee[2]), place_z)]), CLOSED
             if ee[2] < carry_z - 0.03:
                 return np.array([ee[0], ee[1], carry_z]), CLOSED
             return np.array([target[0], target[1], carry_z]), CLOSED
