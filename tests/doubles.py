@@ -21,6 +21,7 @@ from pydantic import Field
 
 from s2kit import hookimpl
 from s2kit.core.config import PluginConfig
+from s2kit.core.errors import EpisodeAborted
 from s2kit.core.interfaces import Executor, Planner, Robot
 from s2kit.core.types import (
     ActionChunk,
@@ -53,6 +54,7 @@ class PointConfig(PluginConfig):
     start: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
     suite: str | None = None
     report_progress: bool = Field(True, description="False: a robot that cannot tell subtask progress.")
+    abort_at: int | None = Field(None, description="Raise EpisodeAborted at this step of every episode.")
 
 
 class PointRobot(Robot):
@@ -114,6 +116,8 @@ class PointRobot(Robot):
         return Observation(images={"head": image}, state=state, timestamp=self.t * self.spec.control_period)
 
     def apply(self, action: np.ndarray, space: str) -> None:
+        if self.t == self.config.abort_at:  # type: ignore[attr-defined]
+            raise EpisodeAborted("the point fell off the table")
         self.applied.append(np.array(action))
         if space == "ee_delta":
             self.pos = self.pos + action[:3]

@@ -265,3 +265,11 @@ def test_ctrl_c_ends_cleanly_and_keeps_what_was_recorded(registry, tmp_path) -> 
 def test_episodes_use_consecutive_seeds_and_components_are_closed(registry) -> None:
     rt = make(registry, executor={"name": "constant"}, max_steps=3, episodes=3, seed=10)
     assert [r.seed for r in rt.run()] == [10, 11, 12]
+
+
+def test_an_aborted_episode_ends_and_the_run_goes_on(registry) -> None:
+    rt = make(registry, robot={"abort_at": 4}, executor={"name": "constant"}, episodes=2, max_steps=20)
+    results = rt.run()
+    assert [r.status for r in results] == ["aborted", "aborted"]
+    assert results[0].steps == 4 and "fell off the table" in results[0].message
+    assert rt.robot.holds == 2 and results[0].task_success is False

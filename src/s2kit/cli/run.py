@@ -48,7 +48,9 @@ def _interval(est: Estimate | None) -> str:
     return "-" if est is None else f"[{100 * est.low:.0f}, {100 * est.high:.0f}]"
 
 
-_STATUS_STYLE = {"done": "green", "max_steps": "yellow", "unsafe": "bold red", "interrupted": "yellow", "error": "bold red"}
+_STATUS_STYLE = {
+    "done": "green", "max_steps": "yellow", "aborted": "red", "unsafe": "bold red", "interrupted": "yellow", "error": "bold red",
+}  # fmt: skip
 
 
 def results_table(results: list[EpisodeResult], title: str) -> Table:

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DataError",
+    "EpisodeAborted",
     "PluginConflictError",
     "PluginError",
     "RobotError",
@@ -52,3 +53,8 @@ class DataError(S2kitError):
 
 class RobotError(S2kitError):
     """The robot (or its simulator) failed or could not be reached."""
+
+
+class EpisodeAborted(RobotError):
+    """The robot cannot go on with this episode (an object fell out of reach, the simulation
+    became unstable); the episode ends as ``aborted`` and the run goes on with the next."""

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from s2kit.core.config import PipelineConfig, RuntimeConfig
-from s2kit.core.errors import ConfigError, PluginError, S2kitError
+from s2kit.core.errors import ConfigError, EpisodeAborted, PluginError, S2kitError
 from s2kit.core.interfaces import Executor, Planner, Robot, Subscriber
 from s2kit.core.registry import Registry
 from s2kit.core.safety import SafetyFilter, UnsafeAction
@@ -174,6 +174,9 @@ class Runtime:
                 status = "done"
         except _Stop as stop:
             status, message = stop.status, stop.message
+            self._hold()
+        except EpisodeAborted as err:
+            status, message = "aborted", f"step {episode.steps}: {err}"
             self._hold()
         except KeyboardInterrupt:
             status, message = "interrupted", f"interrupted by the user at step {episode.steps}"

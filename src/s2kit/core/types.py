@@ -343,8 +343,9 @@ class EpisodeResult(BaseModel):
     """How one episode went: outcome, progress, safety events and timings.
 
     ``status`` is one of ``done`` (the robot ended the episode),
-    ``max_steps``, ``unsafe`` (the safety layer stopped it), ``interrupted``
-    (Ctrl-C) or ``error``. ``subtask_success`` is the number of subtasks
+    ``max_steps``, ``unsafe`` (the safety layer stopped it), ``aborted`` (the
+    robot could not go on, e.g. an object fell out of reach; the run goes
+    on), ``interrupted`` (Ctrl-C) or ``error``. ``subtask_success`` is the number of subtasks
     completed in the required order divided by their number; both it and
     ``task_success`` are None where the robot cannot tell.
     """

@@ -204,3 +204,18 @@ def test_out_of_order_subtasks_are_not_credited() -> None:
     assert progress.update(WorldState(pos, None, 0.40), scene) == 1  # the first counts, the spoiled second never
     pos[task.subtasks[2].obj] = np.array([*basket.xy, 0.43])
     assert progress.update(WorldState(pos, None, 0.40), scene) == 1
+
+
+def test_a_task_object_falling_off_the_table_aborts_the_episode() -> None:
+    from s2kit.core.errors import EpisodeAborted
+
+    r = REGISTRY.create("robot", {"name": "hsr", "render": False})
+    try:
+        r.reset(seed=3)
+        name = r.task.subtasks[0].obj
+        adr = r._obj_qadr[name]
+        r.data.qpos[adr : adr + 3] = [1.5, 1.5, 0.05]  # on the floor, beside the table
+        with pytest.raises(EpisodeAborted, match=f"the {r.scene.item(name).label} fell off the table"):
+            r.apply(np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32), EE_DELTA)
+    finally:
+        r.close()

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from s2kit.core.config import PluginConfig
-from s2kit.core.errors import RobotError
+from s2kit.core.errors import EpisodeAborted, RobotError
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import (
     EE_DELTA,
@@ -384,17 +384,26 @@ class SimRobot(Robot):
             raise RobotError(f"{emb.name}: unknown action space {space!r}")
         self._update_grasp()
         mj, m, d = self._mj, self.model, self.data
+        unstable = d.warning[mj.mjtWarning.mjWARN_BADQACC].number
         for _ in range(self._substeps):
             mj.mj_step(m, d)
             if self.held is not None:
                 self._carry()
         if self.held is not None:
             mj.mj_forward(m, d)
+        if d.warning[mj.mjtWarning.mjWARN_BADQACC].number > unstable:
+            # MuJoCo has reset the state to recover: the episode cannot be trusted any more
+            raise EpisodeAborted(f"{emb.name}: the simulation became unstable (seed {self.seed})")
         if space == JOINT_POS:
             self._target_pos = self._site_pos().copy()
             self._target_quat = self._site_quat().copy()
         self.steps += 1
-        self.progress.update(WorldState(self.positions(), self.held, emb.table_height), self.scene)
+        positions = self.positions()
+        self.progress.update(WorldState(positions, self.held, emb.table_height), self.scene)
+        needed = {s.obj for s in self.task.subtasks[self.progress.completed :]}
+        for name in sorted(needed):
+            if positions[name][2] < emb.table_height - 0.1:
+                raise EpisodeAborted(f"the {self.scene.item(name).label} fell off the table")
 
     def hold(self) -> None:
         """Hold: joint targets become the current positions, and a few physics steps pass."""
