@@ -400,7 +400,8 @@ class SimRobot(Robot):
         self.steps += 1
         positions = self.positions()
         self.progress.update(WorldState(positions, self.held, emb.table_height), self.scene)
-        needed = {s.obj for s in self.task.subtasks[self.progress.completed :]}
+        remaining = self.task.subtasks[self.progress.completed :]
+        needed = {s.obj for s in remaining} | {s.target for s in remaining if s.kind == "stack"}
         for name in sorted(needed):
             if positions[name][2] < emb.table_height - 0.1:
                 raise EpisodeAborted(f"the {self.scene.item(name).label} fell off the table")

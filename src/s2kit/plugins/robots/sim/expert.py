@@ -88,10 +88,12 @@ class ScriptedExecutor(Executor):
             return np.array([ee[0], ee[1], hover_z]), CLOSED
         target = sim.positions[sub.target]
         half = object_half_height(sim.scene.item(sub.obj).kind)
+        # heights are for the object's centre; the hand holds it wherever it grasped it
+        grip_offset = float(ee[2] - obj[2])
         if sub.kind == "put":
-            place_z = table + CONTAINERS[sim.scene.item(sub.target).kind]["wall"] + half + 0.02
+            place_z = table + CONTAINERS[sim.scene.item(sub.target).kind]["wall"] + half + 0.02 + grip_offset
         else:  # stack
-            place_z = target[2] + object_half_height(sim.scene.item(sub.target).kind) + half + 0.012
+            place_z = target[2] + object_half_height(sim.scene.item(sub.target).kind) + half + 0.012 + grip_offset
         carry_z = max(hover_z, place_z + 0.05)
         # a container is forgiving (its inner radius is 5 cm or more), a stack is not
         xy_tolerance = 0.02 if sub.kind == "put" else 0.01
