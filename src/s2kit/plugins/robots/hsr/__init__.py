@@ -17,13 +17,11 @@ from __future__ import annotations
 from s2kit import hookimpl
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import JointSpec
-from s2kit.plugins.robots.sim.base import Embodiment, SimRobot
-from s2kit.plugins.robots.sim.world import hand_xml
+from s2kit.plugins.robots.sim.base import BASE_JOINTS, Embodiment, SimRobot
+from s2kit.plugins.robots.sim.world import hand_xml, planar_base_xml
 
 JOINTS = (
-    JointSpec(name="odom_x", lower=-1.0, upper=1.0),
-    JointSpec(name="odom_y", lower=-1.0, upper=1.0),
-    JointSpec(name="odom_t", lower=-3.14, upper=3.14),
+    *BASE_JOINTS,
     JointSpec(name="arm_lift_joint", lower=0.0, upper=0.69),
     JointSpec(name="arm_flex_joint", lower=-2.62, upper=0.0),
     JointSpec(name="arm_roll_joint", lower=-2.09, upper=3.84),
@@ -48,9 +46,7 @@ HOME = {
 
 _ROBOT_XML = """
 <body name="base_footprint" pos="0 0 0">
-  <joint name="odom_x" type="slide" axis="1 0 0" range="-1 1" damping="50"/>
-  <joint name="odom_y" type="slide" axis="0 1 0" range="-1 1" damping="50"/>
-  <joint name="odom_t" type="hinge" axis="0 0 1" range="-3.14 3.14" damping="20"/>
+  BASE_JOINTS_XML
   <geom name="base" type="cylinder" size="0.2 0.12" pos="0 0 0.12" rgba="0.2 0.2 0.22 1" contype="0" conaffinity="0" mass="30"/>
   <body name="torso" pos="0 0 0.24" gravcomp="1">
     <geom type="box" size="0.07 0.09 0.2" pos="-0.08 0 0.2" rgba="0.85 0.85 0.85 1" contype="0" conaffinity="0" mass="5"/>
@@ -94,9 +90,7 @@ _ROBOT_XML = """
   <joint joint1="hand_r_joint" joint2="hand_motor_joint" polycoef="0 1 0 0 0"/>
 </equality>
 <actuator>
-  <position name="odom_x" joint="odom_x" kp="20000" kv="2000" forcerange="-8000 8000"/>
-  <position name="odom_y" joint="odom_y" kp="20000" kv="2000" forcerange="-8000 8000"/>
-  <position name="odom_t" joint="odom_t" kp="8000" kv="800" forcerange="-4000 4000"/>
+  BASE_ACTUATORS_XML
   <position name="arm_lift_joint" joint="arm_lift_joint" kp="12000" kv="600" forcerange="-6000 6000"/>
   <position name="arm_flex_joint" joint="arm_flex_joint" kp="2000" kv="80" forcerange="-1000 1000"/>
   <position name="arm_roll_joint" joint="arm_roll_joint" kp="1000" kv="30" forcerange="-1000 1000"/>
@@ -108,7 +102,8 @@ _ROBOT_XML = """
 </actuator>
 """
 
-ROBOT_XML = _ROBOT_XML.replace(
+_BASE_JOINTS, _BASE_ACTUATORS = planar_base_xml(kp=(20000, 8000), force=(8000, 4000))
+ROBOT_XML = _ROBOT_XML.replace("BASE_JOINTS_XML", _BASE_JOINTS).replace("BASE_ACTUATORS_XML", _BASE_ACTUATORS).replace(
     "HAND",
     hand_xml(
         body="hand_palm_link", z=0.03, camera="hand_camera", camera_xyaxes="0 -1 0 -1 0 0", site="grasp",

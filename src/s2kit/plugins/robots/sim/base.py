@@ -40,10 +40,16 @@ from s2kit.core.types import (
 from s2kit.plugins.robots.sim.tasks import Progress, Scene, Task, WorldState, load_suite, sample_episode
 from s2kit.plugins.robots.sim.world import scene_xml
 
-__all__ = ["JOINT_POS", "Embodiment", "SimConfig", "SimRobot", "SimState"]
+__all__ = ["BASE_JOINTS", "JOINT_POS", "Embodiment", "SimConfig", "SimRobot", "SimState"]
 
 JOINT_POS = "joint_pos"
 EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
+#: The virtual planar joints of a mobile base (see world.planar_base_xml).
+BASE_JOINTS = (
+    JointSpec(name="odom_x", lower=-1.0, upper=1.0),
+    JointSpec(name="odom_y", lower=-1.0, upper=1.0),
+    JointSpec(name="odom_t", lower=-3.14, upper=3.14),
+)
 _MAX_LEAD = 0.035  # metres the commanded hand position may run ahead of the hand
 
 

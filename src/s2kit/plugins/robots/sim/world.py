@@ -22,6 +22,7 @@ __all__ = [
     "Item",
     "Scene",
     "hand_xml",
+    "planar_base_xml",
     "scene_xml",
 ]
 
@@ -258,3 +259,22 @@ def hand_xml(
         + finger(f"{body}_finger_r", -0.02, mimic, d)
         + "</body>"
     )
+
+
+def planar_base_xml(*, kp: tuple[float, float], force: tuple[float, float]) -> tuple[str, str]:
+    """The virtual planar joints of a mobile base (odom_x, odom_y, odom_t) and their servos.
+
+    Returns the joint elements (for the base body) and the actuator elements.
+    ``kp`` and ``force`` are the servo stiffness and force limit for the
+    translations and for the rotation; damping is a tenth of the stiffness.
+    """
+    joints = (
+        '<joint name="odom_x" type="slide" axis="1 0 0" range="-1 1" damping="50"/>'
+        '<joint name="odom_y" type="slide" axis="0 1 0" range="-1 1" damping="50"/>'
+        '<joint name="odom_t" type="hinge" axis="0 0 1" range="-3.14 3.14" damping="20"/>'
+    )
+    actuators = "".join(
+        f'<position name="{j}" joint="{j}" kp="{k:g}" kv="{k / 10:g}" forcerange="-{f:g} {f:g}"/>'
+        for j, k, f in (("odom_x", kp[0], force[0]), ("odom_y", kp[0], force[0]), ("odom_t", kp[1], force[1]))
+    )
+    return joints, actuators

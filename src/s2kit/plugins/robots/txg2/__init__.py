@@ -19,15 +19,13 @@ from __future__ import annotations
 from s2kit import hookimpl
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import JointSpec
-from s2kit.plugins.robots.sim.base import Embodiment, SimRobot
-from s2kit.plugins.robots.sim.world import hand_xml
+from s2kit.plugins.robots.sim.base import BASE_JOINTS, Embodiment, SimRobot
+from s2kit.plugins.robots.sim.world import hand_xml, planar_base_xml
 
 ARM_LIMITS = {1: (-3.07, 3.07), 2: (-2.06, 2.06), 3: (-3.07, 3.07), 4: (-2.50, 1.01), 5: (-3.07, 3.07), 6: (-1.01, 1.01), 7: (-1.54, 1.54)}
 
 JOINTS = (
-    JointSpec(name="odom_x", lower=-1.0, upper=1.0),
-    JointSpec(name="odom_y", lower=-1.0, upper=1.0),
-    JointSpec(name="odom_t", lower=-3.14, upper=3.14),
+    *BASE_JOINTS,
     JointSpec(name="waist_pitch_1", lower=-0.5, upper=1.0),
     JointSpec(name="waist_pitch_2", lower=-1.0, upper=1.0),
     JointSpec(name="waist_pitch_3", lower=-1.0, upper=1.0),
@@ -101,11 +99,10 @@ def _xml() -> str:
     grip_act = "".join(f'<position name="{s}_gripper" joint="{s}_gripper" kp="20" kv="1"/>' for s in ("left", "right"))
     grip_eq = "".join(f'<joint joint1="{s}_gripper_mimic" joint2="{s}_gripper" polycoef="0 1 0 0 0"/>' for s in ("left", "right"))
     link = 'contype="0" conaffinity="0"'
+    base_joints, base_actuators = planar_base_xml(kp=(3000, 1500), force=(3000, 1500))
     return f"""
 <body name="base_link" pos="0 0 0">
- <joint name="odom_x" type="slide" axis="1 0 0" range="-1 1" damping="50"/>
- <joint name="odom_y" type="slide" axis="0 1 0" range="-1 1" damping="50"/>
- <joint name="odom_t" type="hinge" axis="0 0 1" range="-3.14 3.14" damping="20"/>
+ {base_joints}
  <geom type="box" size="0.25 0.22 0.15" pos="-0.05 0 0.15" rgba="0.2 0.2 0.22 1" {link} mass="40"/>
  <body name="waist_link1" pos="-0.05 0 0.3" gravcomp="1">
   <joint name="waist_pitch_1" axis="0 1 0" range="-0.5 1.0"/>
@@ -142,9 +139,7 @@ def _xml() -> str:
 <!-- tail -->
 <equality>{grip_eq}</equality>
 <actuator>
- <position name="odom_x" joint="odom_x" kp="3000" kv="300" forcerange="-3000 3000"/>
- <position name="odom_y" joint="odom_y" kp="3000" kv="300" forcerange="-3000 3000"/>
- <position name="odom_t" joint="odom_t" kp="1500" kv="150" forcerange="-1500 1500"/>
+ {base_actuators}
  {waist_act}{head_act}{arm_act}{grip_act}
 </actuator>
 """
