@@ -246,7 +246,6 @@ class _Episode:
 
     def __init__(self, runtime: Runtime, clock: _StageClock) -> None:
         self.rt = runtime
-        self.clock = clock
         self.samples = clock.samples
         self.instruction = ""
         self.started = False

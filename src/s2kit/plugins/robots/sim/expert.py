@@ -42,7 +42,6 @@ class ScriptedExecutor(Executor):
 
     def reset(self) -> None:
         self._yaw0: float | None = None
-        self._closing = 0
 
     def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
         sim = observation.privileged
@@ -73,7 +72,6 @@ class ScriptedExecutor(Executor):
         if sim.held not in (None, sub.obj):  # holding the wrong thing: let go
             return np.array([ee[0], ee[1], hover_z]), OPEN
         if sim.held != sub.obj:
-            self._closing = 0
             above = np.array([obj[0], obj[1], hover_z])
             if np.linalg.norm(ee[:2] - obj[:2]) > 0.012:
                 if ee[2] < hover_z - 0.03:  # rise before travelling

@@ -20,12 +20,13 @@ from s2kit.core.errors import PluginError
 from s2kit.core.interfaces import Planner
 from s2kit.core.types import Guidance, Observation, RobotStatus
 from s2kit.plugins.robots.sim.base import SimState
+from s2kit.plugins.robots.sim.world import table_region
 
 
 def _where(xy: np.ndarray, centre_x: float) -> str:
-    side = "left" if xy[1] > 0.07 else "right" if xy[1] < -0.07 else "middle"
-    depth = "back" if xy[0] > centre_x + 0.05 else "front" if xy[0] < centre_x - 0.05 else "centre"
-    return f"{depth} {side}" if side != "middle" else f"{depth} of the table"
+    depth, side = table_region(xy, centre_x)
+    depth_word = ("front", "centre", "back")[depth + 1]
+    return f"{depth_word} {('right', '', 'left')[side + 1]}" if side else f"{depth_word} of the table"
 
 
 class OraclePlanner(Planner):

@@ -24,6 +24,7 @@ __all__ = [
     "hand_xml",
     "planar_base_xml",
     "scene_xml",
+    "table_region",
 ]
 
 #: Object colours (RGB in [0, 1]). At least 8, as the task suites need.
@@ -107,10 +108,17 @@ class Scene:
         """Free text for planners: each item and where it is on the table."""
         parts = []
         for it in self.items:
-            side = "left" if it.xy[1] > 0.07 else "right" if it.xy[1] < -0.07 else "centre"
-            depth = "far" if it.xy[0] > table_x + 0.05 else "near" if it.xy[0] < table_x - 0.05 else "middle"
-            parts.append(f"{it.label} ({depth} {side})")
+            depth, side = table_region(it.xy, table_x)
+            parts.append(f"{it.label} ({('near', 'middle', 'far')[depth + 1]} {('right', 'centre', 'left')[side + 1]})")
         return "on the table: " + ", ".join(parts)
+
+
+def table_region(xy: tuple[float, float] | np.ndarray, centre_x: float) -> tuple[int, int]:
+    """Where a point is on the table: depth (-1 near, 0 middle, 1 far from the robot)
+    and side (-1 right, 0 centre, 1 left), for the texts planners read."""
+    depth = 1 if xy[0] > centre_x + 0.05 else -1 if xy[0] < centre_x - 0.05 else 0
+    side = 1 if xy[1] > 0.07 else -1 if xy[1] < -0.07 else 0
+    return depth, side
 
 
 def _rgba(rgb: tuple[float, float, float], alpha: float = 1.0) -> str:
