@@ -114,6 +114,7 @@ class SimState:
     ee_yaw: float
     gripper: float
     table_height: float
+    table_x: float
     arm: str
 
 
@@ -342,13 +343,14 @@ class SimRobot(Robot):
             ee_yaw=rpy[2],
             gripper=self.gripper_opening(),
             table_height=emb.table_height,
+            table_x=emb.table_x,
             arm=self.config.arm,  # type: ignore[attr-defined]
         )
         return Observation(
             images=self._render(),
             state=state,
             timestamp=self.steps / self._spec.control_hz,
-            scene=self.scene.describe(emb.table_x),
+            scene=self.scene.describe(emb.table_x, positions),
             privileged=privileged,
         )
 

@@ -20,13 +20,7 @@ from s2kit.core.errors import PluginError
 from s2kit.core.interfaces import Planner
 from s2kit.core.types import Guidance, Observation, RobotStatus
 from s2kit.plugins.robots.sim.base import SimState
-from s2kit.plugins.robots.sim.world import table_region
-
-
-def _where(xy: np.ndarray, centre_x: float) -> str:
-    depth, side = table_region(xy, centre_x)
-    depth_word = ("front", "centre", "back")[depth + 1]
-    return f"{depth_word} {('right', '', 'left')[side + 1]}" if side else f"{depth_word} of the table"
+from s2kit.plugins.robots.sim.world import where_on_table
 
 
 class OraclePlanner(Planner):
@@ -49,11 +43,11 @@ class OraclePlanner(Planner):
         if not isinstance(sim, SimState):
             raise PluginError("planner 'oracle' is privileged: it needs a simulated robot (hsr or txg2 with backend sim)")
         scene, task = sim.scene, sim.task
-        centre_x = float(np.mean([p[0] for p in sim.positions.values()]))
+        centre_x = sim.table_x
         subtasks = []
         for sub in task.subtasks:
             obj = scene.item(sub.obj)
-            at = _where(sim.positions[sub.obj], centre_x)
+            at = where_on_table(sim.positions[sub.obj], centre_x)
             if sub.kind == "pick":
                 text = f"pick up the {obj.label} at the {at}, grasping it from above"
             elif sub.kind == "push":
@@ -62,7 +56,7 @@ class OraclePlanner(Planner):
                 text = f"push the {obj.label} at the {at} into the {region.label}, with the closed gripper {side} it"
             else:
                 target = scene.item(sub.target)
-                where = _where(sim.positions[sub.target], centre_x)
+                where = where_on_table(sim.positions[sub.target], centre_x)
                 if sub.kind == "stack":
                     text = f"carry the {obj.label} to the {target.label} at the {where} and set it on top"
                 else:

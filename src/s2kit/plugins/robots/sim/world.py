@@ -25,6 +25,7 @@ __all__ = [
     "planar_base_xml",
     "scene_xml",
     "table_region",
+    "where_on_table",
 ]
 
 #: Object colours (RGB in [0, 1]). At least 8, as the task suites need.
@@ -104,21 +105,33 @@ class Scene:
                 return it
         raise KeyError(name)
 
-    def describe(self, table_x: float) -> str:
-        """Free text for planners: each item and where it is on the table."""
+    def describe(self, table_x: float, positions: dict[str, np.ndarray] | None = None) -> str:
+        """Free text for planners: each item and where it is on the table now.
+
+        ``positions`` (item name -> xyz) default to where items were placed.
+        The wording is `where_on_table`'s, the same the oracle's subtasks use,
+        so a planner can carry a location from the scene into its guidance.
+        """
         parts = []
         for it in self.items:
-            depth, side = table_region(it.xy, table_x)
-            parts.append(f"{it.label} ({('near', 'middle', 'far')[depth + 1]} {('right', 'centre', 'left')[side + 1]})")
+            xy = positions[it.name][:2] if positions is not None and it.name in positions else it.xy
+            parts.append(f"{it.label} at the {where_on_table(xy, table_x)}")
         return "on the table: " + ", ".join(parts)
 
 
 def table_region(xy: tuple[float, float] | np.ndarray, centre_x: float) -> tuple[int, int]:
     """Where a point is on the table: depth (-1 near, 0 middle, 1 far from the robot)
-    and side (-1 right, 0 centre, 1 left), for the texts planners read."""
+    and side (-1 right, 0 centre, 1 left)."""
     depth = 1 if xy[0] > centre_x + 0.05 else -1 if xy[0] < centre_x - 0.05 else 0
     side = 1 if xy[1] > 0.07 else -1 if xy[1] < -0.07 else 0
     return depth, side
+
+
+def where_on_table(xy: tuple[float, float] | np.ndarray, centre_x: float) -> str:
+    """The table region in words: 'front right', 'back left', 'centre of the table', ..."""
+    depth, side = table_region(xy, centre_x)
+    depth_word = ("front", "centre", "back")[depth + 1]
+    return f"{depth_word} {('right', '', 'left')[side + 1]}" if side else f"{depth_word} of the table"
 
 
 def _rgba(rgb: tuple[float, float, float], alpha: float = 1.0) -> str:

