@@ -150,6 +150,23 @@ class Planner(Component, ABC):
         ``goal`` must be ``instruction`` verbatim.
         """
 
+    @staticmethod
+    def current_subtask(
+        count: int, *, event: str, history: Sequence[Guidance] = (), status: RobotStatus | None = None
+    ) -> int:
+        """Which of ``count`` new subtasks is current when a planner re-plans.
+
+        The robot's count of completed subtasks where it reports one; else,
+        from the history, one past the previous current subtask at a subtask
+        end and the same one on a period; 0 at the start.
+        """
+        current = 0
+        if status is not None and status.subtasks_completed is not None:
+            current = status.subtasks_completed
+        elif history and event != "start":
+            current = history[-1].current + (1 if event == "subtask" else 0)
+        return max(0, min(current, count - 1))
+
 
 class _Actor(Component, ABC):
     """What executors and skills share: chunks of actions in one action space."""

@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from s2kit.core.data.images import png_encode
 from s2kit.core.errors import DataError
 
 if TYPE_CHECKING:
@@ -639,7 +640,7 @@ def _data_table(columns: dict[str, Any], features: dict[str, dict[str, Any]]) ->
     for key, ft in stored.items():
         column, kind = columns[key], _arrow_type(ft)
         if ft["dtype"] == "image":
-            png = _png_encode(column)
+            png = png_encode(column)
             names = [f"frame-{i:06d}.png" for i in range(len(png))]
             cells = [pa.array(png, pa.binary()), pa.array(names, pa.string())]
             arrays.append(pa.StructArray.from_arrays(cells, ["bytes", "path"]))
@@ -722,20 +723,6 @@ def _decode_video(path: Path, from_timestamp: float, length: int, fps: float, sh
     if len(frames) != length:
         raise DataError(f"{path} has {len(frames)} frames from {from_timestamp:.3f}s, the episode has {length}")
     return np.stack(frames)
-
-
-def _png_encode(frames: np.ndarray) -> list[bytes]:
-    """PNG files of uint8 RGB frames, by FFmpeg's encoder (no imaging package needed)."""
-    import av
-
-    codec = av.CodecContext.create("png", "w")
-    codec.width, codec.height, codec.pix_fmt = frames.shape[2], frames.shape[1], "rgb24"
-    packets = []
-    for frame in frames:
-        packets += codec.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
-    packets += codec.encode(None)
-    assert len(packets) == len(frames), "the PNG encoder emits one packet per frame"
-    return [bytes(p) for p in packets]
 
 
 def _png_decode(path: Path, key: str, column: Any, shape: list[int]) -> np.ndarray:

@@ -122,13 +122,8 @@ class RetrievalPlanner(Planner):
             if adapted is not None:
                 trajectory, subtasks = adapted
                 break
-        current = 0
-        if history and event != "start":
-            previous = history[-1]
-            current = previous.current + (1 if event == "subtask" else 0)
-        if status is not None and status.subtasks_completed is not None:
-            current = status.subtasks_completed
-        return Guidance(goal=instruction, trajectory=trajectory, subtasks=subtasks, current=min(current, len(subtasks) - 1))
+        current = self.current_subtask(len(subtasks), event=event, history=history, status=status)
+        return Guidance(goal=instruction, trajectory=trajectory, subtasks=subtasks, current=current)
 
 
 @hookimpl
