@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 import traceback
@@ -89,3 +90,32 @@ def print_json(value: Any) -> None:
     """Write ``value`` as JSON to stdout (plain, no markup, so machines can parse it)."""
     sys.stdout.write(json.dumps(to_jsonable(value), indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def component_section(kind: str, name: str, overrides: list[str] | None) -> dict[str, Any]:
+    """``{name: ..., <options>}`` for one component from ``--set`` values.
+
+    Both ``key=value`` and ``kind.key=value`` are accepted, so a command that
+    builds one component reads the same overrides as a whole pipeline.
+    """
+    from s2kit.core.config import apply_overrides
+
+    texts = [text if text.startswith(f"{kind}.") else f"{kind}.{text}" for text in overrides or []]
+    return apply_overrides({kind: {"name": name}}, texts)[kind]
+
+
+class WarningHandler(logging.Handler):
+    """Warnings from s2kit's loggers (a planner's server failing, say) as one line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err_console.print(f"[bold yellow]Warning:[/] {record.getMessage()}", highlight=False, soft_wrap=True)
+        except Exception:  # noqa: BLE001 - logging must never take the command down
+            self.handleError(record)
+
+
+def setup_logging() -> None:
+    """Route s2kit's warnings to the console once (idempotent)."""
+    logger = logging.getLogger("s2kit")
+    if not any(isinstance(h, WarningHandler) for h in logger.handlers):
+        logger.addHandler(WarningHandler(logging.WARNING))

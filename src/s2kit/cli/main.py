@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from s2kit import __version__
-from s2kit.cli import plugins, run
-from s2kit.cli._common import state
+from s2kit.cli import plan, plugins, relabel, run
+from s2kit.cli._common import setup_logging, state
 from s2kit.core.registry import get_registry
 
 
@@ -38,9 +38,11 @@ def build_app() -> typer.Typer:
         """s2kit: a plugin framework for vision-language-action robots."""
         if debug:
             state.debug = True
+        setup_logging()
 
     app.add_typer(plugins.app, name="plugins")
-    app.registered_commands.extend(run.app.registered_commands)
+    for group in (run, plan, relabel):  # single commands, not groups
+        app.registered_commands.extend(group.app.registered_commands)
     get_registry().call_each("s2kit_register_commands", cli=app)
     return app
 

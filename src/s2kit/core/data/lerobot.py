@@ -872,8 +872,12 @@ class LeRobotDatasetReader:
         except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as err:
             raise DataError(f"{path} is not valid stats: {err}") from None
 
-    def episode(self, index: int) -> dict[str, np.ndarray | list[Any]]:
-        """Every frame of one episode: each feature, images decoded to uint8 (T, H, W, 3), and ``task``."""
+    def episode(self, index: int, keys: Sequence[str] | None = None) -> dict[str, np.ndarray | list[Any]]:
+        """Every frame of one episode: each feature, images decoded to uint8 (T, H, W, 3), and ``task``.
+
+        ``keys`` limits which features are read (the index features always are):
+        decoding only the camera one needs is much cheaper than all of them.
+        """
         if isinstance(index, bool) or not isinstance(index, int | np.integer):
             raise TypeError(f"episode index must be an integer, not {index!r}")
         if not 0 <= index < self.num_episodes:
@@ -895,6 +899,8 @@ class LeRobotDatasetReader:
         table = table.take(rows)
         out: dict[str, np.ndarray | list[Any]] = {}
         for key, ft in self.features.items():
+            if keys is not None and key not in keys and key not in INDEX_FEATURES:
+                continue
             if ft["dtype"] == "video":
                 chunk, file = row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"]
                 video = self.root / self.info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)
@@ -911,6 +917,11 @@ class LeRobotDatasetReader:
             raise DataError(f"{path}: task_index {task_index.max()} is not in {TASKS_PATH} ({len(self.tasks)} tasks)")
         out["task"] = [self.tasks[i] for i in task_index]
         return out
+
+    def data_file(self, index: int) -> Path:
+        """The data parquet file that holds episode ``index``'s frames."""
+        row = self._episodes[index]
+        return self.root / self.info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
 
     def frame(self, global_index: int) -> dict[str, Any]:
         """One frame by its dataset-wide ``index`` (its episode is read and kept for the next call)."""
