@@ -218,12 +218,9 @@ def test_stats_match_numpy(video_dataset: Path, episodes: list[Episode]) -> None
     assert "annotation.subtask" not in stats
 
 
-def test_reads_and_extends_datasets_that_pack_episodes_into_one_file(
-    tmp_path: Path, video_dataset: Path, episodes: list[Episode]
-) -> None:
-    # lerobot's own writer puts several episodes in one file; the episode rows say where each is
-    root = tmp_path / "packed"
-    shutil.copytree(video_dataset, root)
+def pack_into_one_file(source: Path, root: Path, episodes: list[Episode]) -> Path:
+    """A copy of ``source`` laid out as lerobot writes it: every episode in one data and one video file."""
+    shutil.copytree(source, root)
     data = pa.concat_tables([pq.read_table(p) for p in sorted((root / "data").rglob("*.parquet"))])
     rows = [r for p in sorted((root / "meta/episodes").rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     for folder in ("data", "meta/episodes", "videos"):
@@ -241,7 +238,14 @@ def test_reads_and_extends_datasets_that_pack_episodes_into_one_file(
     for row in rows:
         row |= {"data/file_index": 0, "meta/episodes/file_index": 0}
     pq.write_table(pa.Table.from_pylist(rows), root / "meta/episodes/chunk-000/file-000.parquet")
+    return root
 
+
+def test_reads_and_extends_datasets_that_pack_episodes_into_one_file(
+    tmp_path: Path, video_dataset: Path, episodes: list[Episode]
+) -> None:
+    # lerobot's own writer puts several episodes in one file; the episode rows say where each is
+    root = pack_into_one_file(video_dataset, tmp_path / "packed", episodes)
     start = 0
     reader = LeRobotDatasetReader(root)
     for index, episode in enumerate(episodes):
