@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml Makefile examples/s2kit-example-plugin/pyproject.toml
 
 demo: setup
 	$(BIN)/s2kit plugins list
-	MUJOCO_GL=osmesa $(BIN)/s2kit run --robot hsr --planner oracle --executor scripted \
+	$(BIN)/s2kit plan "put the red cube in the bowl" --scene "on the table: red cube at the front left, bowl at the back right"
+	MUJOCO_GL=osmesa $(BIN)/s2kit run --robot hsr --planner retrieval --executor scripted \
 		--suite id,distractor --episodes 3 --video runs/demo/videos
 	@echo "episode videos: runs/demo/videos/<suite>/episode_*.mp4"
 

@@ -31,7 +31,7 @@ def test_file_sections_replace_the_defaults(tmp_path: Path) -> None:
     data = load_pipeline(path)
     assert data["robot"] == {"name": "point", "tolerance": 0.05}
     assert data["runtime"] == {"max_steps": 12}
-    assert data["planner"]["name"] == "oracle"  # untouched sections come from the default
+    assert data["planner"]["name"] == "retrieval"  # untouched sections come from the default
 
 
 @pytest.mark.parametrize(

@@ -231,3 +231,15 @@ def test_parse_reply(text: str, finish: str, error: str | None) -> None:
     else:
         with pytest.raises(ValueError, match=error):
             parse_reply(text, finish)
+
+
+def test_a_replan_sends_what_is_done_and_moves_on(server: Server, models, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    p = planner(server.base_url, models["good"], log=log)
+    assert p.events == ("start", "subtask")
+    first = p.plan(INSTRUCTION, observation())
+    again = p.plan(INSTRUCTION, observation(seed=2), event="subtask", history=[first])
+    assert again.current == 1 and again.subtasks == GOOD["subtasks"]
+    text = records(log)[-1]["request"]["messages"][-1]["content"][0]["text"]
+    assert text.endswith(f"Done so far: {GOOD['subtasks'][0]}")
+    assert planner(server.base_url, models["good"], replan=["period", "subtask"]).events == ("start", "period", "subtask")
