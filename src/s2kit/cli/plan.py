@@ -9,7 +9,14 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from s2kit.cli._common import JsonOption, SetOption, command, component_section, console, print_json
+from s2kit.cli._common import (
+    JsonOption,
+    SetOption,
+    command,
+    component_section,
+    console,
+    print_json,
+)
 from s2kit.core.registry import get_registry
 from s2kit.core.types import Guidance, Observation
 

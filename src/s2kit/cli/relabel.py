@@ -6,9 +6,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from s2kit.cli._common import JsonOption, SetOption, command, component_section, console, err_console, fail, print_json
+from s2kit.cli._common import (
+    JsonOption,
+    SetOption,
+    command,
+    component_section,
+    console,
+    err_console,
+    fail,
+    print_json,
+)
 from s2kit.cli.plan import guidance_table
 from s2kit.core.data.relabel import relabel as relabel_dataset
 from s2kit.core.registry import get_registry

@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2kit.core.registry import load_registry
-from s2kit.core.runtime import build_runtime
 from s2kit.core.config import validate_pipeline
 from s2kit.core.interfaces import Subscriber
+from s2kit.core.registry import load_registry
+from s2kit.core.runtime import build_runtime
 from s2kit.core.types import Guidance, Observation
-from s2kit.plugins.planners.incontext import IncontextConfig, IncontextPlanner, parse_reply
+from s2kit.plugins.planners.incontext import (
+    IncontextConfig,
+    IncontextPlanner,
+    parse_reply,
+)
 from tests.plugins.planners.openai_server import Server, build_model, free_port
 
 KEY = "sk-test-0123456789abcdef"
@@ -181,7 +185,7 @@ class _RefusesResponseFormat(BaseHTTPRequestHandler):
 
     seen: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen.append({"body": body, "auth": self.headers.get("Authorization")})
         if "response_format" in body:

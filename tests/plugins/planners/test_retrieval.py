@@ -10,7 +10,12 @@ import pytest
 from s2kit.core.errors import ConfigError
 from s2kit.core.registry import load_registry
 from s2kit.core.types import Guidance, Observation, RobotStatus
-from s2kit.plugins.planners._language import Vocabulary, fix_prepositions, parse_scene, structure
+from s2kit.plugins.planners._language import (
+    Vocabulary,
+    fix_prepositions,
+    parse_scene,
+    structure,
+)
 from s2kit.plugins.planners.retrieval import RetrievalConfig, RetrievalPlanner
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -93,10 +92,10 @@ class ChatClient:
         except urllib.error.HTTPError as err:
             detail = err.read()[:500].decode("utf-8", "replace").strip()
             raise ChatError("http", self.redact(f"{self.url} answered HTTP {err.code}: {detail or err.reason}"), err.code) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ChatError("timeout", f"{self.url} did not answer within {self.timeout:g} s") from None
         except urllib.error.URLError as err:
-            if isinstance(err.reason, TimeoutError | socket.timeout):
+            if isinstance(err.reason, TimeoutError):  # socket.timeout is TimeoutError
                 raise ChatError("timeout", f"{self.url} did not answer within {self.timeout:g} s") from None
             raise ChatError("connection", self.redact(f"cannot reach {self.url}: {err.reason}")) from None
         except (ConnectionError, OSError) as err:  # reset or closed mid-reply

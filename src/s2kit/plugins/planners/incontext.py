@@ -47,7 +47,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,7 +261,6 @@ class IncontextPlanner(Planner):
 
     def _query(self, instruction: str, observation: Observation, done: Sequence[str], event: str) -> PlanReply:
         """A valid reply, from the cache or the server (re-asked once); ChatError or ValueError otherwise."""
-        cfg: IncontextConfig = self.config  # type: ignore[assignment]
         messages = self.messages(instruction, observation, done)
         key = self._cache_key(messages)
         cached = self._cache_get(key)
@@ -364,7 +363,7 @@ class IncontextPlanner(Planner):
         if cfg.log is None:
             return
         record = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             **context,
             "request": None if body is None else _summarize_images(body, keep=cfg.log_images),
             "response": text,

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from s2kit import hookimpl
 from s2kit.core.config import PluginConfig
 from s2kit.core.errors import PluginError
