@@ -1,0 +1,81 @@
+"""S2's model configuration: saved inside every checkpoint, so loading needs nothing else.
+
+Named variants (``variant``) are the paper's comparison and its two
+single-component ablations, all the same network:
+
+| variant | guidance the model reads | evidence budget |
+| --- | --- | --- |
+| ``s2`` | goal + trajectory + current subtask | on (keep ``rho`` of each camera's patches) |
+| ``baseline`` | the coarse instruction (goal) only | off (every patch), the pi0.5-style stand-in |
+| ``guidance_only`` | goal + trajectory + current subtask | off |
+| ``budget_only`` | goal only | on |
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["VARIANTS", "ModelConfig"]
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "s2": {"guidance": "s2", "budget": True},
+    "baseline": {"guidance": "goal", "budget": False},
+    "guidance_only": {"guidance": "s2", "budget": False},
+    "budget_only": {"guidance": "goal", "budget": True},
+}
+
+
+class ModelConfig(BaseModel):
+    """Everything that shapes the network and its inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # inputs
+    cameras: list[str] = Field(default_factory=lambda: ["head", "wrist"], description="Camera roles, in order.")
+    image_size: int = Field(96, ge=16, description="Images are resized to this square size.")
+    state_dim: int = Field(15, ge=1)
+    action_dim: int = Field(7, ge=1)
+    chunk: int = Field(10, ge=1, description="Actions predicted per chunk (H).")
+    text_dim: int = Field(384, description="Sentence-embedding size (MiniLM: 384).")
+    guidance: Literal["s2", "goal"] = Field("s2", description="s2: goal + trajectory + subtask; goal: the instruction only.")
+    # evidence budget (S2's "See Less")
+    budget: bool = Field(True, description="Keep only rho of each camera's patch tokens.")
+    rho: float = Field(0.25, gt=0.0, le=1.0, description="Keep-fraction per camera (run time can change it).")
+    budget_warmup: float = Field(0.5, ge=0.0, le=1.0, description="Fraction of training over which rho anneals from 1.")
+    gate_temperature: float = Field(1.0, gt=0.0, description="Temperature of the kept tokens' attention gates.")
+    gate_noise: float = Field(1.0, ge=0.0, description="Scale of the logistic noise on the patch ranking in training.")
+    budget_weight: float = Field(0.1, ge=0.0, description="Weight of (mean sigmoid(keep logit) - rho)^2, which calibrates the logits.")
+    # network
+    patch_size: int = Field(8, description="Pixels per patch side (a two-conv stem, stride 4 then 2).")
+    dim: int = Field(128, ge=16)
+    heads: int = Field(4, ge=1)
+    encoder_layers: int = Field(3, ge=1)
+    decoder_layers: int = Field(2, ge=1)
+    mlp_ratio: int = Field(2, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # action head
+    head: Literal["flow", "regression"] = Field("flow", description="flow matching (pi0) or direct regression.")
+    flow_steps: int = Field(10, ge=1, description="Euler steps when sampling a flow-matching chunk.")
+    done_weight: float = Field(0.2, ge=0.0, description="Weight of the subtask-done loss.")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def patches(self) -> int:
+        return self.grid * self.grid
+
+    def kept(self, rho: float | None = None) -> int:
+        """Patch tokens kept per camera at inference (all of them with the budget off)."""
+        if not self.budget:
+            return self.patches
+        return max(1, round((self.rho if rho is None else rho) * self.patches))
+
+    @classmethod
+    def variant(cls, name: str, **overrides: object) -> ModelConfig:
+        if name not in VARIANTS:
+            raise ValueError(f"unknown S2 variant {name!r} (known: {', '.join(VARIANTS)})")
+        return cls(**{**VARIANTS[name], **overrides})

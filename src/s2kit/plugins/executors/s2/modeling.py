@@ -1,0 +1,239 @@
+"""The S2 network: patch tokens per camera, an evidence budget, guidance tokens, an action head.
+
+Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action size):
+
+1. A two-conv stem turns each camera's image into N = (S / patch)^2 patch
+   tokens, plus a learned position and a camera embedding.
+2. The guidance (goal, trajectory, current subtask: frozen MiniLM sentence
+   embeddings, or the goal alone for the baseline) becomes one token each;
+   the state one more.
+3. See Less (arXiv 2606.02735): a keep-scorer gives each patch a logit from
+   the patch and the mean guidance token, and only the top k = rho * N
+   patches of each camera reach the encoder, in training as at inference
+   (``rho`` can change at run time). The scorer learns from the action loss
+   alone (no masks, no boxes) through the kept tokens' attention bias,
+   log sigmoid((logit - threshold) / T); logistic noise on the ranking
+   explores in training, a small penalty keeps mean sigmoid(logit) near rho,
+   and rho anneals from 1 to its target (`rho_schedule`), because which
+   patches matter can only be learned once patches are used at all.
+4. A transformer encoder reads [guidance, state, kept patches]; a decoder
+   with cross-attention to it outputs the chunk: flow matching as in pi0
+   (velocity field, Euler sampling from noise in ``flow_steps`` steps), or
+   direct regression. The encoder runs once per chunk; only the small
+   decoder runs per flow step.
+5. A subtask-done head on the state token predicts whether the current
+   subtask ends within the coming chunk (non-privileged progress).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from s2kit.plugins.executors.s2.configuration import ModelConfig
+
+__all__ = ["ACTIONS", "DONE", "IMAGES", "STATE", "TEXT", "S2Policy", "rho_schedule"]
+
+# Batch keys. Images uint8 (B, C, 3, S, S); state (B, state_dim) and actions
+# (B, H, A) normalized; text (B, 3, text_dim): goal, trajectory, subtask; done (B,).
+IMAGES, STATE, TEXT, ACTIONS, DONE = "images", "state", "text", "actions", "done"
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        assert dim % heads == 0
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+        ctx = x if context is None else context
+        B, L, D = x.shape
+        Lk, H = ctx.shape[1], self.heads
+        q = self.q(x).view(B, L, H, D // H).transpose(1, 2)  # (batch, heads, queries, head_dim)
+        kv = self.kv(ctx).view(B, Lk, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (2, batch, heads, keys, head_dim)
+        mask = None if bias is None else bias[:, None, None, :].to(q.dtype)  # (batch, 1, 1, keys)
+        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
+        return self.proj(out.transpose(1, 2).reshape(B, L, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; with ``cross``, a cross-attention to a memory between the two."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float, cross: bool = False) -> None:
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.cross = Attention(dim, heads) if cross else None
+        self.norm_c = nn.LayerNorm(dim) if cross else None
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x: Tensor, bias: Tensor | None = None, memory: Tensor | None = None, memory_bias: Tensor | None = None) -> Tensor:
+        x = x + self.attn(self.norm1(x), bias=bias)
+        if self.cross is not None and self.norm_c is not None:
+            x = x + self.cross(self.norm_c(x), memory, bias=memory_bias)
+        return x + self.mlp(self.norm2(x))
+
+
+def rho_schedule(step: int, total_steps: int, rho: float, warmup: float) -> float:
+    """Keep-fraction at a training step: 1 at the start, down linearly to ``rho`` over ``warmup`` of the steps."""
+    if warmup <= 0:
+        return rho
+    progress = min(1.0, step / max(1.0, warmup * total_steps))
+    return 1.0 - (1.0 - rho) * progress
+
+
+def sincos_2d(grid: int, dim: int) -> Tensor:
+    """(grid * grid, dim) sine-cosine embedding of patch rows and columns, half the channels each."""
+    assert dim % 4 == 0
+    freqs = 1.0 / (100.0 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4)))
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32), indexing="ij")
+    parts = [f(axis.reshape(-1, 1) * freqs[None]) for axis in (ys, xs) for f in (torch.sin, torch.cos)]
+    return torch.cat(parts, dim=1)  # (patches, dim)
+
+
+def time_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of flow time t in [0, 1], (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
+    angles = t[:, None] * 1000.0 * freqs[None]  # (batch, half)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class S2Policy(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.image_size % config.patch_size or config.patch_size % 4:
+            raise ValueError(f"image_size {config.image_size} must be a multiple of patch_size {config.patch_size}, itself a multiple of 4")
+        self.config = c = config
+        D = c.dim
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, D // 2, kernel_size=4, stride=4), nn.GELU(), nn.Conv2d(D // 2, D, kernel_size=c.patch_size // 4, stride=c.patch_size // 4)
+        )  # fmt: skip
+        # fixed 2-D sine-cosine positions (as MAE's): where a patch is must be plain from the start,
+        # since the action is mostly about where things are; a learned part refines them
+        self.register_buffer("patch_sincos", sincos_2d(c.grid, D)[None, None], persistent=False)
+        self.patch_pos = nn.Parameter(torch.zeros(1, 1, c.patches, D))
+        self.camera_embed = nn.Parameter(torch.randn(1, len(c.cameras), 1, D) * 0.02)
+        self.texts = 3 if c.guidance == "s2" else 1
+        self.text_proj = nn.Linear(c.text_dim, D)
+        self.text_type = nn.Parameter(torch.randn(1, self.texts, D) * 0.02)
+        self.state_proj = nn.Linear(c.state_dim, D)
+        self.scorer = nn.Sequential(nn.Linear(2 * D, D), nn.GELU(), nn.Linear(D, 1))
+        self.encoder = nn.ModuleList(Block(D, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.encoder_layers))
+        self.encoder_norm = nn.LayerNorm(D)
+        self.decoder = nn.ModuleList(Block(D, c.heads, c.mlp_ratio, c.dropout, cross=True) for _ in range(c.decoder_layers))
+        self.decoder_norm = nn.LayerNorm(D)
+        self.action_pos = nn.Parameter(torch.randn(1, c.chunk, D) * 0.02)
+        self.action_in = nn.Linear(c.action_dim, D)
+        self.time_mlp = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
+        self.action_out = nn.Linear(D, c.action_dim)
+        self.done_head = nn.Linear(D, 1)
+
+    # --- encoder: guidance, state and the evidence budget ------------------------------------
+
+    def encode(self, batch: dict[str, Tensor], rho: float | None = None) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """(memory (B, L, D), attention bias over it or None, extras: keep_rate, keep_index, keep_logits)."""
+        c = self.config
+        images = batch[IMAGES]
+        B, C = images.shape[:2]
+        pixels = images.flatten(0, 1).float() / 255.0 - 0.5  # (batch*cameras, 3, S, S)
+        patches = self.stem(pixels).flatten(2).transpose(1, 2)  # (batch*cameras, patches, dim)
+        patches = patches.view(B, C, c.patches, c.dim) + self.patch_sincos + self.patch_pos + self.camera_embed  # (batch, cameras, patches, dim)
+        text = self.text_proj(batch[TEXT][:, : self.texts]) + self.text_type  # (batch, texts, dim)
+        state = self.state_proj(batch[STATE])[:, None]  # (batch, 1, dim)
+        extras: dict[str, Tensor] = {}
+        bias = None
+        if c.budget:
+            context = text.mean(1)[:, None, None].expand(B, C, c.patches, c.dim)
+            logits = self.scorer(torch.cat([patches, context], dim=-1)).squeeze(-1)  # (batch, cameras, patches)
+            extras["keep_logits"] = logits
+            # Hard top-k per camera, in training as at inference, so the encoder sees exactly
+            # what it will see on the robot. The scorer learns through the kept tokens' attention
+            # bias, log sigmoid((logit - threshold) / T), with the threshold the k-th largest logit:
+            # a kept token that helps the action loss is pushed up, one that does not, down.
+            # Logistic noise on the ranking in training explores patches the scorer leaves out.
+            k = c.kept(rho)
+            ranking = logits
+            if self.training and c.gate_noise > 0:
+                u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+                ranking = logits + c.gate_noise * (u.log() - (-u).log1p())
+            index = ranking.topk(k, dim=-1).indices.sort(dim=-1).values  # (batch, cameras, k)
+            patches = patches.gather(2, index[..., None].expand(B, C, k, c.dim))  # (batch, cameras, k, dim)
+            kept_logits = logits.gather(2, index)  # (batch, cameras, k)
+            threshold = kept_logits.min(dim=-1, keepdim=True).values.detach()
+            log_gates = F.logsigmoid((kept_logits - threshold) / c.gate_temperature + 1.0)  # the weakest kept: sigmoid(1)
+            bias = torch.cat([torch.zeros(B, self.texts + 1, device=logits.device), log_gates.flatten(1)], dim=1)
+            extras["keep_index"] = index
+            extras["keep_rate"] = torch.sigmoid(logits).mean(-1)  # (batch, cameras): the soft rate the penalty calibrates
+        tokens = torch.cat([text, state, patches.flatten(1, 2)], dim=1)  # (batch, texts + 1 + cameras*kept, dim)
+        for block in self.encoder:
+            tokens = block(tokens, bias=bias)
+        return self.encoder_norm(tokens), bias, extras
+
+    # --- decoder: the action chunk --------------------------------------------------------------
+
+    def decode(self, memory: Tensor, bias: Tensor | None, x_t: Tensor | None = None, t: Tensor | None = None) -> Tensor:
+        """Flow: the velocity at (x_t, t); regression: the chunk itself. (B, H, A)."""
+        B = memory.shape[0]
+        if self.config.head == "flow":
+            assert x_t is not None and t is not None
+            h = self.action_in(x_t) + self.action_pos + self.time_mlp(time_embedding(t, self.config.dim))[:, None]
+        else:
+            h = self.action_pos.expand(B, -1, -1)
+        for block in self.decoder:
+            h = block(h, memory=memory, memory_bias=bias)
+        return self.action_out(self.decoder_norm(h))
+
+    def done_logit(self, memory: Tensor) -> Tensor:
+        return self.done_head(memory[:, self.texts]).squeeze(-1)  # the state token, (batch,)
+
+    # --- training and sampling --------------------------------------------------------------
+
+    def loss(self, batch: dict[str, Tensor], rho: float | None = None) -> dict[str, Tensor]:
+        """Loss terms: ``action`` (flow velocity or regression MSE), ``budget``, ``done``, and ``loss``, their sum.
+
+        ``rho`` overrides the keep-fraction: training anneals it from 1 to the target
+        (`rho_schedule`), since which patches matter is learned only once patches are used.
+        """
+        c = self.config
+        memory, bias, extras = self.encode(batch, rho)
+        actions = batch[ACTIONS]
+        if c.head == "flow":
+            B = actions.shape[0]
+            t = torch.rand(B, device=actions.device)
+            noise = torch.randn_like(actions)
+            x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
+            action_loss = F.mse_loss(self.decode(memory, bias, x_t, t), noise - actions)
+        else:
+            action_loss = F.mse_loss(self.decode(memory, bias), actions)
+        out = {"action": action_loss}
+        total = action_loss
+        if c.budget and self.training:
+            out["budget"] = ((extras["keep_rate"] - (c.rho if rho is None else rho)) ** 2).mean()
+            total = total + c.budget_weight * out["budget"]
+        if DONE in batch and c.done_weight > 0:
+            out["done"] = F.binary_cross_entropy_with_logits(self.done_logit(memory), batch[DONE].float())
+            total = total + c.done_weight * out["done"]
+        out["loss"] = total
+        return out
+
+    def sample(self, batch: dict[str, Tensor], rho: float | None = None, noise: Tensor | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(normalized chunk (B, H, A), subtask-done probability (B,), extras) at inference."""
+        c = self.config
+        memory, bias, extras = self.encode(batch, rho)
+        B = memory.shape[0]
+        if c.head == "flow":
+            x = torch.randn(B, c.chunk, c.action_dim, device=memory.device) if noise is None else noise
+            dt = 1.0 / c.flow_steps
+            for i in range(c.flow_steps):  # Euler from t = 1 (noise) to t = 0 (actions)
+                t = torch.full((B,), 1.0 - i * dt, device=memory.device)
+                x = x - dt * self.decode(memory, bias, x, t)
+        else:
+            x = self.decode(memory, bias)
+        return x, torch.sigmoid(self.done_logit(memory)), extras

@@ -1,0 +1,81 @@
+"""The S2 network: shapes, the evidence budget, and that it learns a small problem."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
+from s2kit.plugins.executors.s2.modeling import ACTIONS, S2Policy, rho_schedule
+from tests.plugins.executors.s2.toy import toy_batch
+
+SMALL = {"cameras": ["head"], "image_size": 32, "state_dim": 1, "action_dim": 2, "chunk": 4, "text_dim": 16,
+         "dim": 64, "heads": 4, "encoder_layers": 2, "decoder_layers": 1}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("head", ["flow", "regression"])
+def test_every_variant_and_head_gives_a_chunk(variant: str, head: str) -> None:
+    config = ModelConfig.variant(variant, head=head, **SMALL)
+    model = S2Policy(config).eval()
+    batch = toy_batch(3)
+    with torch.inference_mode():
+        actions, done, extras = model.sample(batch)
+    assert actions.shape == (3, 4, 2) and done.shape == (3,) and torch.isfinite(actions).all()
+    if config.budget:
+        assert extras["keep_index"].shape == (3, 1, config.kept())  # exactly k patches per camera
+    model.train()
+    losses = model.loss(batch)
+    assert set(losses) >= {"action", "loss", "done"} and torch.isfinite(losses["loss"])
+
+
+def test_rho_is_a_run_time_knob_and_selection_is_top_k() -> None:
+    model = S2Policy(ModelConfig.variant("s2", **SMALL)).eval()
+    batch = toy_batch(2)
+    with torch.inference_mode():
+        for rho, k in ((1.0, 16), (0.5, 8), (0.25, 4), (0.1, 2)):
+            memory, _, extras = model.encode(batch, rho)
+            assert memory.shape[1] == 3 + 1 + k  # guidance, state and k patches reach the encoder
+            top = extras["keep_logits"].topk(k, dim=-1).indices.sort(dim=-1).values
+            assert torch.equal(extras["keep_index"], top)
+
+
+def test_the_baseline_reads_the_goal_only() -> None:
+    model = S2Policy(ModelConfig.variant("baseline", **SMALL)).eval()
+    batch = toy_batch(4)
+    changed = {**batch, "text": batch["text"].clone()}
+    changed["text"][:, 1:] = torch.randn_like(changed["text"][:, 1:])  # other trajectory and subtask texts
+    noise = torch.randn(4, 4, 2)
+    with torch.inference_mode():
+        assert torch.equal(model.sample(batch, noise=noise)[0], model.sample(changed, noise=noise)[0])
+
+
+def test_rho_anneals_from_one_to_the_budget() -> None:
+    assert rho_schedule(0, 100, 0.25, 0.5) == 1.0
+    assert rho_schedule(25, 100, 0.25, 0.5) == pytest.approx(0.625)
+    assert rho_schedule(80, 100, 0.25, 0.5) == 0.25
+
+
+def test_it_learns_to_reach_the_square_the_guidance_names() -> None:
+    """Fresh samples every step: the rule (image + guidance -> target position) must be learned, not memorized.
+
+    The regression head with every patch. With the budget at rho 0.25 (rho annealed from 1
+    over half the steps) the same problem takes about 3000 steps to reach 0.18 of the
+    variance, too slow for a unit test; the flow head does not fit it yet (issue 4).
+    """
+    torch.manual_seed(0)
+    model = S2Policy(ModelConfig(budget=False, head="regression", **SMALL))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for step in range(900):
+        model.train()
+        loss = model.loss(toy_batch(64, seed=100 + step))["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    test = toy_batch(256, seed=1)
+    model.eval()
+    with torch.inference_mode():
+        actions, done, _ = model.sample(test)
+    error = ((actions - test[ACTIONS]) ** 2).mean() / test[ACTIONS].var()
+    assert error < 0.1, f"mean squared error is {error:.2f} of the variance"
+    assert ((done > 0.5).float() == test["done"]).float().mean() > 0.95  # the subtask-done head reads the guidance
