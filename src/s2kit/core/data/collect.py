@@ -30,7 +30,15 @@ from s2kit.core.data.lerobot import LeRobotWriter
 from s2kit.core.interfaces import Subscriber
 from s2kit.core.types import EpisodeInfo, EpisodeResult, RobotSpec, Step
 
-__all__ = ["LeRobotRecorder", "dataset_features"]
+__all__ = ["ANNOTATIONS", "LeRobotRecorder", "dataset_features"]
+
+#: S2's per-frame guidance features, as `collect` and `relabel` write them.
+ANNOTATIONS: dict[str, dict] = {
+    "annotation.trajectory": {"dtype": "string", "shape": [1]},
+    "annotation.subtask": {"dtype": "string", "shape": [1]},
+    "annotation.subtasks": {"dtype": "string", "shape": [1]},
+    "annotation.subtask_index": {"dtype": "int64", "shape": [1]},
+}
 
 
 def dataset_features(spec: RobotSpec, action_space: str) -> dict[str, dict]:
@@ -41,9 +49,7 @@ def dataset_features(spec: RobotSpec, action_space: str) -> dict[str, dict]:
     }
     features["observation.state"] = {"dtype": "float32", "shape": [len(spec.state_names)], "names": list(spec.state_names)}
     features["action"] = {"dtype": "float32", "shape": [space.dim], "names": list(space.names)}
-    for key in ("annotation.trajectory", "annotation.subtask", "annotation.subtasks"):
-        features[key] = {"dtype": "string", "shape": [1]}
-    features["annotation.subtask_index"] = {"dtype": "int64", "shape": [1]}
+    features.update({key: dict(ft) for key, ft in ANNOTATIONS.items()})
     return features
 
 

@@ -591,6 +591,19 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
         raise DataError(f"{path} is corrupt or truncated: {err}") from None
 
 
+def _parquet_columns(path: Path) -> list[str]:
+    """A parquet file's column names, from its footer alone; DataError naming the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise DataError(f"{path} is missing")
+    try:
+        return pq.read_schema(path).names
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise DataError(f"{path} is corrupt or truncated: {err}") from None
+
+
 def _tasks_table(tasks: list[str]) -> pa.Table:
     """meta/tasks.parquet as pandas writes lerobot's DataFrame: task_index, indexed by task."""
     import pyarrow as pa
@@ -806,15 +819,10 @@ def _load_tasks(root: Path, info: dict[str, Any]) -> list[str]:
 
 def _load_episode_rows(root: Path, info: dict[str, Any], with_stats: bool = False) -> list[dict[str, Any]]:
     """Rows of meta/episodes for the committed episodes, by episode index."""
-    import pyarrow.parquet as pq
-
     count = int(info["total_episodes"])
     rows: dict[int, dict[str, Any]] = {}
     for path in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
-        try:
-            names = pq.read_schema(path).names
-        except Exception as err:  # pyarrow raises ArrowInvalid or OSError for a bad footer
-            raise DataError(f"{path} is corrupt or truncated: {err}") from None
+        names = _parquet_columns(path)
         columns = names if with_stats else [n for n in names if not n.startswith("stats/")]
         for row in _read_parquet(path, columns=columns).to_pylist():
             if not isinstance(row.get("episode_index"), int):
@@ -885,22 +893,21 @@ class LeRobotDatasetReader:
         index = int(index)
         row = self._episodes[index]
         length = int(row["length"])
-        data_file = {"chunk_index": row["data/chunk_index"], "file_index": row["data/file_index"]}
-        path = self.root / self.info["data_path"].format(**data_file)
-        stored = [k for k, ft in self.features.items() if ft["dtype"] != "video"]
-        table = _read_parquet(path)
-        absent = [k for k in stored if k not in table.column_names]
+        path = self.data_file(index)
+        wanted = [k for k in self.features if keys is None or k in keys or k in INDEX_FEATURES]
+        stored = [k for k in wanted if self.features[k]["dtype"] != "video"]
+        absent = [k for k in stored if k not in _parquet_columns(path)]
         if absent:
             raise DataError(f"{path} lacks the columns {absent}")
+        table = _read_parquet(path, columns=stored)  # only what was asked for: a packed file can be large
         episode_column = _column_numpy(path, table.column("episode_index"), self.features["episode_index"])
         rows = np.flatnonzero(episode_column == index)
         if len(rows) != length:
             raise DataError(f"{path} has {len(rows)} frames of episode {index}, its episode row says {length}")
         table = table.take(rows)
         out: dict[str, np.ndarray | list[Any]] = {}
-        for key, ft in self.features.items():
-            if keys is not None and key not in keys and key not in INDEX_FEATURES:
-                continue
+        for key in wanted:
+            ft = self.features[key]
             if ft["dtype"] == "video":
                 chunk, file = row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"]
                 video = self.root / self.info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file)

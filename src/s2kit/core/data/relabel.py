@@ -46,10 +46,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from s2kit.core.data.collect import ANNOTATIONS
 from s2kit.core.data.lerobot import (
     INFO_PATH,
     STATS_PATH,
     LeRobotDatasetReader,
+    _arrow_type,
     _hf_feature,
     _publish,
     _read_parquet,
@@ -62,14 +64,8 @@ from s2kit.core.errors import DataError
 from s2kit.core.interfaces import Planner
 from s2kit.core.types import Guidance, Observation
 
-__all__ = ["ANNOTATIONS", "RelabelReport", "relabel", "segment_frames"]
+__all__ = ["RelabelReport", "relabel", "segment_frames"]
 
-ANNOTATIONS: dict[str, dict[str, Any]] = {
-    "annotation.trajectory": {"dtype": "string", "shape": [1]},
-    "annotation.subtask": {"dtype": "string", "shape": [1]},
-    "annotation.subtask_index": {"dtype": "int64", "shape": [1]},
-    "annotation.subtasks": {"dtype": "string", "shape": [1]},
-}
 MANIFEST = "meta/s2kit_relabel.json"
 STAGING = ".s2kit-relabel"
 Segment = Literal["auto", "annotation", "gripper", "uniform"]
@@ -251,7 +247,7 @@ def relabel(
         kept = [name for name in table.column_names if name not in ANNOTATIONS]
         table = table.select(kept)
         for name, ft in ANNOTATIONS.items():
-            kind = pa.string() if ft["dtype"] == "string" else pa.int64()
+            kind = _arrow_type(ft)
             table = table.append_column(pa.field(name, kind), pa.array(columns[name].tolist(), kind))
         table = table.replace_schema_metadata(_hf_metadata(table.schema.metadata, features))
         _write_parquet(dest, table)
