@@ -75,6 +75,12 @@ class RuntimeConfig(BaseModel):
     )
 
     # planning
+    progress: Literal["robot", "executor"] = Field(
+        "robot",
+        description="What moves the guidance to the next subtask: the robot's progress where it reports one "
+        "(a simulator's predicates) and the executor's subtask_done; or only the executor's subtask_done, "
+        "with the robot's count kept from the planner too (non-privileged progress; the count still scores).",
+    )
     plan_period: int | None = Field(
         None, ge=1, description="Also re-query the planner every N steps (None: only at start and subtask ends)."
     )
@@ -162,8 +168,11 @@ def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
 # --- overrides -------------------------------------------------------------------
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str, sections: Iterable[str] | None = SECTIONS) -> tuple[list[str], Any]:
     """Split ``section.key[.sub]=value`` into its key path and a YAML-typed value.
+
+    ``sections`` are the allowed first parts (None: any key path, one part or more,
+    for configs that are not pipelines, such as training's).
 
     The value is parsed as a YAML scalar or flow collection (``3``, ``0.5``,
     ``true``, ``null``, ``[1, 2]``, ``{a: 1}``); anything else stays a string.
@@ -174,10 +183,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key:
         raise ConfigError(f"--set {text!r}: expected SECTION.KEY=VALUE")
     path = key.split(".")
-    if path[0] not in SECTIONS:
-        raise ConfigError(f"--set {key}: unknown section {path[0]!r} (allowed: {', '.join(SECTIONS)})")
-    if len(path) < 2 or not all(path):
-        raise ConfigError(f"--set {key}: expected SECTION.KEY=VALUE, e.g. runtime.max_steps=100")
+    if not all(path):
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE")
+    if sections is not None:
+        allowed = tuple(sections)
+        if path[0] not in allowed:
+            raise ConfigError(f"--set {key}: unknown section {path[0]!r} (allowed: {', '.join(allowed)})")
+        if len(path) < 2:
+            raise ConfigError(f"--set {key}: expected SECTION.KEY=VALUE, e.g. runtime.max_steps=100")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -185,13 +198,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with each ``section.key=value`` override applied."""
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str], sections: Iterable[str] | None = SECTIONS) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``section.key=value`` override applied (see `parse_override`)."""
     out = copy.deepcopy(dict(data))
     for text in overrides:
-        path, value = parse_override(text)
-        node = out.setdefault(path[0], {})
-        for part in path[1:-1]:
+        path, value = parse_override(text, sections)
+        node = out
+        for part in path[:-1]:
             child = node.get(part)
             if child is None:
                 child = node[part] = {}

@@ -10,12 +10,14 @@ process need not load a model stack).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from s2kit.core.config import PluginConfig
+from s2kit.core.errors import PluginError
 from s2kit.core.types import (
     EE_DELTA,
     ActionChunk,
@@ -193,6 +195,29 @@ class Executor(_Actor):
     """
 
     kind = "executor"
+
+    @classmethod
+    def train(
+        cls,
+        data: Sequence[Path],
+        out: Path,
+        *,
+        overrides: Sequence[str] = (),
+        resume: bool = False,
+        progress: Callable[[int, int, dict[str, float]], None] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> Path:
+        """Train this executor on LeRobot datasets ``data`` into run folder ``out``; the newest checkpoint.
+
+        ``overrides`` are ``key=value`` training options; ``progress(step, total, losses)``
+        is called as training goes. Executors that learn override this.
+        """
+        raise PluginError(f"executor {cls.name!r} cannot be trained")
+
+    @classmethod
+    def export(cls, checkpoint: Path, out: Path, *, format: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+        """Export a checkpoint's inference graph to ``out`` in ``format``; a report (checks, sizes)."""
+        raise PluginError(f"executor {cls.name!r} cannot be exported")
 
 
 class Skill(_Actor):

@@ -259,6 +259,7 @@ class _Episode:
         self.history: list[Guidance] = []
         self.pool: ThreadPoolExecutor | None = None
         self.last_command: np.ndarray | None = None  # the last command the robot executed
+        self.info: dict[str, Any] = {}  # the info of the chunk being executed
 
     # --- start -------------------------------------------------------------------------
 
@@ -308,9 +309,10 @@ class _Episode:
             # guidance on by itself at a subtask end, keeps it otherwise.
             return self.guidance.advanced() if event == "subtask" else self.guidance
         t = time.perf_counter()
-        guidance = rt.planner.plan(
-            self.instruction, self.obs, event=event, history=tuple(self.history), status=self.last_status
-        )
+        # With progress "executor" the planner, like the runtime, learns of progress only from
+        # the executor's subtask_done, never from the robot's (a simulator's privileged) count.
+        status = self.last_status if rt.config.progress == "robot" else None
+        guidance = rt.planner.plan(self.instruction, self.obs, event=event, history=tuple(self.history), status=status)
         self.samples["plan"].append(time.perf_counter() - t)
         if not isinstance(guidance, Guidance):
             raise PluginError(f"planner {rt.planner.name!r} returned {type(guidance).__name__}, not Guidance")
@@ -340,8 +342,8 @@ class _Episode:
             )
         return chunk
 
-    def next_chunk(self) -> np.ndarray:
-        """Synchronous: a fresh chunk for the current observation, honouring subtask signals."""
+    def next_chunk(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """Synchronous: a fresh chunk (actions to execute, its info) for the current observation, honouring subtask signals."""
         chunk = self.act(self.obs, self.guidance)
         if chunk.subtask_done:
             advanced = self.plan("subtask")
@@ -349,25 +351,25 @@ class _Episode:
                 self.guidance = advanced
                 chunk = self.act(self.obs, self.guidance)
         self.chunks += 1
-        return chunk.actions[: self.rt.config.execute_horizon]
+        return chunk.actions[: self.rt.config.execute_horizon], chunk.info
 
-    def first_queue(self) -> np.ndarray:
+    def first_queue(self) -> tuple[np.ndarray, dict[str, Any]]:
         """A chunk computed synchronously (the start of an episode, or after async fell behind)."""
         if self.rt.config.mode == "async":
             chunk = self.act(self.obs, self.guidance)
             self.chunks += 1
-            return chunk.actions
+            return chunk.actions, chunk.info
         return self.next_chunk()
 
-    def load(self, raw: np.ndarray) -> None:
-        """Make ``raw`` the queue of commands to execute, passed through the safety layer."""
+    def load(self, raw: np.ndarray, info: dict[str, Any]) -> None:
+        """Make ``raw`` (from a chunk with ``info``) the queue of commands to execute, passed through the safety layer."""
         t = time.perf_counter()
         try:
             safe, changed = self.rt.safety.filter_chunk(raw, previous=self.last_command)
         except UnsafeAction as err:
             raise _Stop("unsafe", f"step {self.steps}: {err}; robot holding position") from None
         self.samples["safety"].append(time.perf_counter() - t)
-        self.raw, self.safe, self.changed, self.cursor = raw, safe, changed, 0
+        self.raw, self.safe, self.changed, self.cursor, self.info = raw, safe, changed, 0, info
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -385,7 +387,7 @@ class _Episode:
         clock = time.perf_counter
         t_episode = clock()
 
-        self.load(self.first_queue())
+        self.load(*self.first_queue())
         future: Future[ActionChunk] | None = None
         future_step = 0
 
@@ -407,10 +409,10 @@ class _Episode:
                     # Action j was meant for step future_step + j: drop those whose time has passed.
                     stale = self.steps - future_step
                     self.dropped += min(stale, len(chunk))
-                    self.load(chunk.actions[stale:] if stale < len(chunk) else self.first_queue())
+                    self.load(*((chunk.actions[stale:], chunk.info) if stale < len(chunk) else self.first_queue()))
                     t0 = clock()
             elif self.cursor >= len(self.safe):
-                self.load(self.next_chunk())
+                self.load(*self.next_chunk())
                 t0 = clock()
 
             i = self.cursor
@@ -443,7 +445,7 @@ class _Episode:
 
             # -- subscribers --
             if subscribers:
-                step = Step(self.steps - 1, t5 - t_episode, self.obs, command, self.raw[i], space, self.guidance, before)
+                step = Step(self.steps - 1, t5 - t_episode, self.obs, command, self.raw[i], space, self.guidance, before, self.info)
                 rt._notify("on_step", step)
                 s_subs.append(clock() - t5)
 
@@ -458,7 +460,8 @@ class _Episode:
 
             # -- planner events --
             if (
-                status.subtasks_completed is not None
+                cfg.progress == "robot"
+                and status.subtasks_completed is not None
                 and previous.subtasks_completed is not None
                 and status.subtasks_completed > previous.subtasks_completed
             ):

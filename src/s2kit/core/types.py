@@ -114,7 +114,8 @@ class Step:
     robot saw after the command, ``previous`` what it saw before (the input
     the command was chosen from: an imitation-learning frame pairs
     ``previous`` with ``action``). ``time`` is seconds since the episode
-    started on the runtime's clock.
+    started on the runtime's clock. ``info`` is the ``info`` of the chunk the
+    command came from (e.g. S2's kept patches, for an overlay video).
     """
 
     index: int
@@ -125,6 +126,7 @@ class Step:
     space: str
     guidance: Guidance
     previous: Observation | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 # --- plans, specs, messages (validated once) ---------------------------------

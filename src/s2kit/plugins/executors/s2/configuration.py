@@ -48,7 +48,7 @@ class ModelConfig(BaseModel):
     gate_noise: float = Field(1.0, ge=0.0, description="Scale of the logistic noise on the patch ranking in training.")
     budget_weight: float = Field(0.1, ge=0.0, description="Weight of (mean sigmoid(keep logit) - rho)^2, which calibrates the logits.")
     # network
-    patch_size: int = Field(8, description="Pixels per patch side (a two-conv stem, stride 4 then 2).")
+    patch_size: int = Field(12, description="Pixels per patch side (a two-conv stem, stride 4 then patch/4): 96 px -> 8x8 patches.")
     dim: int = Field(128, ge=16)
     heads: int = Field(4, ge=1)
     encoder_layers: int = Field(3, ge=1)

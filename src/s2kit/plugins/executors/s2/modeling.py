@@ -35,11 +35,13 @@ from torch import Tensor, nn
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
-__all__ = ["ACTIONS", "DONE", "IMAGES", "STATE", "TEXT", "S2Policy", "rho_schedule"]
+__all__ = ["ACTION_MASK", "ACTIONS", "DONE", "IMAGES", "STATE", "TEXT", "S2Policy", "rho_schedule"]
 
 # Batch keys. Images uint8 (B, C, 3, S, S); state (B, state_dim) and actions
-# (B, H, A) normalized; text (B, 3, text_dim): goal, trajectory, subtask; done (B,).
+# (B, H, A) normalized; text (B, 3, text_dim): goal, trajectory, subtask; done (B,);
+# action_mask (B, H) bool, optional: which chunk steps carry loss (False past an episode's end).
 IMAGES, STATE, TEXT, ACTIONS, DONE = "images", "state", "text", "actions", "done"
+ACTION_MASK = "action_mask"
 
 
 class Attention(nn.Module):
@@ -206,12 +208,19 @@ class S2Policy(nn.Module):
         actions = batch[ACTIONS]
         if c.head == "flow":
             B = actions.shape[0]
-            t = torch.rand(B, device=actions.device)
+            # pi0's flow time: Beta(1.5, 1), weighted toward t = 1 (noise), where the chunk
+            # depends most on the observation and guidance and least on x_t
+            t = torch.distributions.Beta(1.5, 1.0).sample((B,)).to(actions.device) * 0.999 + 0.001
             noise = torch.randn_like(actions)
             x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
-            action_loss = F.mse_loss(self.decode(memory, bias, x_t, t), noise - actions)
+            error = (self.decode(memory, bias, x_t, t) - (noise - actions)) ** 2
         else:
-            action_loss = F.mse_loss(self.decode(memory, bias), actions)
+            error = (self.decode(memory, bias) - actions) ** 2
+        if ACTION_MASK in batch:
+            weight = batch[ACTION_MASK].to(error.dtype)[..., None].expand_as(error)  # (batch, chunk, action)
+            action_loss = (error * weight).sum() / weight.sum().clamp(min=1.0)
+        else:
+            action_loss = error.mean()
         out = {"action": action_loss}
         total = action_loss
         if c.budget and self.training:
@@ -222,6 +231,10 @@ class S2Policy(nn.Module):
             total = total + c.done_weight * out["done"]
         out["loss"] = total
         return out
+
+    def forward(self, batch: dict[str, Tensor], rho: float | None = None) -> dict[str, Tensor]:
+        """The training loss (`loss`), so that DistributedDataParallel wraps the training pass."""
+        return self.loss(batch, rho)
 
     def sample(self, batch: dict[str, Tensor], rho: float | None = None, noise: Tensor | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """(normalized chunk (B, H, A), subtask-done probability (B,), extras) at inference."""

@@ -1,0 +1,284 @@
+"""Training data for S2: LeRobot datasets read into memory, then batches of frames.
+
+Each sample is one frame: every camera's image, the selected state entries,
+the next ``chunk`` actions of its episode (steps past the episode's end are
+masked out of the loss), and its three texts (goal = the LeRobot task,
+trajectory, current subtask from the ``annotation.*`` columns; see
+`s2kit.core.data.collect`), embedded once per distinct string.
+
+Subtask-done labels (the executor's non-privileged progress signal) come from
+the subtask boundaries: the runtime asks the executor whether the subtask its
+guidance names is finished, on the observation it is about to act on. So a
+*stale* sample pairs a frame from the first ``done_window`` frames after a
+boundary with the subtask that just ended, labelled done (its actions carry no
+loss: no demonstration acts on stale guidance); every ordinary sample is
+labelled not done.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from s2kit.core.data.images import resize
+from s2kit.core.data.lerobot import LeRobotDatasetReader
+from s2kit.core.errors import DataError
+from s2kit.plugins.executors.s2.modeling import ACTION_MASK, ACTIONS, DONE, IMAGES, STATE, TEXT
+
+__all__ = ["EE_STATE", "FrameData", "Normalizer", "StateEncoder", "dataset_summary", "load_frames", "square_frames"]
+
+#: The state entries every s2kit arm shares (the hand pose in the base frame
+#: and the gripper opening): a policy reading only these runs on either robot.
+EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
+
+TRAJECTORY, SUBTASK, SUBTASK_INDEX = "annotation.trajectory", "annotation.subtask", "annotation.subtask_index"
+
+
+def square_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames as (T, size, size, 3): scaled so the longer side fits, then centred on black."""
+    T, H, W = frames.shape[:3]
+    if H == W == size:
+        return frames
+    out = np.zeros((T, size, size, 3), dtype=np.uint8)
+    for t in range(T):
+        image = resize(frames[t], size)
+        h, w = image.shape[:2]
+        y, x = (size - h) // 2, (size - w) // 2
+        out[t, y : y + h, x : x + w] = image
+    return out
+
+
+class StateEncoder:
+    """The model's state input from a robot's state vector: the chosen entries, angles as (sin, cos).
+
+    The hand's roll and yaw sit at +-pi when it points down, so they are fed as
+    sine and cosine: a wrap from pi to -pi is no jump. ``names`` are the
+    chosen entries of the robot's state, in order; ``dim`` the input size.
+    """
+
+    def __init__(self, robot_names: Sequence[str], wanted: Sequence[str] | None) -> None:
+        robot_names = list(robot_names)
+        names = robot_names if wanted is None else list(wanted)
+        missing = [n for n in names if n not in robot_names]
+        if missing:
+            raise DataError(f"the state has no entries {missing} (it has {robot_names})")
+        self.names = names
+        self.index = np.array([robot_names.index(n) for n in names], dtype=np.int64)
+        self.angle = np.array([n.endswith(("_roll", "_pitch", "_yaw")) for n in names])
+        self.dim = len(names) + int(self.angle.sum())
+
+    def __call__(self, state: np.ndarray) -> np.ndarray:
+        x = np.asarray(state, dtype=np.float32)[..., self.index]
+        angles = x[..., self.angle]
+        return np.concatenate([x[..., ~self.angle], np.sin(angles), np.cos(angles)], axis=-1).astype(np.float32)
+
+
+@dataclass
+class Normalizer:
+    """Per-dimension mean and standard deviation of the state and the actions."""
+
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    action_mean: np.ndarray
+    action_std: np.ndarray
+
+    @classmethod
+    def fit(cls, state: np.ndarray, actions: np.ndarray) -> Normalizer:
+        # A dimension that never moves (a joint held still) gets std 1, not a division by ~0.
+        def std(x: np.ndarray) -> np.ndarray:
+            s = x.std(0)
+            return np.where(s < 1e-4, 1.0, s).astype(np.float32)
+
+        return cls(state.mean(0).astype(np.float32), std(state), actions.mean(0).astype(np.float32), std(actions))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {k: [float(v) for v in getattr(self, k)] for k in ("state_mean", "state_std", "action_mean", "action_std")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float]]) -> Normalizer:
+        return cls(**{k: np.asarray(data[k], dtype=np.float32) for k in ("state_mean", "state_std", "action_mean", "action_std")})
+
+    def state(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.state_mean) / self.state_std
+
+    def action(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.action_mean) / self.action_std
+
+    def unaction(self, x: np.ndarray) -> np.ndarray:
+        return x * self.action_std + self.action_mean
+
+
+@dataclass
+class FrameData:
+    """Every frame of some episodes, in memory, ready to be batched."""
+
+    images: Tensor  # (frames, cameras, 3, S, S) uint8
+    state: Tensor  # (frames, state) float32, encoded (`StateEncoder`), not normalized
+    actions: Tensor  # (frames, action) float32, raw
+    episode: Tensor  # (frames,) int64: which episode (0..episodes-1 over all datasets)
+    end: Tensor  # (frames,) int64: one past the last frame of its episode
+    text: Tensor  # (frames, 3) int64 into ``strings``: goal, trajectory, subtask
+    stale: Tensor  # (frames,) int64 into ``strings``: the subtask that just ended, or -1
+    strings: list[str]
+    state_names: list[str]
+    action_names: list[str]
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode.max()) + 1 if len(self) else 0
+
+    def subset(self, episodes: Tensor) -> FrameData:
+        """The frames of some episodes (the episode and end indices are re-based)."""
+        keep = torch.isin(self.episode, episodes).nonzero().squeeze(1)
+        if not len(keep):
+            raise DataError("no frames selected")
+        remap = torch.full((self.num_episodes,), -1, dtype=torch.long)
+        remap[episodes.sort().values] = torch.arange(len(episodes))
+        new_episode = remap[self.episode[keep]]  # increasing along the frames, like the old ids
+        new_end = torch.cumsum(torch.bincount(new_episode, minlength=len(episodes)), 0)[new_episode]
+        return FrameData(
+            self.images[keep], self.state[keep], self.actions[keep], new_episode, new_end,
+            self.text[keep], self.stale[keep], self.strings, self.state_names, self.action_names, self.fps,
+        )  # fmt: skip
+
+    def batch(
+        self,
+        index: Tensor,
+        *,
+        chunk: int,
+        embeddings: Tensor,
+        norm: Normalizer,
+        stale: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """The samples at frame ``index``; where ``stale`` is True, the stale-guidance version."""
+        steps = index[:, None] + torch.arange(chunk)[None]  # (batch, chunk)
+        mask = steps < self.end[index][:, None]
+        steps = torch.minimum(steps, self.end[index][:, None] - 1)
+        actions = norm.action(self.actions[steps].numpy())
+        text = self.text[index].clone()  # (batch, 3)
+        done = torch.zeros(len(index))
+        if stale is not None and stale.any():
+            text[stale, 2] = self.stale[index[stale]]
+            mask[stale] = False  # no demonstration acts on stale guidance
+            done[stale] = 1.0
+        return {
+            IMAGES: self.images[index],
+            STATE: torch.from_numpy(norm.state(self.state[index].numpy())),
+            TEXT: embeddings[text],  # (batch, 3, text_dim)
+            ACTIONS: torch.from_numpy(actions),
+            ACTION_MASK: mask,
+            DONE: done,
+        }
+
+
+def _annotations(episode: dict, length: int) -> tuple[list[str], list[str], np.ndarray]:
+    """(trajectory, subtask, subtask_index) per frame; a dataset without S2 annotations has the task only."""
+    if SUBTASK not in episode:
+        return [""] * length, [""] * length, np.zeros(length, dtype=np.int64)
+    traj = [str(t) for t in episode[TRAJECTORY]] if TRAJECTORY in episode else [""] * length
+    sub = [str(s) for s in episode[SUBTASK]]
+    if SUBTASK_INDEX in episode:
+        index = np.asarray(episode[SUBTASK_INDEX], dtype=np.int64).reshape(length)
+    else:  # a dataset with subtask texts only: a new text is a new subtask
+        index = np.concatenate([[0], np.cumsum([a != b for a, b in zip(sub[:-1], sub[1:], strict=True)])]).astype(np.int64)
+    return traj, sub, index
+
+
+def load_frames(
+    roots: Sequence[str | Path],
+    *,
+    cameras: Sequence[str],
+    image_size: int,
+    state: Sequence[str] | None,
+    done_window: int,
+    progress: object | None = None,
+) -> FrameData:
+    """Read every episode of every dataset into memory, checking that they agree.
+
+    ``state`` names the state entries to keep (None: all, which then must have
+    the same names in every dataset); ``state_names`` of the result are those entries. Raises `DataError` naming the dataset
+    and what is wrong.
+    """
+    images, states, actions, episodes, ends, texts, stales = [], [], [], [], [], [], []
+    strings: dict[str, int] = {}
+    action_names: list[str] | None = None
+    state_names: list[str] | None = None
+    fps: float | None = None
+    total = 0
+
+    def sid(s: str) -> int:
+        return strings.setdefault(s, len(strings))
+
+    readers = [LeRobotDatasetReader(root) for root in roots]
+    for root, reader in zip(roots, readers, strict=True):
+        features = reader.features
+        for key in ("observation.state", "action", *(f"observation.images.{c}" for c in cameras)):
+            if key not in features:
+                raise DataError(f"dataset {root} has no {key!r} (it has {sorted(features)})")
+        names = list(features["observation.state"].get("names") or [f"state_{i}" for i in range(features["observation.state"]["shape"][0])])
+        encoder = StateEncoder(names, state)
+        kept_names = encoder.names
+        a_names = list(features["action"].get("names") or [f"action_{i}" for i in range(features["action"]["shape"][0])])
+        if action_names is None:
+            action_names, state_names, fps = a_names, kept_names, float(reader.fps)
+        elif a_names != action_names:
+            raise DataError(f"dataset {root} has actions {a_names}, the first dataset {action_names}: one action space per run")
+        elif kept_names != state_names:
+            raise DataError(f"dataset {root} has state {kept_names}, the first dataset {state_names}: select common entries with --set state=ee")
+        if reader.num_episodes == 0:
+            raise DataError(f"dataset {root} has no episodes")
+        keys = ["observation.state", "action", TRAJECTORY, SUBTASK, SUBTASK_INDEX, *(f"observation.images.{c}" for c in cameras)]
+        for e in range(reader.num_episodes):
+            ep = reader.episode(e, keys=keys)
+            length = len(ep["action"])
+            if length == 0:
+                continue
+            views = [square_frames(np.asarray(ep[f"observation.images.{c}"]), image_size) for c in cameras]  # each (T, S, S, 3)
+            images.append(torch.from_numpy(np.stack(views, axis=1)).permute(0, 1, 4, 2, 3).contiguous())  # (T, cameras, 3, S, S)
+            st = encoder(np.asarray(ep["observation.state"], dtype=np.float32))
+            ac = np.asarray(ep["action"], dtype=np.float32)
+            if not (np.isfinite(st).all() and np.isfinite(ac).all()):
+                raise DataError(f"dataset {root}, episode {e}: non-finite state or action values")
+            states.append(st)
+            actions.append(ac)
+            traj, sub, sub_index = _annotations(ep, length)
+            goal = [str(t) for t in ep["task"]]
+            texts.append(np.array([[sid(g), sid(t), sid(s)] for g, t, s in zip(goal, traj, sub, strict=True)], dtype=np.int64))
+            stale = np.full(length, -1, dtype=np.int64)
+            for b in np.flatnonzero(np.diff(sub_index)) + 1:  # first frame of each new subtask
+                stale[b : b + done_window] = sid(sub[b - 1])
+            stales.append(stale)
+            n_ep = len(ends)
+            episodes.append(np.full(length, n_ep, dtype=np.int64))
+            ends.append(np.full(length, total + length, dtype=np.int64))
+            total += length
+            if progress is not None:
+                progress(1)  # type: ignore[operator]
+    if not images:
+        raise DataError(f"no frames in {', '.join(map(str, roots))}")
+    assert action_names is not None and state_names is not None and fps is not None
+    return FrameData(
+        torch.cat(images), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(actions)),
+        torch.from_numpy(np.concatenate(episodes)), torch.from_numpy(np.concatenate(ends)),
+        torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)),
+        list(strings), state_names, action_names, fps,
+    )  # fmt: skip
+
+
+def dataset_summary(roots: Sequence[str | Path]) -> list[dict[str, object]]:
+    """What each dataset is (for the run's record): path, robot, episodes, frames."""
+    out = []
+    for root in roots:
+        info = json.loads((Path(root) / "meta" / "info.json").read_text())
+        out.append({"path": str(root), "robot_type": info.get("robot_type"), "episodes": info.get("total_episodes"), "frames": info.get("total_frames")})
+    return out

@@ -1,0 +1,308 @@
+"""Training S2 (and its baseline and ablations) on LeRobot datasets.
+
+One process, or several under torchrun (``torchrun --nproc-per-node 2 -m
+s2kit.cli.main train ...``): each rank draws its own share of every batch,
+gradients are averaged by DistributedDataParallel over gloo (CPU), rank 0
+validates, logs and saves. Fixed seeds make a run repeatable; ``resume``
+continues from the run's newest checkpoint with its optimizer, schedule and
+random states.
+
+A run folder holds ``train.json`` (the config and datasets it was started
+with), ``metrics.jsonl`` (losses) and ``checkpoints/step_NNNNNNN/``
+(`s2kit.plugins.executors.s2.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from s2kit.core.checkpoints import find_checkpoint
+from s2kit.core.config import validate_model
+from s2kit.core.errors import ConfigError
+from s2kit.plugins._sentence import sentence_encoder
+from s2kit.plugins.executors.s2.checkpoint import TRAINING, CheckpointError, CheckpointInfo, read_info, save_checkpoint
+from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
+from s2kit.plugins.executors.s2.data import EE_STATE, FrameData, Normalizer, dataset_summary, load_frames
+from s2kit.plugins.executors.s2.modeling import ACTION_MASK, ACTIONS, DONE, IMAGES, S2Policy, rho_schedule
+
+__all__ = ["TrainConfig", "train"]
+
+
+class TrainConfig(BaseModel):
+    """How a run trains; every field can be set with ``--set key=value`` (``--set model.dim=64``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant: str = Field("s2", description=f"Which network: {', '.join(VARIANTS)}.")
+    model: dict[str, Any] = Field(default_factory=dict, description="ModelConfig fields over the variant's.")
+    state: Literal["ee", "all"] = Field("ee", description="ee: hand pose and gripper (the same on every robot); all: the whole state.")
+    # optimization
+    steps: int = Field(3000, ge=1)
+    batch_size: int = Field(64, ge=1, description="Samples per step over all processes.")
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up, then cosine decay to 10%.")
+    grad_clip: float = Field(1.0, gt=0)
+    seed: int = 0
+    # data
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Episodes held out for validation.")
+    augment: bool = Field(True, description="Random shifts of up to 4 px per image (DrQ-style).")
+    done_window: int = Field(8, ge=1, description="Frames after a subtask ends that, with the ended subtask's text, are labelled done.")
+    stale_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of each batch that is such stale-guidance samples.")
+    # bookkeeping
+    val_every: int = Field(500, ge=1)
+    save_every: int = Field(1000, ge=1)
+    log_every: int = Field(50, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch threads per process (default: torch's).")
+
+    def model_settings(self, executor: str) -> ModelConfig:
+        variant = "baseline" if executor == "baseline" else self.variant
+        if variant not in VARIANTS:
+            raise ConfigError(f"train: unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+        base = {**VARIANTS[variant], **self.model}
+        return validate_model(ModelConfig, base, "train: model")  # type: ignore[return-value]
+
+
+_BOOKKEEPING = {"steps", "val_every", "save_every", "log_every", "threads"}
+
+
+# --- set-up --------------------------------------------------------------------------------
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), joining the process group when torchrun started us."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _split(data: FrameData, fraction: float, seed: int) -> tuple[FrameData, FrameData | None]:
+    n = data.num_episodes
+    held = int(round(fraction * n))
+    if held == 0 or n < 2:
+        return data, None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return data.subset(order[held:]), data.subset(order[:held])
+
+
+def _shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random translation of each image by up to ``pad`` pixels (edge-padded), (B, C, 3, S, S) uint8."""
+    B, C, _, S, _ = images.shape
+    padded = F.pad(images.flatten(0, 1).float(), (pad, pad, pad, pad), mode="replicate")  # (batch*cameras, 3, S+2p, S+2p)
+    offsets = torch.randint(0, 2 * pad + 1, (B * C, 2), generator=generator)
+    span = torch.arange(S)
+    rows = (offsets[:, :1] + span)[:, None, :, None]  # (batch*cameras, 1, S, 1)
+    cols = (offsets[:, 1:] + span)[:, None, None, :]  # (batch*cameras, 1, 1, S)
+    out = padded[torch.arange(B * C)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
+    return out.to(torch.uint8).view(B, C, 3, S, S)
+
+
+class _Sampler:
+    """Batches of training samples: ordinary frames plus a share of stale-guidance ones."""
+
+    def __init__(self, data: FrameData, config: TrainConfig, chunk: int, embeddings: torch.Tensor, norm: Normalizer, seed: int) -> None:
+        self.data, self.config, self.chunk, self.embeddings, self.norm = data, config, chunk, embeddings, norm
+        self.generator = torch.Generator().manual_seed(seed)
+        self.stale_frames = (data.stale >= 0).nonzero().squeeze(1)
+
+    def __call__(self, size: int) -> dict[str, torch.Tensor]:
+        g = self.generator
+        index = torch.randint(0, len(self.data), (size,), generator=g)
+        stale = torch.zeros(size, dtype=torch.bool)
+        n_stale = int(round(self.config.stale_fraction * size)) if len(self.stale_frames) else 0
+        if n_stale:
+            index[:n_stale] = self.stale_frames[torch.randint(0, len(self.stale_frames), (n_stale,), generator=g)]
+            stale[:n_stale] = True
+        batch = self.data.batch(index, chunk=self.chunk, embeddings=self.embeddings, norm=self.norm, stale=stale)
+        if self.config.augment:
+            batch[IMAGES] = _shift(batch[IMAGES], 4, g)
+        return batch
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def train(
+    executor: str,
+    data: Sequence[str | Path],
+    out: str | Path,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train ``executor`` (s2 or baseline) on ``data`` into run folder ``out``; the last checkpoint's folder.
+
+    ``progress(step, losses)`` is called on rank 0 after every step.
+    """
+    out = Path(out)
+    rank, world = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    start_step, state = 0, None
+    run_record = out / "train.json"
+    if resume:
+        previous = json.loads(run_record.read_text()) if run_record.is_file() else None
+        if previous is None:
+            raise CheckpointError(f"--resume: {out} is not a training run (no train.json)")
+        # what shapes the result must match; steps may grow (the schedules then follow the new total)
+        mine = {"executor": executor, "data": [str(d) for d in data], "config": config.model_dump(exclude=_BOOKKEEPING)}
+        theirs = {k: previous[k] for k in ("executor", "data")} | {"config": {k: v for k, v in previous["config"].items() if k not in _BOOKKEEPING}}
+        if mine != theirs:
+            diff = [k for k in ("executor", "data") if mine[k] != theirs[k]] + [k for k in mine["config"] if mine["config"][k] != theirs["config"].get(k)]
+            raise ConfigError(f"--resume: {out} was started with other settings ({', '.join(diff)}); start a new run or use the same ones")
+        folder = find_checkpoint(out)
+        if not (folder / TRAINING).is_file():
+            raise CheckpointError(f"--resume: {folder} has no {TRAINING}")
+        state = torch.load(folder / TRAINING, weights_only=False)
+        start_step = int(state["step"])
+    elif rank == 0 and (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+        raise ConfigError(f"{out} already holds a run; use --resume to continue it or another --out")
+
+    model_config = config.model_settings(executor)
+    torch.manual_seed(config.seed)
+    frames = load_frames(
+        data, cameras=model_config.cameras, image_size=model_config.image_size,
+        state=EE_STATE if config.state == "ee" else None, done_window=config.done_window,
+    )  # fmt: skip
+    model_config = model_config.model_copy(update={"state_dim": frames.state.shape[1], "action_dim": frames.actions.shape[1]})
+    train_frames, val_frames = _split(frames, config.val_fraction, config.seed)
+    norm = Normalizer.fit(train_frames.state.numpy(), train_frames.actions.numpy())
+    embeddings = torch.from_numpy(sentence_encoder().encode(frames.strings))  # (strings, 384)
+    if embeddings.shape[1] != model_config.text_dim:
+        raise ConfigError(f"train: model.text_dim is {model_config.text_dim}, the sentence encoder gives {embeddings.shape[1]}")
+
+    model = S2Policy(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    per_rank = max(1, config.batch_size // world)
+    sampler = _Sampler(train_frames, config, model_config.chunk, embeddings, norm, seed=config.seed * 1000 + rank)
+    if state is not None:
+        sampler.generator.set_state(state["sampler"][rank] if rank < len(state["sampler"]) else state["sampler"][0])
+        torch.set_rng_state(state["torch_rng"])
+
+    info = CheckpointInfo(
+        executor=executor, variant="baseline" if executor == "baseline" else config.variant, model=model_config,
+        normalization=norm.to_dict(), state_names=frames.state_names, action_names=frames.action_names,
+        control_hz=frames.fps, datasets=dataset_summary(data), train=config.model_dump(),
+    )  # fmt: skip
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"executor": executor, "data": [str(d) for d in data], "config": config.model_dump()}
+        run_record.write_text(json.dumps(record, indent=2) + "\n")
+        n_val = 0 if val_frames is None else val_frames.num_episodes
+        log(
+            f"{executor} ({info.variant}): {train_frames.num_episodes} episodes / {len(train_frames)} frames for training, "
+            f"{n_val} episodes held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
+            f"{world} process(es); steps {start_step}..{config.steps}"
+        )
+    val_batches = _validation_batches(val_frames, config, model_config.chunk, embeddings, norm) if rank == 0 else []
+
+    def save(step: int) -> Path:
+        sampler_states = [sampler.generator.get_state()]
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            torch.distributed.all_gather_object(gathered, sampler.generator.get_state())
+            sampler_states = gathered
+        if rank != 0:
+            return out
+        training = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "sampler": sampler_states, "torch_rng": torch.get_rng_state()}  # fmt: skip
+        return save_checkpoint(out / "checkpoints" / f"step_{step:07d}", model, info.model_copy(update={"step": step}), training)
+
+    metrics = open(out / "metrics.jsonl", "a") if rank == 0 else None  # noqa: SIM115 - closed below
+    last = out
+    try:
+        t_start, seen = time.perf_counter(), 0
+        for step in range(start_step, config.steps):
+            model.train()
+            rho = rho_schedule(step, config.steps, model_config.rho, model_config.budget_warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * _lr_factor(step, config)
+            batch = sampler(per_rank)
+            losses = ddp(batch, rho)  # S2Policy.forward is its loss, so DDP's hooks see the pass
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            seen += per_rank * world
+            done_step = step + 1
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            if rank == 0:
+                if progress is not None:
+                    progress(done_step, values)
+                if done_step % config.log_every == 0 or done_step == config.steps:
+                    rate = seen / (time.perf_counter() - t_start)
+                    metrics.write(json.dumps({"step": done_step, "rho": rho, "lr": optimizer.param_groups[0]["lr"], "samples_per_s": rate, **values}) + "\n")  # type: ignore[union-attr]
+                    metrics.flush()  # type: ignore[union-attr]
+                if val_batches and (done_step % config.val_every == 0 or done_step == config.steps):
+                    val = validate(model, val_batches, model_config.rho)
+                    metrics.write(json.dumps({"step": done_step, **{f"val_{k}": v for k, v in val.items()}}) + "\n")  # type: ignore[union-attr]
+                    metrics.flush()  # type: ignore[union-attr]
+                    log(f"step {done_step}: " + ", ".join(f"val {k} {v:.4f}" for k, v in val.items()))
+            if done_step % config.save_every == 0 or done_step == config.steps:
+                last = save(done_step)
+    finally:
+        if metrics is not None:
+            metrics.close()
+        if world > 1:
+            torch.distributed.destroy_process_group()
+    return last
+
+
+def _validation_batches(
+    frames: FrameData | None, config: TrainConfig, chunk: int, embeddings: torch.Tensor, norm: Normalizer, size: int = 256
+) -> list[dict[str, torch.Tensor]]:
+    """Fixed validation batches (every frame up to 2048, ordinary and stale ones), the same at every evaluation."""
+    if frames is None:
+        return []
+    g = torch.Generator().manual_seed(12345)
+    index = torch.randperm(len(frames), generator=g)[:2048]
+    out = []
+    for part in index.split(size):
+        out.append(frames.batch(part, chunk=chunk, embeddings=embeddings, norm=norm))
+    stale = (frames.stale >= 0).nonzero().squeeze(1)
+    if len(stale):
+        part = stale[torch.randperm(len(stale), generator=g)[:size]]
+        out.append(frames.batch(part, chunk=chunk, embeddings=embeddings, norm=norm, stale=torch.ones(len(part), dtype=torch.bool)))
+    return out
+
+
+def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float) -> dict[str, float]:
+    """Held-out figures at the target rho: action MSE of sampled chunks (normalized units) and done accuracy."""
+    model.eval()
+    errors, weights, correct, total = 0.0, 0.0, 0, 0
+    with torch.inference_mode():
+        g = torch.Generator().manual_seed(0)
+        for batch in batches:
+            noise = torch.randn(batch[ACTIONS].shape, generator=g)
+            actions, done, _ = model.sample(batch, rho, noise)
+            mask = batch[ACTION_MASK][..., None].expand_as(actions).float()
+            errors += float((((actions - batch[ACTIONS]) ** 2) * mask).sum())
+            weights += float(mask.sum())
+            correct += int(((done > 0.5).float() == batch[DONE]).sum())
+            total += len(done)
+    return {"action_mse": errors / max(weights, 1.0), "done_accuracy": correct / max(total, 1)}

@@ -1,0 +1,89 @@
+"""S2's training data: frames, chunks, guidance texts and subtask-done labels from LeRobot datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from s2kit.core.data.lerobot import LeRobotDatasetReader
+from s2kit.core.errors import DataError
+from s2kit.plugins.executors.s2.data import EE_STATE, Normalizer, StateEncoder, load_frames
+from s2kit.plugins.executors.s2.modeling import ACTION_MASK, ACTIONS, DONE, IMAGES, STATE, TEXT
+
+
+def frames_of(root: Path, **kw):
+    return load_frames([root], cameras=["head", "wrist"], image_size=kw.pop("image_size", 96), state=EE_STATE, done_window=3, **kw)
+
+
+def test_every_frame_is_loaded_with_its_episode_guidance_and_chunk(hsr_dataset: Path) -> None:
+    data = frames_of(hsr_dataset)
+    reader = LeRobotDatasetReader(hsr_dataset)
+    assert len(data) == reader.num_frames and data.num_episodes == reader.num_episodes
+    assert data.images.shape == (len(data), 2, 3, 96, 96) and data.images.dtype == torch.uint8
+    assert data.state.shape[1] == 7 + 3  # roll, pitch, yaw as sine and cosine
+    first = reader.episode(0)
+    goal, subtasks = first["task"][0], json.loads(first["annotation.subtasks"][0])
+    assert data.strings[data.text[0, 0]] == goal
+    assert data.strings[data.text[0, 2]] == subtasks[0]
+
+    norm = Normalizer.fit(data.state.numpy(), data.actions.numpy())
+    length = len(first["action"])
+    last = torch.tensor([length - 1])  # the last frame of episode 0: one real action, the rest masked
+    embeddings = torch.randn(len(data.strings), 384)
+    batch = data.batch(last, chunk=5, embeddings=embeddings, norm=norm)
+    assert batch[ACTION_MASK].tolist() == [[True, False, False, False, False]]
+    np.testing.assert_allclose(batch[ACTIONS][0, 0].numpy(), norm.action(np.asarray(first["action"][-1])), atol=1e-5)
+    assert batch[IMAGES].shape == (1, 2, 3, 96, 96) and batch[STATE].shape == (1, 10) and batch[TEXT].shape == (1, 3, 384)
+
+
+def test_stale_guidance_right_after_a_subtask_ends_is_labelled_done(hsr_dataset: Path) -> None:
+    data = frames_of(hsr_dataset)
+    index = np.asarray(LeRobotDatasetReader(hsr_dataset).episode(0)["annotation.subtask_index"]).ravel()
+    boundary = int(np.flatnonzero(np.diff(index))[0]) + 1
+    assert (data.stale[:boundary] == -1).all()
+    assert (data.stale[boundary : boundary + 3] == data.text[boundary - 1, 2]).all()  # the subtask that just ended
+    assert data.stale[boundary + 3] == -1 or index[boundary + 3] != index[boundary]
+    norm = Normalizer.fit(data.state.numpy(), data.actions.numpy())
+    frames = torch.tensor([boundary, boundary])
+    batch = data.batch(frames, chunk=4, embeddings=torch.eye(len(data.strings)), norm=norm, stale=torch.tensor([False, True]))
+    assert batch[DONE].tolist() == [0.0, 1.0]
+    assert batch[ACTION_MASK][1].sum() == 0  # no action loss on stale guidance
+    assert torch.equal(batch[TEXT][1, 2], torch.eye(len(data.strings))[data.text[boundary - 1, 2]])
+
+
+def test_the_hand_angles_wrap_without_a_jump() -> None:
+    encoder = StateEncoder(["j", "ee_roll", "gripper"], ["ee_roll", "gripper"])
+    a, b = encoder(np.array([0.3, np.pi - 1e-6, 1.0])), encoder(np.array([0.3, -np.pi + 1e-6, 1.0]))
+    assert encoder.dim == 3 and np.abs(a - b).max() < 1e-5
+    with pytest.raises(DataError, match="no entries"):
+        StateEncoder(["j"], ["ee_x"])
+
+
+def test_datasets_that_do_not_match_are_refused_by_name(hsr_dataset: Path, tmp_path: Path) -> None:
+    from tests.core.data.test_lerobot import make_episode
+    from tests.core.data.test_relabel import write
+
+    other = tmp_path / "other"
+    write(other, [make_episode(0, 6), make_episode(1, 8)])
+    with pytest.raises(DataError, match="has actions .* one action space per run"):
+        load_frames([hsr_dataset, other], cameras=["head", "wrist"], image_size=32, state=None, done_window=3)
+    with pytest.raises(DataError, match="no 'observation.images.hand'"):
+        load_frames([hsr_dataset], cameras=["head", "hand"], image_size=32, state=None, done_window=3)
+    # a dataset of someone else's (no subtask index, 32 px images): loads, scaled up, boundaries from the texts
+    data = load_frames([other], cameras=["head", "wrist"], image_size=64, state=None, done_window=2)
+    assert data.images.shape[-2:] == (64, 64) and len(data) == 14
+
+
+def test_a_corrupt_dataset_is_one_clear_error(hsr_dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(hsr_dataset, broken)
+    data_file = next((broken / "data").rglob("*.parquet"))
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    with pytest.raises(DataError, match=str(data_file.name)):
+        frames_of(broken)

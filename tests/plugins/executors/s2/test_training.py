@@ -1,0 +1,94 @@
+"""``s2kit train`` for S2: checkpoints that load alone, resuming, seeds, data parallelism, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from s2kit.core.checkpoints import find_checkpoint
+from s2kit.plugins.executors.s2.checkpoint import CheckpointError, load_policy, read_info
+from tests.conftest import ROOT, run_s2kit
+from tests.plugins.executors.s2.conftest import train_args
+
+
+def weights(run: Path) -> dict:
+    return load_file(str(find_checkpoint(run) / "model.safetensors"))
+
+
+def test_a_run_writes_checkpoints_that_load_with_nothing_else(tiny_run: Path, hsr_dataset: Path) -> None:
+    steps = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
+    assert steps == ["step_0000003", "step_0000006"]
+    info = read_info(tiny_run)  # the newest
+    assert info.step == 6 and info.executor == "s2" and info.variant == "s2"
+    assert info.state_names == ["ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper"]
+    assert len(info.normalization["action_std"]) == 7 and info.datasets[0]["path"] == str(hsr_dataset)
+    model, _, folder = load_policy(tiny_run)
+    assert folder.name == "step_0000006" and not model.training
+    lines = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_action_mse" in line for line in lines)  # a validation split was held out and scored
+
+
+def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(hsr_dataset: Path, tmp_path: Path) -> None:
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_s2kit(*train_args("s2", hsr_dataset, straight, 4, "save_every=2")).returncode == 0
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step_0000004")  # as if stopped after step 2
+    done = run_s2kit(*train_args("s2", hsr_dataset, resumed, 4, "save_every=2"), "--resume")
+    assert done.returncode == 0, done.stderr
+    assert "steps 2..4" in done.stderr
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)  # fixed seeds: bit for bit
+
+
+def test_a_run_is_not_overwritten_and_resume_refuses_other_settings(tiny_run: Path, hsr_dataset: Path) -> None:
+    again = run_s2kit(*train_args("s2", hsr_dataset, tiny_run, 6))
+    assert again.returncode == 2 and "already holds a run" in again.stderr and "--resume" in again.stderr
+    other = run_s2kit(*train_args("s2", hsr_dataset, tiny_run, 8, "lr=0.1"), "--resume")
+    assert other.returncode == 2 and "other settings (lr)" in other.stderr
+    unknown = run_s2kit(*train_args("s2", hsr_dataset, tiny_run.parent / "x", 2, "learning_rate=0.1"))
+    assert unknown.returncode == 2 and "unknown option 'learning_rate'" in unknown.stderr
+
+
+def test_corrupt_or_mismatched_checkpoints_are_one_clear_error(tiny_run: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(find_checkpoint(tiny_run), bad)
+    weights_file = bad / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_policy(bad)
+    shutil.copy(find_checkpoint(tiny_run) / "model.safetensors", weights_file)
+    config = json.loads((bad / "config.json").read_text())
+    config["model"]["dim"] = 64  # weights for another network size
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match its config"):
+        load_policy(bad)
+    (bad / "config.json").write_text("{not json")
+    done = run_s2kit("run", "--robot", "hsr", "--executor", "s2", "--set", f"executor.checkpoint={bad}", env={"MUJOCO_GL": "osmesa"})
+    assert done.returncode == 2 and "config.json is not readable JSON" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(CheckpointError, match="neither a checkpoint"):
+        load_policy(tmp_path)
+
+
+def test_two_processes_train_data_parallel_over_gloo(hsr_dataset: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes: the ranks average gradients; rank 0 writes one run."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": "osmesa", "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
+    done = subprocess.run(
+        [*torchrun, "-m", "s2kit.cli.main", *train_args("s2", hsr_dataset, out, 3)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stderr
+    assert read_info(out).step == 3
+    single = tmp_path / "single"
+    assert run_s2kit(*train_args("s2", hsr_dataset, single, 3)).returncode == 0
+    a, b = weights(out), weights(single)
+    assert any(not (a[k] == b[k]).all() for k in a)  # each rank drew its own half-batch: another trajectory
