@@ -7,8 +7,9 @@ Loaded as a plugin module with ``load_registry(modules=["tests.doubles"])`` or
 lists them in order ("reach 0.2,0,0; reach 0.2,0.2,0") and each one reached in
 order completes a subtask. ``waypoints`` is a planner that splits that
 instruction into subtasks; ``seek`` an executor that moves towards the current
-subtask's waypoint; ``constant`` and ``faulty`` executors emit fixed or broken
-chunks.
+subtask's waypoint; ``masked`` is ``seek`` reporting kept image patches the
+way S2 does (``info["keep"]``) and taking a ``checkpoint``; ``constant`` and
+``faulty`` executors emit fixed or broken chunks.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class PointConfig(PluginConfig):
     suite: str | None = None
     report_progress: bool = Field(True, description="False: a robot that cannot tell subtask progress.")
     abort_at: int | None = Field(None, description="Raise EpisodeAborted at this step of every episode.")
+    background: int = Field(0, ge=0, le=255, description="Grey level of the image behind the point.")
 
 
 class PointRobot(Robot):
@@ -109,7 +111,7 @@ class PointRobot(Robot):
 
     def observe(self) -> Observation:
         size = self.config.image_size  # type: ignore[attr-defined]
-        image = np.zeros((size, size, 3), dtype=np.uint8)
+        image = np.full((size, size, 3), self.config.background, dtype=np.uint8)  # type: ignore[attr-defined]
         px = np.clip(((self.pos[:2] + 1) / 2 * (size - 1)).astype(int), 0, size - 1)
         image[px[1], px[0]] = 255
         state = np.array([*self.pos, self.gripper], dtype=np.float32)
@@ -190,6 +192,26 @@ class SeekExecutor(Executor):
             pos = pos + delta
         done = cfg.signal_done and float(np.linalg.norm(observation.state[:3] - target)) < 0.02
         return ActionChunk(actions=actions, period=self.spec.control_period, subtask_done=done)
+
+
+class MaskedConfig(SeekConfig):
+    grid: int = Field(4, ge=2, description="Patches per image side.")
+    checkpoint: str | None = Field(None, description="A checkpoint folder (recorded, not read).")
+
+
+class MaskedSeekExecutor(SeekExecutor):
+    """``seek``, saying it kept the left half of the head camera's patches (as S2's info["keep"])."""
+
+    name = "masked"
+    Config = MaskedConfig
+
+    def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
+        chunk = super().act(observation, guidance)
+        grid = self.config.grid  # type: ignore[attr-defined]
+        keep = np.zeros((grid, grid), dtype=bool)
+        keep[:, : grid // 2] = True
+        chunk.info["keep"] = {"head": keep}
+        return chunk
 
 
 class ConstantConfig(PluginConfig):
@@ -289,4 +311,4 @@ def s2kit_planners() -> list[type[Planner]]:
 
 @hookimpl
 def s2kit_executors() -> list[type[Executor]]:
-    return [SeekExecutor, ConstantExecutor, FaultyExecutor, ClockExecutor]
+    return [SeekExecutor, MaskedSeekExecutor, ConstantExecutor, FaultyExecutor, ClockExecutor]

@@ -13,23 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from s2kit import __version__
-from s2kit.cli._common import state
 from s2kit.cli.main import build_app
 from s2kit.core.data import list_episodes, read_episode
 from tests.conftest import BIN, ROOT, run_s2kit
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def invoke(cli_registry, monkeypatch):
-    monkeypatch.setattr(state, "debug", False)
-    app = build_app()
-
-    def _invoke(*args: str):
-        return runner.invoke(app, list(args))
-
-    return _invoke
 
 
 POINT = ["run", "--robot", "point", "--planner", "waypoints", "--executor", "seek"]
@@ -128,7 +116,7 @@ def test_suite_is_passed_to_the_robot(invoke) -> None:
         (["--set", "executor.horizon=lots"], "Error: executor 'seek': option 'horizon' = 'lots': Input should be a valid integer"),
         (["--set", "runtime.mode=fast"], "Error: runtime: option 'mode' = 'fast'"),
         (["--set", "robots.x=1"], "Error: --set robots.x: unknown section 'robots'"),
-        (["--executor", "nope"], "Error: unknown executor 'nope' (available: clock, constant, faulty, replay, scripted, seek)"),
+        (["--executor", "nope"], "Error: unknown executor 'nope' (available: "),  # the list grows with every executor
     ],
 )  # fmt: skip
 def test_config_errors_are_one_line_exit_2(invoke, args: list[str], message: str) -> None:
@@ -262,7 +250,7 @@ def test_a_recorder_failing_mid_run_is_warned_about_and_keeps_what_it_wrote(invo
     original = Recorder.on_step
     calls = {"n": 0}
 
-    def failing(self, step):  # noqa: ANN001
+    def failing(self, step):
         calls["n"] += 1
         if calls["n"] > 15:  # the disk fills up during the second episode
             raise OSError("No space left on device")

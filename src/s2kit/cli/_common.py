@@ -14,6 +14,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from s2kit.core.errors import S2kitError
 
@@ -46,6 +53,19 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``Error: message`` on stderr and return the Exit to raise."""
     err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def progress_bars(show: bool) -> Progress:
+    """Transient progress bars on stderr (add tasks to it; ``show`` False: a no-op)."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not show,
+    )  # fmt: skip
+
+
+def warn(message: str) -> None:
+    """Print ``Warning: message`` on stderr, one line."""
+    err_console.print(f"[bold yellow]Warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def command(fn: F) -> F:
@@ -86,9 +106,14 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def json_text(value: Any) -> str:
+    """``value`` (pydantic models included) as indented JSON, with a final newline."""
+    return json.dumps(to_jsonable(value), indent=2, default=str) + "\n"
+
+
 def print_json(value: Any) -> None:
     """Write ``value`` as JSON to stdout (plain, no markup, so machines can parse it)."""
-    sys.stdout.write(json.dumps(to_jsonable(value), indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(value))
     sys.stdout.flush()
 
 
@@ -109,7 +134,7 @@ class WarningHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            err_console.print(f"[bold yellow]Warning:[/] {record.getMessage()}", highlight=False, soft_wrap=True)
+            warn(record.getMessage())
         except Exception:  # noqa: BLE001 - logging must never take the command down
             self.handleError(record)
 

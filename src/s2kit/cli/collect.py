@@ -9,8 +9,16 @@ from typing import Annotated, Literal
 import typer
 
 from s2kit import hookimpl
-from s2kit.cli._common import JsonOption, SetOption, command, console, err_console, print_json
-from s2kit.cli.run import results_table, run_with_progress
+from s2kit.cli._common import (
+    JsonOption,
+    SetOption,
+    command,
+    console,
+    err_console,
+    print_json,
+)
+from s2kit.cli._tables import results_table
+from s2kit.cli.run import run_with_progress
 from s2kit.core.config import compose_pipeline
 from s2kit.core.data.collect import LeRobotRecorder
 from s2kit.core.errors import DataError

@@ -6,14 +6,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import Progress
 
-from s2kit.cli._common import JsonOption, SetOption, command, console, err_console, print_json
+from s2kit.cli._common import (
+    JsonOption,
+    SetOption,
+    command,
+    console,
+    err_console,
+    print_json,
+    progress_bars,
+    warn,
+)
+from s2kit.cli._tables import results_table, suites_table
 from s2kit.core.config import compose_pipeline
 from s2kit.core.data import Recorder, VideoRecorder
+from s2kit.core.evaluation import run_to_end
 from s2kit.core.interfaces import Subscriber
-from s2kit.core.metrics import Estimate, MetricsLog, summarize
+from s2kit.core.metrics import MetricsLog, summarize
 from s2kit.core.registry import get_registry
 from s2kit.core.runtime import Runtime, build_runtime
 from s2kit.core.types import EpisodeInfo, EpisodeResult, Step
@@ -38,50 +48,6 @@ class ProgressSubscriber(Subscriber):
 
     def on_episode_end(self, result: EpisodeResult) -> None:
         self.progress.advance(self.episodes)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _interval(est: Estimate | None) -> str:
-    return "-" if est is None else f"[{100 * est.low:.0f}, {100 * est.high:.0f}]"
-
-
-_STATUS_STYLE = {
-    "done": "green", "max_steps": "yellow", "aborted": "red", "unsafe": "bold red", "interrupted": "yellow", "error": "bold red",
-}  # fmt: skip
-
-
-def results_table(results: list[EpisodeResult], title: str) -> Table:
-    """Per-episode rows and a mean row with 95% intervals (messages are printed below it)."""
-    table = Table(title=title, caption="95% CI: Student t for subtask success, Wilson for task success")
-    for column in ("ep", "seed", "status", "steps", "subtasks", "subtask", "task", "ms/step"):
-        table.add_column(column, no_wrap=True)
-    for r in results:
-        subtasks = "-" if r.subtasks_total is None else f"{r.subtasks_completed}/{r.subtasks_total}"
-        task = "-" if r.task_success is None else ("yes" if r.task_success else "no")
-        step = r.timings.get("step")
-        style = _STATUS_STYLE.get(r.status, "")
-        table.add_row(
-            str(r.index),
-            str(r.seed),
-            f"[{style}]{r.status}[/]",
-            str(r.steps),
-            subtasks,
-            _pct(r.subtask_success),
-            task,
-            f"{step.mean_ms:.2f}" if step else "-",
-        )
-    summary = summarize(results)
-    sub, task = summary.subtask_success, summary.task_success
-    table.add_section()
-    table.add_row(
-        "mean", "", "", f"{summary.mean_steps:.1f}", "", _pct(sub and sub.mean), _pct(task and task.mean),
-        f"{summary.step_ms_mean:.2f}" if summary.step_ms_mean is not None else "-",
-    )  # fmt: skip
-    table.add_row("95% CI", "", "", "", "", _interval(sub), _interval(task), "")
-    return table
 
 
 @app.command("run")
@@ -158,18 +124,6 @@ def run(
         raise typer.Exit(130)
 
 
-def suites_table(per_suite: dict[str, list[EpisodeResult]]) -> Table:
-    """Per-suite mean subtask and task success with 95% intervals."""
-    table = Table(title="per suite", caption="95% CI: Student t for subtask success, Wilson for task success")
-    for column in ("suite", "episodes", "subtask success", "95% CI", "task success", "95% CI "):
-        table.add_column(column, no_wrap=True)
-    for name, results in per_suite.items():
-        summary = summarize(results)
-        sub, task = summary.subtask_success, summary.task_success
-        table.add_row(name, str(len(results)), _pct(sub and sub.mean), _interval(sub), _pct(task and task.mean), _interval(task))
-    return table
-
-
 def _run_pipeline(config: Any, outputs: dict[str, Path | None], show_progress: bool) -> tuple[list[EpisodeResult], bool]:
     """Build the pipeline's runtime with the asked-for subscribers and run it."""
     subscribers: list[Subscriber] = []
@@ -183,22 +137,14 @@ def _run_pipeline(config: Any, outputs: dict[str, Path | None], show_progress: b
     runtime = build_runtime(config, get_registry(), subscribers, options=options)
     results = run_with_progress(runtime, show_progress)
     for sub, why in runtime.detached:  # the run went on without it: say so, do not hide it in a log
-        err_console.print(f"[bold yellow]Warning:[/] {type(sub).__name__} stopped during the run ({why})", highlight=False, soft_wrap=True)
+        warn(f"{type(sub).__name__} stopped during the run ({why})")
     return results, runtime.interrupted
 
 
 def run_with_progress(runtime: Runtime, show: bool) -> list[EpisodeResult]:
     """Run every episode of ``runtime`` (with progress bars when ``show``), then close it and its components."""
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=not show,
-    )  # fmt: skip
+    progress = progress_bars(show)
     if show:
         runtime.subscribers.append(ProgressSubscriber(progress, runtime.config.episodes, runtime.config.max_steps))
-    try:
-        with progress:
-            return runtime.run()
-    finally:
-        runtime.close()
-        for component in (runtime.executor, runtime.planner, runtime.robot):
-            component.close()
+    with progress:
+        return run_to_end(runtime)

@@ -6,8 +6,15 @@ episode and encoded when it ends, so the control loop pays only for keeping
 a reference to each frame. Files are written under a temporary name and
 renamed into place.
 
-PyAV (FFmpeg) is imported when the first video is written, not before: the
-core stays light for processes that never record video.
+Optionally (`VideoRecorder` options): small frames are upscaled; where the
+executor reports the image patches it kept (``Step.info["keep"]``, S2's
+visual evidence budget) the other patches are darkened and the kept region
+outlined (`overlay_keep`); a caption band under the frames shows the goal
+and the current subtask.
+
+PyAV (FFmpeg) and Pillow (captions) are imported when the first video is
+written, not before: the core stays light for processes that never record
+video.
 """
 
 from __future__ import annotations
@@ -15,36 +22,109 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from s2kit.core.errors import DataError
 from s2kit.core.interfaces import Subscriber
-from s2kit.core.types import EpisodeInfo, EpisodeResult, Step
+from s2kit.core.types import EpisodeInfo, EpisodeResult, Guidance, Step
 
-__all__ = ["VideoRecorder", "tile_frames"]
+__all__ = ["KEEP", "VideoRecorder", "overlay_keep", "tile_frames"]
+
+#: ``ActionChunk.info`` key of the kept patches: camera role -> bool (rows, cols), True = kept.
+KEEP = "keep"
 
 
 def tile_frames(images: dict[str, np.ndarray], cameras: Sequence[str]) -> np.ndarray:
     """The named cameras' images side by side, padded to the tallest (uint8, H x W x 3)."""
     frames = [images[c] for c in cameras if c in images]
     if not frames:
-        raise DataError(f"none of the cameras {list(cameras)} is in the observation (it has {list(images)})")
+        raise DataError(
+            f"none of the cameras {list(cameras)} is in the observation (it has {list(images)})"
+        )
     height = max(f.shape[0] for f in frames)
-    padded = [np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0))) if f.shape[0] < height else f for f in frames]
+    padded = [
+        np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0)))
+        if f.shape[0] < height
+        else f
+        for f in frames
+    ]
     return np.concatenate(padded, axis=1)
 
 
-class VideoRecorder(Subscriber):
-    """Writes ``episode_NNNNNN.mp4`` (H.264) into ``root`` for every episode."""
+def overlay_keep(
+    frame: np.ndarray,
+    keep: np.ndarray,
+    dim: float = 0.35,
+    outline: tuple[int, int, int] = (255, 196, 0),
+) -> np.ndarray:
+    """``frame`` with the patches ``keep`` leaves out darkened and the kept region outlined.
 
-    def __init__(self, root: str | Path, cameras: Sequence[str] | None = None, codec: str = "libx264") -> None:
+    ``keep`` is a bool ``(rows, cols)`` patch grid over the whole frame (S2's
+    kept patch tokens, True = kept); it is stretched to the frame's size.
+    Unkept pixels keep ``dim`` of their brightness; kept pixels are
+    unchanged, except a one-pixel ``outline`` along the kept region's inner
+    edge where it meets unkept patches. A mask that keeps everything leaves
+    the frame as it was.
+    """
+    keep = np.asarray(keep, dtype=bool)
+    if keep.ndim != 2 or keep.size == 0:
+        raise DataError(
+            f"a keep mask must be a 2-D (rows, cols) patch grid, got shape {keep.shape}"
+        )
+    height, width = frame.shape[:2]
+    # the patch row (column) of each pixel row (column)
+    rows = np.arange(height) * keep.shape[0] // height
+    cols = np.arange(width) * keep.shape[1] // width
+    kept = keep[rows[:, None], cols[None, :]]  # (height, width)
+    out = np.where(kept[..., None], frame, (frame * dim).astype(np.uint8))
+    edge = np.zeros_like(kept)
+    edge[1:] |= kept[1:] & ~kept[:-1]
+    edge[:-1] |= kept[:-1] & ~kept[1:]
+    edge[:, 1:] |= kept[:, 1:] & ~kept[:, :-1]
+    edge[:, :-1] |= kept[:, :-1] & ~kept[:, 1:]
+    out[edge] = outline
+    return out
+
+
+class VideoRecorder(Subscriber):
+    """Writes ``episode_NNNNNN.mp4`` (H.264) into ``root`` for every episode.
+
+    ``start`` numbers the first file (default: after the files already
+    there; parallel writers into one folder give each its own range).
+    ``overlay`` darkens the patches an executor did not keep where a step's
+    ``info["keep"]`` says which (other frames are unchanged). ``caption``
+    adds a band with the goal and the current subtask under the frames.
+    ``min_height`` upscales smaller frames by the least integer factor that
+    reaches it (nearest neighbour, so patches stay sharp).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        cameras: Sequence[str] | None = None,
+        codec: str = "libx264",
+        *,
+        start: int | None = None,
+        overlay: bool = True,
+        caption: bool = False,
+        min_height: int = 0,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.cameras = list(cameras) if cameras else None
         self.codec = codec
-        self._next = len(list(self.root.glob("episode_*.mp4")))
-        self._frames: list[dict[str, np.ndarray]] = []
+        self.overlay = overlay
+        self.caption = caption
+        self.min_height = min_height
+        self._next = (
+            len(list(self.root.glob("episode_*.mp4"))) if start is None else start
+        )
+        # per step: the images, the kept patches (or None) and the guidance, all references
+        self._frames: list[
+            tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None, Guidance]
+        ] = []
         self._fps = 10.0
         self.written: list[Path] = []
 
@@ -55,20 +135,91 @@ class VideoRecorder(Subscriber):
             self.cameras = [c.role for c in info.robot.cameras]
 
     def on_step(self, step: Step) -> None:
-        self._frames.append(step.observation.images)
+        keep = step.info.get(KEEP) if self.overlay else None
+        self._frames.append((step.observation.images, keep, step.guidance))
 
     def on_episode_end(self, result: EpisodeResult) -> None:
         if not self._frames:
             return
         path = self.root / f"episode_{self._next:06d}.mp4"
-        cameras = self.cameras or sorted(self._frames[0])
-        write_video(path, [tile_frames(images, cameras) for images in self._frames], self._fps, self.codec)
+        cameras = self.cameras or sorted(self._frames[0][0])
+        height = max(
+            self._frames[0][0][c].shape[0] for c in cameras if c in self._frames[0][0]
+        )
+        scale = max(1, -(-self.min_height // height))  # ceil
+        captions = _Captions() if self.caption else None
+        frames = []
+        for images, keep, guidance in self._frames:
+            if scale > 1:
+                images = {c: _upscale(images[c], scale) for c in cameras if c in images}
+            if keep:
+                images = {
+                    c: overlay_keep(image, keep[c]) if c in keep else image
+                    for c, image in images.items()
+                }
+            frame = tile_frames(images, cameras)
+            if captions is not None:
+                frame = np.concatenate(
+                    [frame, captions.band(guidance, frame.shape[1])], axis=0
+                )
+            frames.append(frame)
+        write_video(path, frames, self._fps, self.codec)
         self._next += 1
         self._frames = []
         self.written.append(path)
 
 
-def write_video(path: Path, frames: Sequence[np.ndarray], fps: float, codec: str = "libx264") -> None:
+def _upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+class _Captions:
+    """Caption bands (goal, then ``k/n subtask``), rendered once per distinct text."""
+
+    def __init__(self) -> None:
+        self._bands: dict[tuple[str, str, int], np.ndarray] = {}
+
+    def band(self, guidance: Guidance, width: int) -> np.ndarray:
+        subtask = (
+            f"{guidance.current + 1}/{len(guidance.subtasks)}: {guidance.subtask}"
+            if guidance.subtasks
+            else ""
+        )
+        key = (guidance.goal, subtask, width)
+        if key not in self._bands:
+            self._bands[key] = _render_caption(guidance.goal, subtask, width)
+        return self._bands[key]
+
+
+def _render_caption(goal: str, subtask: str, width: int) -> np.ndarray:
+    """A black band ``width`` pixels wide: the goal in grey, the current subtask in white."""
+    from PIL import Image, ImageDraw, ImageFont  # deferred, like PyAV
+
+    size = max(10, min(18, width // 24))
+    font = ImageFont.load_default(size=size)
+    line = size + 4
+    image = Image.new("RGB", (width, 2 * line + 4))
+    draw = ImageDraw.Draw(image)
+    for y, text, colour in (
+        (2, goal, (170, 170, 170)),
+        (2 + line, subtask, (255, 255, 255)),
+    ):
+        draw.text((4, y), _fit(draw, text, font, width - 8), fill=colour, font=font)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _fit(draw: Any, text: str, font: Any, width: int) -> str:
+    """``text``, cut with an ellipsis to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def write_video(
+    path: Path, frames: Sequence[np.ndarray], fps: float, codec: str = "libx264"
+) -> None:
     """Encode uint8 RGB frames to ``path`` (atomically)."""
     import av  # deferred: FFmpeg is only needed when a video is written
 
@@ -83,7 +234,9 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: float, codec: str
         for frame in frames:
             if pad_h or pad_w:
                 frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)))
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

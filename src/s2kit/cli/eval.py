@@ -1,0 +1,211 @@
+"""``s2kit eval``: a trained executor on the generalization suites, with 95% CIs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from s2kit.cli._common import (
+    JsonOption,
+    SetOption,
+    command,
+    console,
+    err_console,
+    json_text,
+    print_json,
+    progress_bars,
+    state,
+    warn,
+)
+from s2kit.cli._tables import suites_table
+from s2kit.core.checkpoints import checkpoint_executor
+from s2kit.core.config import PipelineConfig, compose_pipeline, parse_override
+from s2kit.core.errors import ConfigError
+from s2kit.core.evaluation import (
+    ID_SUITE,
+    WorkerError,
+    evaluate,
+    plan_blocks,
+    plot_suites,
+    shift_results,
+)
+from s2kit.core.metrics import summarize
+from s2kit.core.types import EpisodeResult
+
+app = typer.Typer()
+
+SUITES = ("id", "distractor", "appearance", "semantic", "paraphrase")
+SHIFT_MEAN = "shift mean"
+
+
+def _default_workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+@app.command("eval")
+@command
+def eval_(
+    robot: Annotated[str, typer.Option(help="Robot plugin, e.g. hsr or txg2.")],
+    run: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="RUN",
+            help="A trained checkpoint folder, or a training run (its newest checkpoint).",
+        ),
+    ] = None,
+    suites: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated task suites (id is in distribution, the rest shifts)."
+        ),
+    ] = ",".join(SUITES),
+    episodes: Annotated[int, typer.Option(min=1, help="Episodes per suite.")] = 20,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of each suite's first episode (kept clear of training seeds)."
+        ),
+    ] = 100_000,
+    planner: Annotated[
+        str, typer.Option(help="Planner plugin giving the guidance.")
+    ] = "oracle",
+    executor: Annotated[
+        str | None,
+        typer.Option(help="Executor plugin, instead of RUN (e.g. scripted)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes (default: min(2, CPU count))."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write eval.json and eval.png (and videos/) into this folder."
+        ),
+    ] = None,
+    video: Annotated[
+        bool,
+        typer.Option(
+            "--video",
+            help="One MP4 per episode in OUT/videos/<suite>/, kept patches overlaid.",
+        ),
+    ] = False,
+    set_: SetOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Evaluate an executor on task suites: per-suite mean subtask and task success with 95% CIs.
+
+    Give a trained RUN (checkpoint or training run folder) or --executor. Each
+    suite runs --episodes episodes from --seed on; episodes are spread over
+    --workers processes, with the same results as one. The last row is the
+    mean over the shift suites (every suite but id).
+    """
+    if (run is None) == (executor is None):
+        which = "not both" if run is not None else "one is needed"
+        raise ConfigError(
+            f"give RUN (a trained checkpoint or run folder) or --executor NAME: {which}"
+        )
+    names = list(dict.fromkeys(s.strip() for s in suites.split(",") if s.strip()))
+    if not names:
+        raise ConfigError(
+            f"--suites {suites!r} names no suite (e.g. {','.join(SUITES)})"
+        )
+    if any(parse_override(text)[0] == ["robot", "suite"] for text in set_ or []):
+        raise ConfigError("set the suites with --suites, not --set robot.suite")
+    if video and out is None:
+        raise ConfigError("--video needs --out DIR (videos go to DIR/videos/<suite>/)")
+    workers = workers or _default_workers()
+
+    overrides = list(set_ or [])
+    if run is not None:
+        executor = checkpoint_executor(run)
+        # JSON quoting keeps the path a string whatever it looks like ("123", "yes").
+        overrides.insert(0, f"executor.checkpoint={json.dumps(str(run))}")
+
+    def pipeline(suite: str | None) -> PipelineConfig:
+        return compose_pipeline(
+            None,
+            components={"robot": robot, "planner": planner, "executor": executor},
+            runtime={"episodes": episodes, "seed": seed},
+            overrides=overrides
+            + ([f"robot.suite={json.dumps(suite)}"] if suite is not None else []),
+        )
+
+    base = pipeline(None)
+    configs = {name: pipeline(name) for name in names}
+    blocks = plan_blocks(
+        configs, workers, out / "videos" if video and out is not None else None
+    )
+
+    progress = progress_bars(not json_ and err_console.is_terminal)
+    tasks = {name: progress.add_task(name, total=episodes) for name in names}
+    try:
+        with progress:
+            evaluation = evaluate(
+                blocks, workers, on_episode=lambda suite: progress.advance(tasks[suite])
+            )
+    except WorkerError as err:
+        if state.debug and err.remote_traceback:
+            err_console.print(err.remote_traceback, highlight=False, markup=False)
+        raise
+    for message in evaluation.warnings:
+        warn(message)
+
+    per_suite = evaluation.per_suite
+    shift = [n for n in names if n != ID_SUITE]
+    report: dict[str, Any] = {
+        "settings": {
+            "run": str(run) if run is not None else None, "robot": robot, "suites": names, "episodes": episodes,
+            "seed": seed, "planner": planner, "executor": executor, "workers": workers,
+            "out": str(out) if out is not None else None, "video": video, "set": list(set_ or []),
+        },
+        "pipeline": base.model_dump(mode="json"),
+        "suites": {n: {"episodes": per_suite[n], "summary": summarize(per_suite[n])} for n in names},
+        "shift_mean": {"suites": shift, "summary": summarize(shift_results(per_suite))} if shift else None,
+        "interrupted": evaluation.interrupted,
+    }  # fmt: skip
+
+    written = []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json_text(report))
+        summaries = {n: s["summary"] for n, s in report["suites"].items()}
+        if shift:
+            summaries[SHIFT_MEAN] = report["shift_mean"]["summary"]
+        plot_suites(out / "eval.png", summaries, _title(base))
+        written = [out / "eval.json", out / "eval.png"] + (
+            [out / "videos"] if video else []
+        )
+
+    if json_:
+        print_json(report)
+    else:
+        totals: dict[str, list[EpisodeResult]] = (
+            {SHIFT_MEAN: shift_results(per_suite)} if shift else {}
+        )
+        console.print(suites_table(per_suite, totals, title=_title(base)))
+        for name in names:
+            for r in per_suite[name]:
+                if r.message:
+                    console.print(
+                        f"{name} episode {r.index} (seed {r.seed}): {r.message}",
+                        highlight=False,
+                    )
+        for path in written:
+            console.print(f"wrote {path}", highlight=False)
+    if evaluation.interrupted:
+        raise typer.Exit(130)
+
+
+def _title(config: PipelineConfig) -> str:
+    """``robot · planner · executor``, with the checkpoint's folder name where there is one."""
+    executor = config.executor["name"]
+    if config.executor.get("checkpoint"):
+        executor = f"{executor} ({Path(str(config.executor['checkpoint'])).name})"
+    return " · ".join(
+        [str(config.robot["name"]), str(config.planner["name"]), str(executor)]
+    )
