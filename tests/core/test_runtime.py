@@ -88,6 +88,28 @@ def test_executor_signal_advances_guidance_without_privileged_progress(registry)
     assert [g.current for _, _, g in log.of("plan")] == [0, 1, 2]
 
 
+def test_progress_executor_keeps_the_robots_count_from_the_loop_and_the_planner_but_scores_with_it(registry, monkeypatch) -> None:
+    from tests.doubles import WaypointPlanner
+
+    seen: list[object] = []
+    original = WaypointPlanner.plan
+
+    def plan(self, instruction, observation, **kw):  # type: ignore[no-untyped-def]
+        seen.append(kw.get("status"))
+        return original(self, instruction, observation, **kw)
+
+    monkeypatch.setattr(WaypointPlanner, "plan", plan)
+    log = Log()
+    rt = make(registry, executor={"signal_done": True}, subscribers=[log], max_steps=300, progress="executor")
+    result = rt.run_episode()
+    assert result.status == "done" and result.subtask_success == 1.0  # still scored by the robot's count
+    assert seen and all(status is None for status in seen)  # the planner never saw it
+    assert [event for _, event, _ in log.of("plan")] == ["start", "subtask", "subtask"]  # moved by the executor's signal
+    # without the executor's signal nothing moves the guidance on: stuck on the first waypoint
+    stuck = make(registry, max_steps=60, progress="executor").run_episode()
+    assert stuck.status == "max_steps" and stuck.subtasks_completed == 1
+
+
 def test_runtime_advances_guidance_itself_when_the_planner_ignores_subtask_events(registry, monkeypatch) -> None:
     from tests.doubles import WaypointPlanner
 
