@@ -87,3 +87,14 @@ def test_a_corrupt_dataset_is_one_clear_error(hsr_dataset: Path, tmp_path: Path)
     data_file.write_bytes(data_file.read_bytes()[:100])
     with pytest.raises(DataError, match=str(data_file.name)):
         frames_of(broken)
+
+
+def test_dimensions_that_barely_move_are_not_blown_up_into_noise() -> None:
+    rng = np.random.default_rng(0)
+    state = np.stack([rng.normal(0.4, 1e-4, 500), rng.normal(0.0, 0.3, 500)], axis=1)  # IK jitter; a real signal
+    actions = np.stack([rng.normal(0, 3e-4, 500), rng.normal(0, 0.02, 500)], axis=1)
+    norm = Normalizer.fit(state, actions)
+    assert np.abs(norm.state(state)[:, 0]).max() < 0.1 and norm.state(state)[:, 1].std() == pytest.approx(1.0, rel=1e-3)
+    assert np.abs(norm.action(actions)[:, 0]).max() < 1.5 and norm.action(actions)[:, 1].std() == pytest.approx(1.0, rel=1e-3)
+    restored = Normalizer.from_dict(norm.to_dict())
+    np.testing.assert_allclose(restored.unaction(norm.action(actions)), actions, atol=1e-6)

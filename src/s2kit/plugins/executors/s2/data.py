@@ -89,13 +89,19 @@ class Normalizer:
     action_std: np.ndarray
 
     @classmethod
-    def fit(cls, state: np.ndarray, actions: np.ndarray) -> Normalizer:
-        # A dimension that never moves (a joint held still) gets std 1, not a division by ~0.
-        def std(x: np.ndarray) -> np.ndarray:
-            s = x.std(0)
-            return np.where(s < 1e-4, 1.0, s).astype(np.float32)
+    def fit(cls, state: np.ndarray, actions: np.ndarray, state_floor: float = 1e-2, action_floor: float = 1e-3) -> Normalizer:
+        """Mean and std per dimension, the std no smaller than a floor.
 
-        return cls(state.mean(0).astype(np.float32), std(state), actions.mean(0).astype(np.float32), std(actions))
+        A dimension that barely moves (HSR's hand x and y in its base frame, which the
+        base's motion takes over; a wrist roll increment of 0.3 mrad) is IK jitter:
+        divided by its own tiny std it would become inputs and targets of full size
+        made of noise. Floors of 1 cm (or 0.01 of a sine) for the state and 1 mm
+        (1 mrad) per step for actions keep such dimensions small.
+        """
+        return cls(
+            state.mean(0).astype(np.float32), np.maximum(state.std(0), state_floor).astype(np.float32),
+            actions.mean(0).astype(np.float32), np.maximum(actions.std(0), action_floor).astype(np.float32),
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, list[float]]:
         return {k: [float(v) for v in getattr(self, k)] for k in ("state_mean", "state_std", "action_mean", "action_std")}

@@ -46,7 +46,9 @@ class S2Config(PluginConfig):
     rho: float | None = Field(None, gt=0.0, le=1.0, description="Keep-fraction of each camera's patches; default: the checkpoint's.")
     backend: Literal["torch", "onnxruntime"] = Field("torch", description="Run the network on torch, or on ONNX Runtime.")
     onnx: Path | None = Field(None, description="The exported graph for onnxruntime; default: <checkpoint>/model.onnx.")
-    threads: int | None = Field(None, ge=1, description="Intra-op threads (default: the library's).")
+    threads: int | None = Field(
+        1, ge=1, description="Intra-op threads. 1: a chunk is small work, and more threads spin on a busy machine (docs/executors.md)."
+    )
     done_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Subtask-done probability above which the subtask counts as finished.")
     seed: int = Field(0, description="Seed of the flow-matching noise (reset every episode).")
 
