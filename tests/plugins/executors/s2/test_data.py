@@ -11,8 +11,20 @@ import torch
 
 from s2kit.core.data.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
-from s2kit.plugins.executors.s2.data import EE_STATE, Normalizer, StateEncoder, load_frames
-from s2kit.plugins.executors.s2.modeling import ACTION_MASK, ACTIONS, DONE, IMAGES, STATE, TEXT
+from s2kit.plugins.executors.s2.data import (
+    EE_STATE,
+    Normalizer,
+    StateEncoder,
+    load_frames,
+)
+from s2kit.plugins.executors.s2.modeling import (
+    ACTION_MASK,
+    ACTIONS,
+    DONE,
+    IMAGES,
+    STATE,
+    TEXT,
+)
 
 
 def frames_of(root: Path, **kw):

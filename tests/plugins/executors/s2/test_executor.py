@@ -77,3 +77,11 @@ def test_an_episode_runs_with_the_executors_own_progress_signal(tiny_run: Path) 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert '"status": "max_steps"' in done.stdout
+
+
+def test_s2_without_a_checkpoint_says_how_to_get_one(monkeypatch, tmp_path: Path) -> None:
+    import s2kit.plugins.executors.s2.executor as module
+
+    monkeypatch.setattr(module, "default_checkpoint", lambda: tmp_path / "absent")
+    with pytest.raises(ConfigError, match="ships no trained S2 checkpoint yet.*executor.checkpoint=RUN"):
+        make("s2")

@@ -79,6 +79,6 @@ def test_it_learns_to_reach_the_square_the_guidance_names(head: str, steps: int)
     test = toy_batch(256, seed=1)
     model.eval()
     with torch.inference_mode():
-        actions, done, _ = model.sample(test)
+        actions, _, _ = model.sample(test)
     error = ((actions - test[ACTIONS]) ** 2).mean() / test[ACTIONS].var()
     assert error < 0.1, f"mean squared error is {error:.2f} of the variance"

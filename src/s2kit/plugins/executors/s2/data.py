@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,14 @@ from torch import Tensor
 from s2kit.core.data.images import resize
 from s2kit.core.data.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
-from s2kit.plugins.executors.s2.modeling import ACTION_MASK, ACTIONS, DONE, IMAGES, STATE, TEXT
+from s2kit.plugins.executors.s2.modeling import (
+    ACTION_MASK,
+    ACTIONS,
+    DONE,
+    IMAGES,
+    STATE,
+    TEXT,
+)
 
 __all__ = ["EE_STATE", "FrameData", "Normalizer", "StateEncoder", "dataset_summary", "load_frames", "square_frames"]
 
@@ -196,7 +204,7 @@ def _annotations(episode: dict, length: int) -> tuple[list[str], list[str], np.n
     if SUBTASK_INDEX in episode:
         index = np.asarray(episode[SUBTASK_INDEX], dtype=np.int64).reshape(length)
     else:  # a dataset with subtask texts only: a new text is a new subtask
-        index = np.concatenate([[0], np.cumsum([a != b for a, b in zip(sub[:-1], sub[1:], strict=True)])]).astype(np.int64)
+        index = np.concatenate([[0], np.cumsum([a != b for a, b in pairwise(sub)])]).astype(np.int64)
     return traj, sub, index
 
 

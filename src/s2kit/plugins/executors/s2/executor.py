@@ -71,6 +71,11 @@ class S2Executor(Executor):
             if self.requires is not None:
                 raise ConfigError(f"executor {self.name!r} needs a checkpoint: --set executor.checkpoint=RUN")
             path = default_checkpoint()
+            if not path.is_dir():
+                raise ConfigError(
+                    f"executor {self.name!r}: this s2kit ships no trained S2 checkpoint yet; train one "
+                    "(s2kit train --executor s2 ..., docs/executors.md) and --set executor.checkpoint=RUN"
+                )
         self.info = read_info(path)
         model = self.info.model
         if self.requires is not None:
@@ -117,7 +122,8 @@ class S2Executor(Executor):
 
     @classmethod
     def details(cls) -> dict[str, Any]:
-        return {"default checkpoint": str(default_checkpoint()) if cls.requires is None else "none (checkpoint required)"}
+        shipped = cls.requires is None and default_checkpoint().is_dir()
+        return {"default checkpoint": str(default_checkpoint()) if shipped else "none (executor.checkpoint required)"}
 
     def setup(self, spec: RobotSpec) -> None:
         super().setup(spec)
@@ -156,7 +162,7 @@ class BaselineExecutor(S2Executor):
     """The pi0.5-style stand-in: the same network, every patch, the coarse instruction only."""
 
     name = "baseline"
-    requires = {"budget": False, "guidance": "goal"}
+    requires: ClassVar[dict[str, Any] | None] = {"budget": False, "guidance": "goal"}
 
 
 def current_subtask(guidance: Guidance) -> str:

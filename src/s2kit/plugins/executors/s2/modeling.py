@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
-__all__ = ["ACTION_MASK", "ACTIONS", "DONE", "IMAGES", "STATE", "TEXT", "S2Policy", "rho_schedule"]
+__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "IMAGES", "STATE", "TEXT", "S2Policy", "rho_schedule"]
 
 # Batch keys. Images uint8 (B, C, 3, S, S); state (B, state_dim) and actions
 # (B, H, A) normalized; text (B, 3, text_dim): goal, trajectory, subtask; done (B,);

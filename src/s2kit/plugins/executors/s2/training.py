@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,10 +30,28 @@ from s2kit.core.checkpoints import find_checkpoint
 from s2kit.core.config import validate_model
 from s2kit.core.errors import ConfigError
 from s2kit.plugins._sentence import sentence_encoder
-from s2kit.plugins.executors.s2.checkpoint import TRAINING, CheckpointError, CheckpointInfo, read_info, save_checkpoint
+from s2kit.plugins.executors.s2.checkpoint import (
+    TRAINING,
+    CheckpointError,
+    CheckpointInfo,
+    save_checkpoint,
+)
 from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
-from s2kit.plugins.executors.s2.data import EE_STATE, FrameData, Normalizer, dataset_summary, load_frames
-from s2kit.plugins.executors.s2.modeling import ACTION_MASK, ACTIONS, DONE, IMAGES, S2Policy, rho_schedule
+from s2kit.plugins.executors.s2.data import (
+    EE_STATE,
+    FrameData,
+    Normalizer,
+    dataset_summary,
+    load_frames,
+)
+from s2kit.plugins.executors.s2.modeling import (
+    ACTION_MASK,
+    ACTIONS,
+    DONE,
+    IMAGES,
+    S2Policy,
+    rho_schedule,
+)
 
 __all__ = ["TrainConfig", "train"]
 
@@ -97,7 +114,7 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
 
 def _split(data: FrameData, fraction: float, seed: int) -> tuple[FrameData, FrameData | None]:
     n = data.num_episodes
-    held = int(round(fraction * n))
+    held = round(fraction * n)
     if held == 0 or n < 2:
         return data, None
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -128,7 +145,7 @@ class _Sampler:
         g = self.generator
         index = torch.randint(0, len(self.data), (size,), generator=g)
         stale = torch.zeros(size, dtype=torch.bool)
-        n_stale = int(round(self.config.stale_fraction * size)) if len(self.stale_frames) else 0
+        n_stale = round(self.config.stale_fraction * size) if len(self.stale_frames) else 0
         if n_stale:
             index[:n_stale] = self.stale_frames[torch.randint(0, len(self.stale_frames), (n_stale,), generator=g)]
             stale[:n_stale] = True
