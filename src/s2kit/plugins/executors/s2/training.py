@@ -193,7 +193,7 @@ def train(
             raise CheckpointError(f"--resume: {folder} has no {TRAINING}")
         state = torch.load(folder / TRAINING, weights_only=False)
         start_step = int(state["step"])
-    elif rank == 0 and (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+    elif (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):  # every rank, so none waits alone
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or another --out")
 
     model_config = config.model_settings(executor)
