@@ -35,7 +35,7 @@ def test_rho_is_a_run_time_knob_and_selection_is_top_k() -> None:
     with torch.inference_mode():
         for rho, k in ((1.0, 16), (0.5, 8), (0.25, 4), (0.1, 2)):
             memory, _, extras = model.encode(batch, rho)
-            assert memory.shape[1] == 3 + 1 + k  # guidance, state and k patches reach the encoder
+            assert memory.shape[1] == 3 + 1 + k + 1  # guidance, state, k patches and the keypoint token
             top = extras["keep_logits"].topk(k, dim=-1).indices.sort(dim=-1).values
             assert torch.equal(extras["keep_index"], top)
 

@@ -55,6 +55,9 @@ class ModelConfig(BaseModel):
     decoder_layers: int = Field(2, ge=1)
     mlp_ratio: int = Field(2, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    keypoints: int = Field(
+        32, ge=0, description="Spatial-softmax keypoints per camera over its kept patches, as one extra token (0: none)."
+    )
     # action head
     head: Literal["flow", "regression"] = Field("flow", description="flow matching (pi0) or direct regression.")
     flow_steps: int = Field(10, ge=1, description="Euler steps when sampling a flow-matching chunk.")

@@ -127,6 +127,14 @@ class S2Policy(nn.Module):
         self.text_type = nn.Parameter(torch.randn(1, self.texts, D) * 0.02)
         self.state_proj = nn.Linear(c.state_dim, D)
         self.scorer = nn.Sequential(nn.Linear(2 * D, D), nn.GELU(), nn.Linear(D, 1))
+        # Spatial softmax (Levine et al. 2016): each keypoint channel's softmax over a camera's
+        # kept patches gives an expected (x, y); an explicit coordinate readout, since where the
+        # object is relative to the hand is most of what the action needs.
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, c.grid), torch.linspace(-1, 1, c.grid), indexing="ij")
+        self.register_buffer("patch_xy", torch.stack([xs, ys], dim=-1).reshape(1, 1, c.patches, 2), persistent=False)
+        if c.keypoints:
+            self.keypoint_logits = nn.Linear(D, c.keypoints)
+            self.keypoint_proj = nn.Linear(2 * c.keypoints, D)
         self.encoder = nn.ModuleList(Block(D, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.encoder_layers))
         self.encoder_norm = nn.LayerNorm(D)
         self.decoder = nn.ModuleList(Block(D, c.heads, c.mlp_ratio, c.dropout, cross=True) for _ in range(c.decoder_layers))
@@ -151,6 +159,7 @@ class S2Policy(nn.Module):
         state = self.state_proj(batch[STATE])[:, None]  # (batch, 1, dim)
         extras: dict[str, Tensor] = {}
         bias = None
+        xy = self.patch_xy.expand(B, C, c.patches, 2)
         if c.budget:
             context = text.mean(1)[:, None, None].expand(B, C, c.patches, c.dim)
             logits = self.scorer(torch.cat([patches, context], dim=-1)).squeeze(-1)  # (batch, cameras, patches)
@@ -167,13 +176,21 @@ class S2Policy(nn.Module):
                 ranking = logits + c.gate_noise * (u.log() - (-u).log1p())
             index = ranking.topk(k, dim=-1).indices.sort(dim=-1).values  # (batch, cameras, k)
             patches = patches.gather(2, index[..., None].expand(B, C, k, c.dim))  # (batch, cameras, k, dim)
+            xy = xy.gather(2, index[..., None].expand(B, C, k, 2))  # (batch, cameras, k, 2)
             kept_logits = logits.gather(2, index)  # (batch, cameras, k)
             threshold = kept_logits.min(dim=-1, keepdim=True).values.detach()
             log_gates = F.logsigmoid((kept_logits - threshold) / c.gate_temperature + 1.0)  # the weakest kept: sigmoid(1)
             bias = torch.cat([torch.zeros(B, self.texts + 1, device=logits.device), log_gates.flatten(1)], dim=1)
+            if c.keypoints:
+                bias = torch.cat([bias, torch.zeros(B, C, device=logits.device)], dim=1)
             extras["keep_index"] = index
             extras["keep_rate"] = torch.sigmoid(logits).mean(-1)  # (batch, cameras): the soft rate the penalty calibrates
-        tokens = torch.cat([text, state, patches.flatten(1, 2)], dim=1)  # (batch, texts + 1 + cameras*kept, dim)
+        parts = [text, state, patches.flatten(1, 2)]
+        if c.keypoints:
+            weights = self.keypoint_logits(patches).softmax(dim=2)  # (batch, cameras, kept, keypoints)
+            points = torch.einsum("bckn,bckj->bcnj", weights, xy)  # (batch, cameras, keypoints, 2)
+            parts.append(self.keypoint_proj(points.flatten(2)) + self.camera_embed[:, :, 0])  # (batch, cameras, dim)
+        tokens = torch.cat(parts, dim=1)  # (batch, texts + 1 + cameras*kept [+ cameras], dim)
         for block in self.encoder:
             tokens = block(tokens, bias=bias)
         return self.encoder_norm(tokens), bias, extras
