@@ -96,3 +96,25 @@ def test_two_processes_train_data_parallel_over_gloo(hsr_dataset: Path, tmp_path
     assert run_s2kit(*train_args("s2", hsr_dataset, single, 3)).returncode == 0
     a, b = weights(out), weights(single)
     assert any(not (a[k] == b[k]).all() for k in a)  # each rank drew its own half-batch: another trajectory
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoints(hsr_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "diverging"
+    done = run_s2kit(*train_args("s2", hsr_dataset, out, 40, "lr=1e30", "warmup_steps=0", "grad_clip=1e30", "save_every=1"))
+    assert done.returncode == 1 and "training diverged at step" in done.stderr and "Traceback" not in done.stderr
+    assert read_info(out).step >= 1  # what was saved before is still there and loads
+    load_policy(find_checkpoint(out))
+
+
+def test_non_finite_weights_are_a_corrupt_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "nan"
+    shutil.copytree(find_checkpoint(tiny_run), bad)
+    state = load_file(str(bad / "model.safetensors"))
+    first = next(iter(state))
+    state[first] = torch.full_like(state[first], float("nan"))
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="non-finite weights"):
+        load_policy(bad)

@@ -105,6 +105,9 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointI
         state = load_file(str(weights), device=device)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights} is corrupt: {err}") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise CheckpointError(f"{weights} holds non-finite weights ({', '.join(bad[:3])}): a diverged run")
     model = S2Policy(info.model)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]

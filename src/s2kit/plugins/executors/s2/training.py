@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from s2kit.core.checkpoints import find_checkpoint
 from s2kit.core.config import validate_model
-from s2kit.core.errors import ConfigError
+from s2kit.core.errors import ConfigError, S2kitError
 from s2kit.plugins._sentence import sentence_encoder
 from s2kit.plugins.executors.s2.checkpoint import (
     TRAINING,
@@ -53,7 +53,11 @@ from s2kit.plugins.executors.s2.modeling import (
     rho_schedule,
 )
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "TrainingError", "train"]
+
+
+class TrainingError(S2kitError):
+    """Training cannot go on (the loss became non-finite)."""
 
 
 class TrainConfig(BaseModel):
@@ -246,6 +250,8 @@ def train(
             sampler_states = gathered
         if rank != 0:
             return out
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise TrainingError(f"training diverged by step {step}: non-finite weights, not saved; the earlier checkpoints in {out / 'checkpoints'} are intact")
         training = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "sampler": sampler_states, "torch_rng": torch.get_rng_state()}  # fmt: skip
         return save_checkpoint(out / "checkpoints" / f"step_{step:07d}", model, info.model_copy(update={"step": step}), training)
@@ -261,6 +267,11 @@ def train(
                 group["lr"] = config.lr * _lr_factor(step, config)
             batch = sampler(per_rank)
             losses = ddp(batch, rho)  # S2Policy.forward is its loss, so DDP's hooks see the pass
+            if not torch.isfinite(losses["loss"]):
+                raise TrainingError(
+                    f"training diverged at step {step + 1}: the loss is {float(losses['loss'])}; "
+                    f"the checkpoints in {out / 'checkpoints'} are intact (try a lower --set lr=...)"
+                )
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -273,7 +284,7 @@ def train(
                     progress(done_step, values)
                 if done_step % config.log_every == 0 or done_step == config.steps:
                     rate = seen / (time.perf_counter() - t_start)
-                    metrics.write(json.dumps({"step": done_step, "rho": rho, "lr": optimizer.param_groups[0]["lr"], "samples_per_s": rate, **values}) + "\n")  # type: ignore[union-attr]
+                    metrics.write(json.dumps({"step": done_step, **({"rho": rho} if model_config.budget else {}), "lr": optimizer.param_groups[0]["lr"], "samples_per_s": rate, **values}) + "\n")  # type: ignore[union-attr]
                     metrics.flush()  # type: ignore[union-attr]
                 if val_batches and (done_step % config.val_every == 0 or done_step == config.steps):
                     val = validate(model, val_batches, model_config.rho)
