@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from s2kit.core.errors import DataError
 
-__all__ = ["CONFIG", "CheckpointError", "checkpoint_executor", "find_checkpoint"]
+__all__ = ["CONFIG", "CheckpointError", "checkpoint_executor", "find_checkpoint", "read_config"]
 
 CONFIG = "config.json"
 _STEP = re.compile(r"^step_(\d+)$")
@@ -39,13 +40,18 @@ def find_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(f"{path} is neither a checkpoint (no {CONFIG}) nor a run with checkpoints/step_*/{CONFIG}")
 
 
-def checkpoint_executor(path: str | Path) -> str:
-    """The executor plugin named in a checkpoint's (or a run's newest checkpoint's) config.json."""
+def read_config(path: str | Path) -> tuple[Path, Any]:
+    """(the checkpoint folder, its config.json parsed) for a checkpoint or a run's newest one."""
     folder = find_checkpoint(path)
     try:
-        raw = json.loads((folder / CONFIG).read_text())
+        return folder, json.loads((folder / CONFIG).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{folder / CONFIG} is not readable JSON: {err}") from None
+
+
+def checkpoint_executor(path: str | Path) -> str:
+    """The executor plugin named in a checkpoint's (or a run's newest checkpoint's) config.json."""
+    folder, raw = read_config(path)
     name = raw.get("executor") if isinstance(raw, dict) else None
     if not isinstance(name, str) or not name:
         raise CheckpointError(f"{folder / CONFIG} does not name its executor")

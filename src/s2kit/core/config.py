@@ -229,6 +229,11 @@ def validate_model(model: type[BaseModel], data: Mapping[str, Any], where: str) 
         raise ConfigError(f"{where}: {describe_validation_error(err, model)}") from None
 
 
+def validate_overrides(model: type[BaseModel], overrides: Iterable[str], where: str) -> BaseModel:
+    """A config that is not a pipeline (training's, export's) from ``key=value`` overrides alone."""
+    return validate_model(model, apply_overrides({}, overrides, sections=None), where)
+
+
 def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> str:
     """The first problem of a validation error, as one readable clause.
 

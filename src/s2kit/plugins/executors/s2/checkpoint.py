@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from s2kit.core.checkpoints import CONFIG, CheckpointError, find_checkpoint
+from s2kit.core.checkpoints import CONFIG, CheckpointError, find_checkpoint, read_config
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
 __all__ = ["FORMAT", "WEIGHTS", "CheckpointError", "CheckpointInfo", "find_checkpoint", "load_policy", "read_info", "save_checkpoint"]
@@ -52,11 +52,7 @@ class CheckpointInfo(BaseModel):
 
 def read_info(path: str | Path) -> CheckpointInfo:
     """The checkpoint's config.json, checked."""
-    folder = find_checkpoint(path)
-    try:
-        raw = json.loads((folder / CONFIG).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{folder / CONFIG} is not readable JSON: {err}") from None
+    folder, raw = read_config(path)
     if isinstance(raw, dict) and raw.get("format", FORMAT) != FORMAT:
         raise CheckpointError(f"{folder / CONFIG} has format {raw.get('format')}; this s2kit reads format {FORMAT}")
     try:
@@ -96,8 +92,8 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointI
 
     from s2kit.plugins.executors.s2.modeling import S2Policy
 
-    info = read_info(path)
-    folder = find_checkpoint(path)
+    folder = find_checkpoint(path)  # a run is searched once
+    info = read_info(folder)
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS}")

@@ -17,7 +17,6 @@ labelled not done.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -39,7 +38,7 @@ from s2kit.plugins.executors.s2.modeling import (
     TEXT,
 )
 
-__all__ = ["EE_STATE", "FrameData", "Normalizer", "StateEncoder", "dataset_summary", "load_frames", "square_frames"]
+__all__ = ["EE_STATE", "FrameData", "Normalizer", "StateEncoder", "load_frames", "square_frames"]
 
 #: The state entries every s2kit arm shares (the hand pose in the base frame
 #: and the gripper opening): a policy reading only these runs on either robot.
@@ -143,6 +142,7 @@ class FrameData:
     state_names: list[str]
     action_names: list[str]
     fps: float
+    datasets: list[dict[str, object]]  # what each dataset is (for a run's record): path, robot, episodes, frames
 
     def __len__(self) -> int:
         return len(self.images)
@@ -162,7 +162,7 @@ class FrameData:
         new_end = torch.cumsum(torch.bincount(new_episode, minlength=len(episodes)), 0)[new_episode]
         return FrameData(
             self.images[keep], self.state[keep], self.actions[keep], new_episode, new_end,
-            self.text[keep], self.stale[keep], self.strings, self.state_names, self.action_names, self.fps,
+            self.text[keep], self.stale[keep], self.strings, self.state_names, self.action_names, self.fps, self.datasets,
         )  # fmt: skip
 
     def batch(
@@ -215,7 +215,6 @@ def load_frames(
     image_size: int,
     state: Sequence[str] | None,
     done_window: int,
-    progress: object | None = None,
 ) -> FrameData:
     """Read every episode of every dataset into memory, checking that they agree.
 
@@ -276,8 +275,6 @@ def load_frames(
             episodes.append(np.full(length, n_ep, dtype=np.int64))
             ends.append(np.full(length, total + length, dtype=np.int64))
             total += length
-            if progress is not None:
-                progress(1)  # type: ignore[operator]
     if not images:
         raise DataError(f"no frames in {', '.join(map(str, roots))}")
     assert action_names is not None and state_names is not None and fps is not None
@@ -286,13 +283,5 @@ def load_frames(
         torch.from_numpy(np.concatenate(episodes)), torch.from_numpy(np.concatenate(ends)),
         torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)),
         list(strings), state_names, action_names, fps,
+        [{"path": str(root), "robot_type": r.info.get("robot_type"), "episodes": r.num_episodes, "frames": r.num_frames} for root, r in zip(roots, readers, strict=True)],
     )  # fmt: skip
-
-
-def dataset_summary(roots: Sequence[str | Path]) -> list[dict[str, object]]:
-    """What each dataset is (for the run's record): path, robot, episodes, frames."""
-    out = []
-    for root in roots:
-        info = json.loads((Path(root) / "meta" / "info.json").read_text())
-        out.append({"path": str(root), "robot_type": info.get("robot_type"), "episodes": info.get("total_episodes"), "frames": info.get("total_frames")})
-    return out

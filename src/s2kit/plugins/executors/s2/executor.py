@@ -103,21 +103,21 @@ class S2Executor(Executor):
         progress: Callable[[int, int, dict[str, float]], None] | None = None,
         log: Callable[[str], None] = print,
     ) -> Path:
-        from s2kit.core.config import apply_overrides, validate_model
+        from s2kit.core.config import validate_overrides
         from s2kit.plugins.executors.s2.training import TrainConfig, train
 
-        config: TrainConfig = validate_model(TrainConfig, apply_overrides({}, overrides, sections=None), f"train {cls.name}")  # type: ignore[assignment]
+        config: TrainConfig = validate_overrides(TrainConfig, overrides, f"train {cls.name}")  # type: ignore[assignment]
         report = None if progress is None else (lambda step, losses: progress(step, config.steps, losses))
         return train(cls.name, data, out, config, resume=resume, progress=report, log=log)
 
     @classmethod
     def export(cls, checkpoint: Path, out: Path, *, format: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
-        from s2kit.core.config import apply_overrides, validate_model
+        from s2kit.core.config import validate_overrides
         from s2kit.plugins.executors.s2.export import FORMATS, ExportConfig, export_onnx
 
         if format not in FORMATS:
             raise ConfigError(f"export {cls.name}: unknown format {format!r} (known: {', '.join(FORMATS)})")
-        config: ExportConfig = validate_model(ExportConfig, apply_overrides({}, overrides, sections=None), f"export {cls.name}")  # type: ignore[assignment]
+        config: ExportConfig = validate_overrides(ExportConfig, overrides, f"export {cls.name}")  # type: ignore[assignment]
         return export_onnx(checkpoint, out, **config.model_dump())
 
     @classmethod

@@ -159,7 +159,7 @@ class S2Policy(nn.Module):
         state = self.state_proj(batch[STATE])[:, None]  # (batch, 1, dim)
         extras: dict[str, Tensor] = {}
         bias = None
-        xy = self.patch_xy.expand(B, C, c.patches, 2)
+        xy = self.patch_xy.expand(B, C, c.patches, 2)  # patch centres, for the keypoints
         if c.budget:
             context = text.mean(1)[:, None, None].expand(B, C, c.patches, c.dim)
             logits = self.scorer(torch.cat([patches, context], dim=-1)).squeeze(-1)  # (batch, cameras, patches)
@@ -176,7 +176,8 @@ class S2Policy(nn.Module):
                 ranking = logits + c.gate_noise * (u.log() - (-u).log1p())
             index = ranking.topk(k, dim=-1).indices.sort(dim=-1).values  # (batch, cameras, k)
             patches = patches.gather(2, index[..., None].expand(B, C, k, c.dim))  # (batch, cameras, k, dim)
-            xy = xy.gather(2, index[..., None].expand(B, C, k, 2))  # (batch, cameras, k, 2)
+            if c.keypoints:
+                xy = xy.gather(2, index[..., None].expand(B, C, k, 2))  # (batch, cameras, k, 2)
             kept_logits = logits.gather(2, index)  # (batch, cameras, k)
             threshold = kept_logits.min(dim=-1, keepdim=True).values.detach()
             log_gates = F.logsigmoid((kept_logits - threshold) / c.gate_temperature + 1.0)  # the weakest kept: sigmoid(1)

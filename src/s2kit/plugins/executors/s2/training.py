@@ -41,7 +41,6 @@ from s2kit.plugins.executors.s2.data import (
     EE_STATE,
     FrameData,
     Normalizer,
-    dataset_summary,
     load_frames,
 )
 from s2kit.plugins.executors.s2.modeling import (
@@ -228,7 +227,7 @@ def train(
     info = CheckpointInfo(
         executor=executor, variant="baseline" if executor == "baseline" else config.variant, model=model_config,
         normalization=norm.to_dict(), state_names=frames.state_names, action_names=frames.action_names,
-        control_hz=frames.fps, datasets=dataset_summary(data), train=config.model_dump(),
+        control_hz=frames.fps, datasets=frames.datasets, train=config.model_dump(),
     )  # fmt: skip
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
