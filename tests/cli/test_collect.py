@@ -82,3 +82,45 @@ def test_killing_collect_keeps_every_completed_episode(tmp_path: Path) -> None:
     for i in range(reader.num_episodes):
         episode = reader.episode(i)
         assert len(episode["action"]) == len(episode["observation.images.head"]) > 0
+
+
+def test_collect_with_noise_records_the_experts_corrections_from_perturbed_states(tmp_path: Path) -> None:
+    """DART: the robot executes noisy commands, the dataset keeps the expert's clean ones."""
+    expert = ["--seed", "5", "--episodes", "1", "--set", "executor.horizon=1", "--json"]
+    runs = {}
+    for name, noise in (("clean", "0"), ("noisy", "0.01"), ("again", "0.01")):
+        result = collect("--robot", "hsr", "--out", str(tmp_path / name), "--noise", noise, *expert)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["saved"] == 1  # the expert still solves the task
+        runs[name] = LeRobotDatasetReader(tmp_path / name).episode(0)
+    clean, noisy = runs["clean"], runs["noisy"]
+    # the perturbed robot went elsewhere, so the expert chose other commands ...
+    n = min(len(clean["action"]), len(noisy["action"]))
+    assert not np.allclose(clean["observation.state"][:n], noisy["observation.state"][:n], atol=1e-3)
+    # ... but the labels are its clean commands: never faster than its speed (4 cm per step),
+    # which the executed noisy commands exceed
+    assert np.linalg.norm(noisy["action"][:, :3], axis=1).max() <= 0.04 + 1e-5
+    # and the same seeds give the same episode
+    np.testing.assert_array_equal(noisy["action"], runs["again"]["action"])
+    np.testing.assert_array_equal(noisy["observation.state"], runs["again"]["observation.state"])
+
+
+def test_perturbed_commands_stay_within_the_action_space() -> None:
+    from s2kit.core.data.collect import PerturbedRobot
+    from s2kit.core.types import ee_delta_space
+
+    space = ee_delta_space(max_translation=0.05, max_rotation=0.25)
+    sent: list[np.ndarray] = []
+
+    class Recording:
+        def apply(self, action: np.ndarray, space: str) -> None:
+            sent.append(action)
+
+    robot = PerturbedRobot(Recording(), space, std=0.02)  # type: ignore[arg-type]
+    for _ in range(200):
+        robot.apply(np.array([0.05, -0.05, 0.0, 0.1, 0.0, 0.0, 1.0], dtype=np.float32), "ee_delta")
+    actions = np.stack(sent)
+    assert (actions >= np.asarray(space.low) - 1e-7).all() and (actions <= np.asarray(space.high) + 1e-7).all()
+    assert (actions[:, 0] == np.float32(0.05)).sum() > 50  # pushed past the bound: clamped
+    assert len(np.unique(actions[:, 2])) > 150  # translation perturbed ...
+    assert (actions[:, 3:] == np.array([0.1, 0.0, 0.0, 1.0], dtype=np.float32)).all()  # ... rotation and gripper not

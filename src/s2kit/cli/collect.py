@@ -20,7 +20,7 @@ from s2kit.cli._common import (
 from s2kit.cli._tables import results_table
 from s2kit.cli.run import run_with_progress
 from s2kit.core.config import compose_pipeline
-from s2kit.core.data.collect import LeRobotRecorder
+from s2kit.core.data.collect import LeRobotRecorder, PerturbedRobot
 from s2kit.core.errors import DataError
 from s2kit.core.metrics import summarize
 from s2kit.core.registry import get_registry
@@ -37,6 +37,10 @@ def collect(
     planner: Annotated[str, typer.Option(help="Planner writing the guidance annotations.")] = "oracle",
     executor: Annotated[str, typer.Option(help="Executor producing the actions.")] = "scripted",
     keep: Annotated[Literal["success", "all"], typer.Option(help="Keep only successful episodes, or all.")] = "success",
+    noise: Annotated[
+        float,
+        typer.Option(min=0.0, help="DART: std (metres per step) of noise added to the executed translation; the dataset keeps the clean command."),
+    ] = 0.0,
     set_: SetOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -48,6 +52,8 @@ def collect(
         overrides=[f"robot.suite={suite}", *(set_ or [])],
     )
     runtime = build_runtime(config, get_registry())
+    if noise:
+        runtime.robot = PerturbedRobot(runtime.robot, runtime.space, noise)  # type: ignore[assignment]
     try:
         recorder = LeRobotRecorder(out, runtime.spec, runtime.space.name, keep=keep)
     except BaseException:

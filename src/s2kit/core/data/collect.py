@@ -27,10 +27,10 @@ from typing import Literal
 import numpy as np
 
 from s2kit.core.data.lerobot import LeRobotWriter
-from s2kit.core.interfaces import Subscriber
-from s2kit.core.types import EpisodeInfo, EpisodeResult, RobotSpec, Step
+from s2kit.core.interfaces import Robot, Subscriber
+from s2kit.core.types import ActionSpace, EpisodeInfo, EpisodeResult, Observation, RobotSpec, Step
 
-__all__ = ["ANNOTATIONS", "LeRobotRecorder", "dataset_features"]
+__all__ = ["ANNOTATIONS", "LeRobotRecorder", "PerturbedRobot", "dataset_features"]
 
 #: S2's per-frame guidance features, as `collect` and `relabel` write them.
 ANNOTATIONS: dict[str, dict] = {
@@ -113,3 +113,37 @@ class LeRobotRecorder(Subscriber):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class PerturbedRobot:
+    """A robot that executes each command plus Gaussian noise: DART-style data collection.
+
+    A demonstrator that always moves on its ideal path never shows a learner how to
+    recover from the small errors the learner will make (Laskey et al., DART, 2017).
+    Wrapped around the robot during ``s2kit collect --noise``, the robot executes
+    each command with noise of standard deviation ``std`` added to the
+    dimensions named in ``dims`` (then clamped to the action space's bounds, so
+    the robot still never gets a command out of range), while the runtime, and
+    so the dataset, records the clean command the expert chose. The expert
+    then acts from the perturbed states, and its labels are the corrections.
+    Everything else is the wrapped robot's.
+    """
+
+    def __init__(self, robot: Robot, space: ActionSpace, std: float, dims: tuple[str, ...] = ("dx", "dy", "dz")) -> None:
+        if std < 0:
+            raise ValueError(f"noise std must be >= 0, got {std}")
+        self._robot = robot
+        self._scale = np.array([std if n in dims else 0.0 for n in space.names])
+        self._low, self._high = np.asarray(space.low), np.asarray(space.high)
+        self._rng = np.random.default_rng(0)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._robot, name)
+
+    def reset(self, *, seed: int | None = None) -> Observation:
+        self._rng = np.random.default_rng(None if seed is None else [seed, 0x0DA27])
+        return self._robot.reset(seed=seed)
+
+    def apply(self, action: np.ndarray, space: str) -> None:
+        noisy = action + self._scale * self._rng.standard_normal(len(self._scale))
+        self._robot.apply(np.clip(noisy, self._low, self._high).astype(np.float32), space)

@@ -82,3 +82,12 @@ def test_it_learns_to_reach_the_square_the_guidance_names(head: str, steps: int)
         actions, _, _ = model.sample(test)
     error = ((actions - test[ACTIONS]) ** 2).mean() / test[ACTIONS].var()
     assert error < 0.1, f"mean squared error is {error:.2f} of the variance"
+
+
+def test_both_stems_give_the_patch_grid() -> None:
+    for stem in ("patch", "conv"):
+        model = S2Policy(ModelConfig(stem=stem, **SMALL)).eval()
+        with torch.inference_mode():
+            memory, _, extras = model.encode(toy_batch(2), 1.0)
+        assert extras["keep_logits"].shape == (2, 1, 16)  # 32 px / 8 px patches: 4x4 per camera
+        assert torch.isfinite(memory).all()

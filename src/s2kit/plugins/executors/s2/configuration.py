@@ -48,7 +48,11 @@ class ModelConfig(BaseModel):
     gate_noise: float = Field(1.0, ge=0.0, description="Scale of the logistic noise on the patch ranking in training.")
     budget_weight: float = Field(0.1, ge=0.0, description="Weight of (mean sigmoid(keep logit) - rho)^2, which calibrates the logits.")
     # network
-    patch_size: int = Field(12, description="Pixels per patch side (a two-conv stem, stride 4 then patch/4): 96 px -> 8x8 patches.")
+    patch_size: int = Field(12, description="Pixels per patch side (the stem's total stride): 96 px -> 8x8 patches.")
+    stem: Literal["patch", "conv"] = Field(
+        "patch", description="patch: two convolutions (stride 4, then patch/4); conv: a small CNN (3x3 convolutions, stride 2, 2, then patch/4)."
+    )
+    stem_width: int = Field(32, ge=4, description="Channels of the conv stem's first layer (the second has twice as many).")
     dim: int = Field(128, ge=16)
     heads: int = Field(4, ge=1)
     encoder_layers: int = Field(3, ge=1)

@@ -2,7 +2,7 @@
 
 Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action size):
 
-1. A two-conv stem turns each camera's image into N = (S / patch)^2 patch
+1. A stem (two convolutions, or a small CNN) turns each camera's image into N = (S / patch)^2 patch
    tokens, plus a learned position and a camera embedding.
 2. The guidance (goal, trajectory, current subtask: frozen MiniLM sentence
    embeddings, or the goal alone for the baseline) becomes one token each;
@@ -107,6 +107,19 @@ def time_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def _stem(c: ModelConfig) -> nn.Module:
+    """Image (3, S, S) to patch features (dim, S/patch, S/patch); the total stride is ``patch_size``."""
+    D, last = c.dim, c.patch_size // 4
+    if c.stem == "patch":
+        return nn.Sequential(nn.Conv2d(3, D // 2, kernel_size=4, stride=4), nn.GELU(), nn.Conv2d(D // 2, D, kernel_size=last, stride=last))
+    w = c.stem_width
+    return nn.Sequential(
+        nn.Conv2d(3, w, kernel_size=3, stride=2, padding=1), nn.GroupNorm(8, w), nn.GELU(),
+        nn.Conv2d(w, 2 * w, kernel_size=3, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.GELU(),
+        nn.Conv2d(2 * w, D, kernel_size=last, stride=last),
+    )  # fmt: skip
+
+
 class S2Policy(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -114,9 +127,7 @@ class S2Policy(nn.Module):
             raise ValueError(f"image_size {config.image_size} must be a multiple of patch_size {config.patch_size}, itself a multiple of 4")
         self.config = c = config
         D = c.dim
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, D // 2, kernel_size=4, stride=4), nn.GELU(), nn.Conv2d(D // 2, D, kernel_size=c.patch_size // 4, stride=c.patch_size // 4)
-        )  # fmt: skip
+        self.stem = _stem(c)
         # fixed 2-D sine-cosine positions (as MAE's): where a patch is must be plain from the start,
         # since the action is mostly about where things are; a learned part refines them
         self.register_buffer("patch_sincos", sincos_2d(c.grid, D)[None, None], persistent=False)
