@@ -113,3 +113,22 @@ def test_runtime_errors_name_the_key_and_value(override: str, message: str) -> N
         compose_pipeline(overrides=[override])
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_misspelled_nested_key_names_the_keys_of_its_own_model() -> None:
+    from pydantic import Field
+
+    from s2kit.core.config import PluginConfig, validate_model
+
+    class Inner(PluginConfig):
+        topic: str = Field("a", description="A topic.")
+        rate: float = Field(1.0, description="A rate.")
+
+    class Outer(PluginConfig):
+        name: str = Field("x", description="A name.")
+        inner: Inner = Field(default_factory=Inner, description="Nested.")
+
+    with pytest.raises(ConfigError, match=r"unknown option 'inner.topik' \(allowed: topic, rate\)$"):
+        validate_model(Outer, {"inner": {"topik": "b"}}, "robot 'r'")
+    with pytest.raises(ConfigError, match=r"unknown option 'nme' \(allowed: name, inner\)$"):
+        validate_model(Outer, {"nme": "b"}, "robot 'r'")

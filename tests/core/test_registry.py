@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from s2kit.core.errors import ConfigError, PluginConflictError, PluginError, UnknownPluginError
+from s2kit.core.errors import (
+    ConfigError,
+    PluginConflictError,
+    PluginError,
+    UnknownPluginError,
+)
 from s2kit.core.registry import load_registry
 
 GOOD = """
@@ -143,3 +148,47 @@ def test_create_validates_options_and_reports_start_failures(registry) -> None:
         registry.create("robot", {"name": "hsrr"})
     with pytest.raises(UnknownPluginError, match="unknown plugin kind 'robots'"):
         registry.names("robots")
+
+
+def test_create_builds_what_the_class_returns_for_its_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Registry.create`` calls ``cls.create(config)``: a robot plugin returns its ROS driver for a ROS backend."""
+    make_module(
+        tmp_path,
+        "twofaced",
+        """
+from s2kit import hookimpl
+from s2kit.core.config import PluginConfig
+from s2kit.core.interfaces import Planner
+
+
+class Config(PluginConfig):
+    real: bool = False
+
+
+class Fake(Planner):
+    name = "twofaced"
+    Config = Config
+
+    def plan(self, instruction, observation, **kwargs):
+        raise NotImplementedError
+
+
+class Real(Fake):
+    pass
+
+
+class Chooser(Fake):
+    @classmethod
+    def create(cls, config):
+        return Real(config) if config.real else cls(config)
+
+
+@hookimpl
+def s2kit_planners():
+    return [Chooser]
+""",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = load_registry(entry_points=[], modules=["twofaced"], env={})
+    assert type(registry.create("planner", {"name": "twofaced"})).__name__ == "Chooser"
+    assert type(registry.create("planner", {"name": "twofaced", "real": True})).__name__ == "Real"

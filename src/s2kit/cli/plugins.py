@@ -7,6 +7,7 @@ import typing
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from rich.table import Table
@@ -108,18 +109,23 @@ def _default(field: FieldInfo) -> Any:
     return field.default
 
 
-def config_options(model: type) -> list[dict[str, Any]]:
-    """The options of a config model: name, type, default, help."""
-    return [
-        {
-            "option": name,
-            "type": _type_name(field.annotation),
-            "default": _default(field),
-            "required": field.is_required(),
-            "help": field.description or "",
-        }
-        for name, field in model.model_fields.items()
-    ]
+def config_options(model: type, prefix: str = "") -> list[dict[str, Any]]:
+    """The options of a config model: name, type, default, help; a nested model's as ``outer.inner`` rows."""
+    rows = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            rows += config_options(field.annotation, f"{prefix}{name}.")  # what --set spells: ros.topics.arm
+            continue
+        rows.append(
+            {
+                "option": f"{prefix}{name}",
+                "type": _type_name(field.annotation),
+                "default": _default(field),
+                "required": field.is_required(),
+                "help": field.description or "",
+            }
+        )
+    return rows
 
 
 @app.command("show")

@@ -244,7 +244,7 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> s
     loc = ".".join(str(p) for p in first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
-        allowed = ", ".join(model.model_fields) or "none"
+        allowed = ", ".join(_nested_model(model, first["loc"][:-1]).model_fields) or "none"
         return f"unknown option {loc!r} (allowed: {allowed})"
     if kind == "missing":
         return f"option {loc!r} is required"
@@ -254,6 +254,17 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> s
     if loc:
         return f"option {loc!r} = {shown}: {message}"
     return message
+
+
+def _nested_model(model: type[BaseModel], path: Iterable[Any]) -> type[BaseModel]:
+    """The model a nested key path leads to (``ros.topics`` -> the topics model), as far as it goes."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return model
 
 
 def validate_pipeline(data: Mapping[str, Any]) -> PipelineConfig:

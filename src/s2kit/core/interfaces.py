@@ -1,10 +1,11 @@
 """The four roles a plugin can fill, and the subscriber interface.
 
 A component class names itself (``name``), declares its options (``Config``,
-a `PluginConfig` subclass) and is built as ``cls(config)``. Keep the module
-that defines it light: import torch, mujoco or a ROS client inside methods,
-so that listing plugins and ``import s2kit.core`` stay fast (a robot-side
-process need not load a model stack).
+a `PluginConfig` subclass) and is built by ``cls.create(config)``, by
+default ``cls(config)``. Keep the module that defines it light: import
+torch, mujoco or a ROS client inside methods, so that listing plugins and
+``import s2kit.core`` stay fast (a robot-side process need not load a model
+stack).
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ class Component:
         elif not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} expects a {self.Config.__name__}, got {type(config).__name__}")
         self.config = config
+
+    @classmethod
+    def create(cls, config: PluginConfig) -> Component:
+        """Build the component for a validated ``config`` (what the registry calls).
+
+        The default is ``cls(config)``. A class may return another
+        implementation the config asks for: a robot plugin returns its ROS
+        driver when ``config.backend`` names a middleware.
+        """
+        return cls(config)
 
     @classmethod
     def details(cls) -> dict[str, Any]:

@@ -19,12 +19,12 @@ Environment:
 from __future__ import annotations
 
 import importlib
-import importlib.metadata as metadata
 import logging
 import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from types import ModuleType
 from typing import Any
 
@@ -32,7 +32,12 @@ import pluggy
 
 from s2kit.core import hookspecs
 from s2kit.core.config import PluginConfig, validate_model
-from s2kit.core.errors import PluginConflictError, PluginError, S2kitError, UnknownPluginError
+from s2kit.core.errors import (
+    PluginConflictError,
+    PluginError,
+    S2kitError,
+    UnknownPluginError,
+)
 from s2kit.core.interfaces import KINDS, Component, Executor, Planner, Robot, Skill
 
 __all__ = [
@@ -208,7 +213,7 @@ class Registry:
         config = self.config(kind, name, options)
         cls = self.get(kind, name).cls
         try:
-            return cls(config)
+            return cls.create(config)
         except S2kitError:
             raise
         except Exception as err:

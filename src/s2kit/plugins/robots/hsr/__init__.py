@@ -10,14 +10,27 @@ pan/tilt head with the RGB camera (role ``head``); the hand camera has role
 ``ee_delta`` moves the hand by IK over the base and the arm (whole-body, as
 HSR's own planner does; the base is weighted down so the arm does most of
 the work).
+
+``backend: ros1`` or ``ros2`` drives the real HSR (or ``s2kit bridge``) on
+Toyota's topics: joint_states, the head RGB-D camera's
+``head_rgbd_sensor/rgb/image_rect_color`` and ``hand_camera/image_raw``, the
+arm, head and gripper trajectory controllers, and ``command_velocity`` for
+the omni base; under ``/hsrb/`` on ROS 1, at the root on ROS 2. The base
+pose (the virtual joints odom_x, odom_y, odom_t of HSR's whole-body
+controller) comes from ``odom`` (nav_msgs/Odometry), since the real robot's
+joint_states do not carry it.
 """
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from s2kit import hookimpl
+from s2kit.core.config import PluginConfig
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import JointSpec
-from s2kit.plugins.robots.sim.base import BASE_JOINTS, Embodiment, SimRobot
+from s2kit.plugins.robots.ros import CommandGroup, RosLayout, RosSettings, topic_name
+from s2kit.plugins.robots.sim.base import BASE_JOINTS, Embodiment, SimConfig, SimRobot
 from s2kit.plugins.robots.sim.world import hand_xml, planar_base_xml
 
 JOINTS = (
@@ -132,11 +145,58 @@ HSR = Embodiment(
 )
 
 
+class HSRTopics(PluginConfig):
+    """HSR's topics: relative names are under ``namespace``, absolute ones (``/...``) used as they are."""
+
+    namespace: str | None = Field(None, description="None: /hsrb on ROS 1, the root on ROS 2.")
+    joint_states: str = Field("joint_states", description="sensor_msgs/JointState: arm, head and gripper joints.")
+    head_camera: str = Field("head_rgbd_sensor/rgb/image_rect_color", description="sensor_msgs/Image, camera role 'head'.")
+    hand_camera: str = Field("hand_camera/image_raw", description="sensor_msgs/Image, camera role 'wrist'.")
+    arm: str = Field("arm_trajectory_controller/command", description="trajectory_msgs/JointTrajectory: arm_lift, arm_flex, arm_roll, wrist_flex, wrist_roll.")
+    head: str = Field("head_trajectory_controller/command", description="trajectory_msgs/JointTrajectory: head_pan, head_tilt.")
+    gripper: str = Field("gripper_controller/command", description="trajectory_msgs/JointTrajectory: hand_motor_joint.")
+    base: str = Field("command_velocity", description="geometry_msgs/Twist for the omni base.")
+    odometry: str | None = Field("odom", description="nav_msgs/Odometry: the base pose (odom_x, odom_y, odom_t); None: from joint_states.")
+
+
+class HSRRosSettings(RosSettings):
+    """How to reach the HSR over ROS."""
+
+    topics: HSRTopics = Field(default_factory=HSRTopics, description="Topic names (sites differ).")
+
+
+class HSRConfig(SimConfig):
+    """HSR: the simulator, or the real robot over ROS 1 / ROS 2 (settings in 'ros')."""
+
+    ros: HSRRosSettings = Field(default_factory=HSRRosSettings, description="ROS connection, topics and safety limits.")
+
+
+ARM_JOINTS = ("arm_lift_joint", "arm_flex_joint", "arm_roll_joint", "wrist_flex_joint", "wrist_roll_joint")
+
+
 class HSRRobot(SimRobot):
     """Toyota HSR-B: omni base, 5-DoF arm with lift, parallel gripper, head and hand cameras."""
 
     name = "hsr"
     embodiment = HSR
+    Config = HSRConfig
+    backends = ("sim", "ros1", "ros2")
+
+    @classmethod
+    def ros_layout(cls, config: SimConfig, middleware: str) -> RosLayout:
+        t: HSRTopics = config.ros.topics  # type: ignore[attr-defined]
+        ns = t.namespace if t.namespace is not None else ("/hsrb" if middleware == "ros1" else "")
+        return RosLayout(
+            joint_states=topic_name(t.joint_states, ns),
+            cameras={"head": topic_name(t.head_camera, ns), "wrist": topic_name(t.hand_camera, ns)},
+            commands=(
+                CommandGroup("arm", topic_name(t.arm, ns), "trajectory", ARM_JOINTS),
+                CommandGroup("head", topic_name(t.head, ns), "trajectory", ("head_pan_joint", "head_tilt_joint")),
+                CommandGroup("gripper", topic_name(t.gripper, ns), "trajectory", ("hand_motor_joint",)),
+                CommandGroup("base", topic_name(t.base, ns), "twist", ("odom_x", "odom_y", "odom_t")),
+            ),
+            odometry=topic_name(t.odometry, ns) if t.odometry else None,
+        )
 
 
 @hookimpl

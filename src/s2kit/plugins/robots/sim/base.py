@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
 from s2kit.core.config import PluginConfig
-from s2kit.core.errors import EpisodeAborted, RobotError
+from s2kit.core.errors import ConfigError, EpisodeAborted, RobotError
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import (
     EE_DELTA,
@@ -37,10 +37,30 @@ from s2kit.core.types import (
     RobotStatus,
     ee_delta_space,
 )
-from s2kit.plugins.robots.sim.tasks import Progress, Scene, Task, WorldState, load_suite, sample_episode
-from s2kit.plugins.robots.sim.world import scene_xml
+from s2kit.plugins.robots.sim.tasks import (
+    Progress,
+    Task,
+    WorldState,
+    load_suite,
+    sample_episode,
+)
+from s2kit.plugins.robots.sim.world import Scene, scene_xml
 
-__all__ = ["BASE_JOINTS", "JOINT_POS", "Embodiment", "SimConfig", "SimRobot", "SimState"]
+if TYPE_CHECKING:
+    from s2kit.plugins.robots.ros import RosLayout
+
+__all__ = [
+    "BASE_JOINTS",
+    "DEFAULT_JOINT_STEP",
+    "EE_STATE",
+    "JOINT_POS",
+    "Embodiment",
+    "Kinematics",
+    "SimConfig",
+    "SimRobot",
+    "SimState",
+    "robot_spec",
+]
 
 JOINT_POS = "joint_pos"
 EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
@@ -51,6 +71,8 @@ BASE_JOINTS = (
     JointSpec(name="odom_t", lower=-3.14, upper=3.14),
 )
 _MAX_LEAD = 0.035  # metres the commanded hand position may run ahead of the hand
+#: The largest change of a joint target per control step, where the embodiment names none (rad or m).
+DEFAULT_JOINT_STEP = 0.15
 
 
 @dataclass(frozen=True)
@@ -84,10 +106,18 @@ class Embodiment:
 
 
 class SimConfig(PluginConfig):
-    """Simulated robot: backend, task suite, cameras, rate."""
+    """Simulated robot: backend, task suite, cameras, rate.
+
+    A robot with a ROS driver subclasses this with ``ros`` (its
+    `RosSettings`, topics included); ``backend`` then picks the simulator or
+    the real robot over ``ros1`` / ``ros2``, with the same spec either way
+    (cameras at ``image_height`` x ``image_width``, ``control_hz``).
+    """
 
     # which robot
-    backend: Literal["sim"] = Field("sim", description="sim: MuJoCo (real-robot backends come with the ROS drivers).")
+    backend: Literal["sim", "ros1", "ros2"] = Field(
+        "sim", description="sim: MuJoCo; ros1 / ros2: the real robot (or `s2kit bridge`) over ROS, settings in 'ros'."
+    )
     arm: Literal["right", "left"] = Field("right", description="Active arm, for robots with two.")
     # tasks
     suite: str = Field("id", description="A built-in suite (id, distractor, appearance, semantic, paraphrase) or a YAML file.")
@@ -129,14 +159,229 @@ def _rpy_from_mat(m: np.ndarray) -> tuple[float, float, float]:
     return float(np.arctan2(m[2, 1], m[2, 2])), pitch, float(np.arctan2(m[1, 0], m[0, 0]))
 
 
+class Kinematics:
+    """The embodiment's kinematics on a MuJoCo model: the hand's pose, and ``ee_delta`` to joint targets by IK.
+
+    One implementation serves both places that need it: `SimRobot` runs it
+    on its live simulation, the ROS driver on a kinematic mirror of the real
+    robot whose joints it sets from the measured joint states. ``data`` is
+    the MjData whose kinematics are current (positions computed).
+
+    Deltas move a commanded pose (``target_pos``, ``target_quat``) rather
+    than the measured one, so every commanded centimetre is eventually
+    executed even though the arm lags within a step; the commanded pose
+    stays within ``_MAX_LEAD`` of the hand, so an unreachable command cannot
+    wind up. IK is damped least squares from the previous solution
+    (``q_des``), over the embodiment's IK joints.
+    """
+
+    def __init__(self, mj: Any, model: Any, embodiment: Embodiment, arm: str, iterations: int) -> None:
+        self._mj, self.model, self.iterations = mj, model, iterations
+        emb = self.embodiment = embodiment
+        self.qadr = {j.name: int(model.jnt_qposadr[mj.mj_name2id(model, mj.mjtObj.mjOBJ_JOINT, j.name)]) for j in emb.joints}
+        self.ik = emb.ik_joints(arm)
+        self._ik_qadr = [self.qadr[n] for n in self.ik]
+        self._ik_dof = [int(model.jnt_dofadr[mj.mj_name2id(model, mj.mjtObj.mjOBJ_JOINT, n)]) for n in self.ik]
+        limits = {j.name: (j.lower, j.upper) for j in emb.joints}
+        self._ik_low = np.array([limits[n][0] for n in self.ik])
+        self._ik_high = np.array([limits[n][1] for n in self.ik])
+        self._ik_w = np.array([emb.ik_weights.get(n, 1.0) for n in self.ik])
+        self._q_home = np.array([emb.home.get(n, 0.0) for n in self.ik])
+        w = emb.orientation_weight  # position first; orientation as far as the arm allows
+        self._task_w = np.array([1.0, 1.0, 1.0, w, w, w])
+        self.site = mj.mj_name2id(model, mj.mjtObj.mjOBJ_SITE, emb.grasp_site(arm))
+        self.base = mj.mj_name2id(model, mj.mjtObj.mjOBJ_BODY, emb.base_body)
+        self.gripper = emb.gripper_joint(arm)
+        self._scratch = mj.MjData(model)
+        self.target_pos = np.zeros(3)
+        self.target_quat = np.array([1.0, 0.0, 0.0, 0.0])
+        self.q_des = self._q_home.copy()
+
+    @classmethod
+    def mirror(cls, embodiment: Embodiment, arm: str, iterations: int) -> tuple[Kinematics, Any]:
+        """A kinematic mirror of the robot alone (no scene): its `Kinematics` and the MjData to set joints in."""
+        os.environ.setdefault("MUJOCO_GL", "osmesa")
+        import mujoco
+
+        xml = scene_xml(Scene(items=[]), embodiment.xml(), table_x=embodiment.table_x,
+                        table_height=embodiment.table_height, model_name=f"{embodiment.name}_mirror")  # fmt: skip
+        model = mujoco.MjModel.from_xml_string(xml)
+        data = mujoco.MjData(model)
+        kinematics = cls(mujoco, model, embodiment, arm, iterations)
+        for name, value in embodiment.home.items():
+            data.qpos[kinematics.qadr[name]] = value
+        mujoco.mj_kinematics(model, data)
+        return kinematics, data
+
+    def set_joints(self, data: Any, positions: dict[str, float]) -> None:
+        """Put measured joint positions into ``data`` and compute its kinematics (for a mirror)."""
+        for name, value in positions.items():
+            adr = self.qadr.get(name)
+            if adr is not None:
+                data.qpos[adr] = value
+        self._mj.mj_kinematics(self.model, data)
+
+    # --- the hand, as measured -----------------------------------------------------------------
+
+    def site_pos(self, data: Any) -> np.ndarray:
+        return data.site_xpos[self.site]
+
+    def site_quat(self, data: Any) -> np.ndarray:
+        q = np.empty(4)
+        self._mj.mju_mat2Quat(q, data.site_xmat[self.site])
+        return q
+
+    def base_rot(self, data: Any) -> np.ndarray:
+        return data.xmat[self.base].reshape(3, 3)
+
+    def ee_pose(self, data: Any) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """The grasp site's position and roll/pitch/yaw in the base frame (the state's ee entries)."""
+        base = self.base_rot(data)
+        ee = base.T @ (self.site_pos(data) - data.xpos[self.base])
+        return ee, _rpy_from_mat(base.T @ data.site_xmat[self.site].reshape(3, 3))
+
+    def gripper_opening(self, data: Any) -> float:
+        """The gripper joint as an opening in [0, 1] (0 closed)."""
+        lo, hi = self.embodiment.gripper_range
+        return float(np.clip((data.qpos[self.qadr[self.gripper]] - lo) / (hi - lo), 0.0, 1.0))
+
+    def gripper_target(self, opening: float) -> float:
+        """The gripper joint's position for an opening command in [0, 1]."""
+        lo, hi = self.embodiment.gripper_range
+        return lo + opening * (hi - lo)
+
+    def gripper_command(self, position: float) -> float:
+        """The opening command in [0, 1] that a gripper joint position target means."""
+        lo, hi = self.embodiment.gripper_range
+        return float((position - lo) / (hi - lo))
+
+    # --- commanding ---------------------------------------------------------------------------
+
+    def track(self, data: Any) -> None:
+        """Make the commanded pose the hand's current pose (after joint-space commands, a hold, a reset)."""
+        self.target_pos = self.site_pos(data).copy()
+        self.target_quat = self.site_quat(data).copy()
+
+    def start(self, data: Any) -> None:
+        """Start from the measured configuration: commanded pose and IK solution where the robot is."""
+        self.track(data)
+        self.q_des = np.array([data.qpos[a] for a in self._ik_qadr], dtype=np.float64)
+
+    def ee_delta(self, data: Any, action: np.ndarray) -> np.ndarray:
+        """Move the commanded pose by ``action[:6]`` (base frame) and solve IK; the IK joints' targets."""
+        base = self.base_rot(data)
+        target = self.target_pos + base @ np.asarray(action[:3], dtype=np.float64)
+        lead = target - self.site_pos(data)
+        norm = float(np.linalg.norm(lead))
+        if norm > _MAX_LEAD:
+            target = self.site_pos(data) + lead * (_MAX_LEAD / norm)
+        self.target_pos = target
+        dq = _quat_from_rpy(*(base @ np.asarray(action[3:6], dtype=np.float64)))
+        q = np.empty(4)
+        self._mj.mju_mulQuat(q, dq, self.target_quat)
+        self.target_quat = q / np.linalg.norm(q)
+        self.solve(data)
+        return self.q_des
+
+    def solve(self, data: Any) -> None:
+        """Damped least squares from ``q_des`` towards the commanded pose, other joints as in ``data``."""
+        mj, m, s = self._mj, self.model, self._scratch
+        s.qpos[:] = data.qpos
+        qadr = self._ik_qadr
+        q = self.q_des.copy()
+        jacp = np.zeros((3, m.nv))
+        jacr = np.zeros((3, m.nv))
+        err = np.zeros(6)
+        lam2 = 1e-3
+        for _ in range(self.iterations):
+            s.qpos[qadr] = q
+            mj.mj_kinematics(m, s)
+            mj.mj_comPos(m, s)
+            err[:3] = self.target_pos - s.site_xpos[self.site]
+            cur = np.empty(4)
+            mj.mju_mat2Quat(cur, s.site_xmat[self.site])
+            local = np.empty(3)
+            mj.mju_subQuat(local, self.target_quat, cur)  # in the site's frame
+            err[3:] = s.site_xmat[self.site].reshape(3, 3) @ local
+            if np.linalg.norm(err[:3]) < 1e-4 and np.linalg.norm(err[3:]) < 1e-3:
+                break
+            mj.mj_jacSite(m, s, jacp, jacr, self.site)
+            full = np.vstack([jacp, jacr])[:, self._ik_dof]
+            weights = self._ik_w.copy()
+            # Joints at a limit and pushed further out are taken out of the
+            # solve, so the others do the work instead of the step being clipped away.
+            for _ in range(3):
+                jac = full * weights
+                inv = jac.T @ np.linalg.inv(jac @ jac.T + lam2 * np.eye(6))
+                # a gentle pull towards the home posture, in the null space of the task
+                posture = (np.eye(len(q)) - inv @ jac) @ (0.1 * (self._q_home - q))
+                dq = (inv @ (err * self._task_w) + posture) * weights
+                stuck = ((q <= self._ik_low + 1e-6) & (dq < 0)) | ((q >= self._ik_high - 1e-6) & (dq > 0))
+                if not stuck.any() or not (weights[stuck] > 0).any():
+                    break
+                weights[stuck] = 0.0
+            q = np.clip(q + dq, self._ik_low, self._ik_high)
+        self.q_des = q
+
+
+def robot_spec(emb: Embodiment, cfg: SimConfig, *, realtime: bool = False) -> RobotSpec:
+    """The spec of an embodiment under a config: the simulator's, and the ROS driver's (``realtime``)."""
+    names = tuple(j.name for j in emb.joints)
+    joint_space = ActionSpace(
+        name=JOINT_POS,
+        names=names,
+        low=tuple(j.lower for j in emb.joints),
+        high=tuple(j.upper for j in emb.joints),
+        max_step=tuple(emb.max_joint_step.get(n, DEFAULT_JOINT_STEP) for n in names),
+        absolute=True,
+    )
+    return RobotSpec(
+        name=emb.name,
+        joints=emb.joints,
+        cameras=tuple(CameraSpec(role=r, height=cfg.image_height, width=cfg.image_width) for r in emb.cameras(cfg.arm)),
+        state_names=(*names, *EE_STATE),
+        action_spaces=(ee_delta_space(max_translation=0.05, max_rotation=0.25), joint_space),
+        control_hz=cfg.control_hz,
+        realtime=realtime,
+    )
+
+
 class SimRobot(Robot):
-    """A MuJoCo robot at the shared table; subclasses name the embodiment."""
+    """A MuJoCo robot at the shared table; subclasses name the embodiment.
+
+    A subclass with a ROS driver lists its middlewares in ``backends`` and
+    says where its data lives on ROS (`ros_layout`); `create` then returns
+    the driver for a ROS backend.
+    """
 
     embodiment: ClassVar[Embodiment]
     Config = SimConfig
+    #: What ``backend`` may be for this robot.
+    backends: ClassVar[tuple[str, ...]] = ("sim",)
+
+    @classmethod
+    def create(cls, config: PluginConfig) -> Robot:
+        backend = getattr(config, "backend", "sim")
+        if backend == "sim":
+            return cls(config)  # type: ignore[arg-type]
+        if backend not in cls.backends:
+            raise ConfigError(f"robot {cls.name!r} has no {backend} backend (it has: {', '.join(cls.backends)})")
+        from s2kit.plugins.robots.ros.driver import driver_class
+
+        return driver_class(cls)(config)  # type: ignore[arg-type]
+
+    @classmethod
+    def ros_layout(cls, config: SimConfig, middleware: str) -> RosLayout:
+        """Where this robot's joint states, cameras and command topics are on ``middleware``."""
+        raise ConfigError(f"robot {cls.name!r} has no ROS driver")
 
     def __init__(self, config: SimConfig | None = None) -> None:
         super().__init__(config)
+        if self.config.backend != "sim":  # type: ignore[attr-defined]
+            raise ConfigError(
+                f"{self.name}: {type(self).__name__} is the simulator; build backend "
+                f"{self.config.backend!r} with {type(self).__name__}.create (the registry does)"  # type: ignore[attr-defined]
+            )
         os.environ.setdefault("MUJOCO_GL", "osmesa")  # off-screen on the CPU unless told otherwise
         import mujoco
 
@@ -145,35 +390,13 @@ class SimRobot(Robot):
         self.suite = load_suite(cfg.suite)
         emb = self.embodiment
         self._cams = emb.cameras(cfg.arm)
-        self._spec = self._make_spec()
+        self._spec = robot_spec(emb, cfg)
         self.model: Any = None
         self.data: Any = None
         self._renderer: Any = None
         self.reset(seed=0)
 
     # --- spec --------------------------------------------------------------------------------
-
-    def _make_spec(self) -> RobotSpec:
-        cfg: SimConfig = self.config  # type: ignore[assignment]
-        emb = self.embodiment
-        names = tuple(j.name for j in emb.joints)
-        joint_space = ActionSpace(
-            name=JOINT_POS,
-            names=names,
-            low=tuple(j.lower for j in emb.joints),
-            high=tuple(j.upper for j in emb.joints),
-            max_step=tuple(emb.max_joint_step.get(n, 0.15) for n in names),
-            absolute=True,
-        )
-        return RobotSpec(
-            name=emb.name,
-            joints=emb.joints,
-            cameras=tuple(CameraSpec(role=r, height=cfg.image_height, width=cfg.image_width) for r in self._cams),
-            state_names=(*names, *EE_STATE),
-            action_spaces=(ee_delta_space(max_translation=0.05, max_rotation=0.25), joint_space),
-            control_hz=cfg.control_hz,
-            realtime=False,
-        )
 
     @property
     def spec(self) -> RobotSpec:
@@ -183,7 +406,7 @@ class SimRobot(Robot):
     def details(cls) -> dict[str, Any]:
         from s2kit.plugins.robots.sim.tasks import builtin_suites
 
-        return {"suites": ", ".join(builtin_suites()), "backends": "sim"}
+        return {"suites": ", ".join(builtin_suites()), "backends": ", ".join(cls.backends)}
 
     @property
     def instruction(self) -> str:
@@ -203,7 +426,7 @@ class SimRobot(Robot):
         except ValueError as err:  # a bug in the world or a user's suite, never silently ignored
             raise RobotError(f"{emb.name}: the scene of seed {self.seed} does not compile: {err}") from err
         self.data = mj.MjData(self.model)
-        self._scratch = mj.MjData(self.model)
+        self.kinematics = Kinematics(mj, self.model, emb, cfg.arm, cfg.ik_iterations)
         self._index()
         for name, value in emb.home.items():
             self.data.qpos[self._qadr[name]] = value
@@ -214,9 +437,7 @@ class SimRobot(Robot):
         self._jitter_cameras()
         mj.mj_forward(self.model, self.data)
         self._substeps = max(1, round(1.0 / (cfg.control_hz * self.model.opt.timestep)))
-        self._target_pos = self._site_pos().copy()
-        self._target_quat = self._site_quat().copy()
-        self._q_des = np.array([self.data.qpos[self._qadr[n]] for n in self._ik], dtype=np.float64)
+        self.kinematics.start(self.data)
         self._gripper_cmd = self._previous_gripper_cmd = 1.0
         self.held: str | None = None
         self._held_rel: tuple[np.ndarray, np.ndarray] | None = None
@@ -232,25 +453,18 @@ class SimRobot(Robot):
         mj, m = self._mj, self.model
         emb = self.embodiment
         arm = self.config.arm  # type: ignore[attr-defined]
-        self._qadr = {j.name: int(m.jnt_qposadr[mj.mj_name2id(m, mj.mjtObj.mjOBJ_JOINT, j.name)]) for j in emb.joints}
+        kin = self.kinematics
+        self._qadr = kin.qadr
         self._act = {}
         for j in emb.joints:
             aid = mj.mj_name2id(m, mj.mjtObj.mjOBJ_ACTUATOR, j.name)
             if aid >= 0:
                 self._act[j.name] = aid
-        self._ik = emb.ik_joints(arm)
-        self._ik_dof = [int(m.jnt_dofadr[mj.mj_name2id(m, mj.mjtObj.mjOBJ_JOINT, n)]) for n in self._ik]
-        limits = {j.name: (j.lower, j.upper) for j in emb.joints}
-        self._ik_low = np.array([limits[n][0] for n in self._ik])
-        self._ik_high = np.array([limits[n][1] for n in self._ik])
-        self._ik_w = np.array([emb.ik_weights.get(n, 1.0) for n in self._ik])
-        self._q_home = np.array([emb.home.get(n, 0.0) for n in self._ik])
-        w = emb.orientation_weight  # position first; orientation as far as the arm allows
-        self._task_w = np.array([1.0, 1.0, 1.0, w, w, w])
-        self._site = mj.mj_name2id(m, mj.mjtObj.mjOBJ_SITE, emb.grasp_site(arm))
+        self._ik = kin.ik
+        self._site = kin.site
         self._hand = mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, emb.hand_body(arm))
-        self._base = mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, emb.base_body)
-        self._gripper = emb.gripper_joint(arm)
+        self._base = kin.base
+        self._gripper = kin.gripper
         self._objects = {it.name: mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, it.name) for it in self.scene.items if it.is_object}
         self._obj_qadr = {n: int(m.jnt_qposadr[m.body_jntadr[b]]) for n, b in self._objects.items()}
         self._obj_dof = {n: int(m.jnt_dofadr[m.body_jntadr[b]]) for n, b in self._objects.items()}
@@ -293,17 +507,10 @@ class SimRobot(Robot):
     # --- sensing --------------------------------------------------------------------------
 
     def _site_pos(self) -> np.ndarray:
-        return self.data.site_xpos[self._site]
+        return self.kinematics.site_pos(self.data)
 
-    def _site_quat(self) -> np.ndarray:
-        q = np.empty(4)
-        self._mj.mju_mat2Quat(q, self.data.site_xmat[self._site])
-        return q
-
-    def _base_rot(self) -> np.ndarray:
-        return self.data.xmat[self._base].reshape(3, 3)
-
-    def _render(self) -> dict[str, np.ndarray]:
+    def render(self) -> dict[str, np.ndarray]:
+        """Every camera's image, by role."""
         cfg: SimConfig = self.config  # type: ignore[assignment]
         images = {}
         for role, cid in self._cam_ids.items():
@@ -321,23 +528,21 @@ class SimRobot(Robot):
         return out
 
     def gripper_opening(self) -> float:
-        lo, hi = self.embodiment.gripper_range
-        return float(np.clip((self.data.qpos[self._qadr[self._gripper]] - lo) / (hi - lo), 0.0, 1.0))
+        return self.kinematics.gripper_opening(self.data)
 
-    def observe(self) -> Observation:
+    def joint_positions(self) -> np.ndarray:
+        """The embodiment's joints, in spec order (what a robot's joint_states report)."""
+        return np.array([self.data.qpos[self._qadr[j.name]] for j in self.embodiment.joints])
+
+    def privileged_state(self) -> SimState:
+        """The simulator state privileged components read (also what the ROS bridge publishes)."""
         emb = self.embodiment
-        joints = [self.data.qpos[self._qadr[j.name]] for j in emb.joints]
-        base = self._base_rot()
-        base_pos = self.data.xpos[self._base]
-        ee = base.T @ (self._site_pos() - base_pos)
-        rpy = _rpy_from_mat(base.T @ self.data.site_xmat[self._site].reshape(3, 3))
-        state = np.array([*joints, *ee, *rpy, self.gripper_opening()], dtype=np.float32)
-        positions = self.positions()
-        privileged = SimState(
+        _, rpy = self.kinematics.ee_pose(self.data)
+        return SimState(
             scene=self.scene,
             task=self.task,
             completed=self.progress.completed,
-            positions=positions,
+            positions=self.positions(),
             held=self.held,
             ee_pos=self._site_pos().copy(),
             ee_yaw=rpy[2],
@@ -346,11 +551,16 @@ class SimRobot(Robot):
             table_x=emb.table_x,
             arm=self.config.arm,  # type: ignore[attr-defined]
         )
+
+    def observe(self) -> Observation:
+        ee, rpy = self.kinematics.ee_pose(self.data)
+        state = np.array([*self.joint_positions(), *ee, *rpy, self.gripper_opening()], dtype=np.float32)
+        privileged = self.privileged_state()
         return Observation(
-            images=self._render(),
+            images=self.render(),
             state=state,
             timestamp=self.steps / self._spec.control_hz,
-            scene=self.scene.describe(emb.table_x, positions),
+            scene=self.scene.describe(self.embodiment.table_x, privileged.positions),
             privileged=privileged,
         )
 
@@ -358,36 +568,19 @@ class SimRobot(Robot):
 
     def apply(self, action: np.ndarray, space: str) -> None:
         emb = self.embodiment
+        kin = self.kinematics
         if space == EE_DELTA:
-            # Deltas move the commanded pose, so every commanded centimetre is
-            # eventually executed even though the arm lags within a step; the
-            # commanded pose stays within _MAX_LEAD of the hand, so an
-            # unreachable command cannot wind up.
-            base = self._base_rot()
-            target = self._target_pos + base @ np.asarray(action[:3], dtype=np.float64)
-            lead = target - self._site_pos()
-            norm = float(np.linalg.norm(lead))
-            if norm > _MAX_LEAD:
-                target = self._site_pos() + lead * (_MAX_LEAD / norm)
-            self._target_pos = target
-            dq = _quat_from_rpy(*(base @ np.asarray(action[3:6], dtype=np.float64)))
-            q = np.empty(4)
-            self._mj.mju_mulQuat(q, dq, self._target_quat)
-            self._target_quat = q / np.linalg.norm(q)
-            self._solve_ik()
-            for name, value in zip(self._ik, self._q_des):
+            for name, value in zip(self._ik, kin.ee_delta(self.data, action)):
                 self.data.ctrl[self._act[name]] = value
             self._gripper_cmd = float(action[6])
-            lo, hi = emb.gripper_range
-            self.data.ctrl[self._act[self._gripper]] = lo + self._gripper_cmd * (hi - lo)
+            self.data.ctrl[self._act[self._gripper]] = kin.gripper_target(self._gripper_cmd)
         elif space == JOINT_POS:
             for j, value in zip(emb.joints, action):
                 if j.name in self._act:
                     self.data.ctrl[self._act[j.name]] = value
-            lo, hi = emb.gripper_range
-            self._gripper_cmd = float((action[[j.name for j in emb.joints].index(self._gripper)] - lo) / (hi - lo))
+            self._gripper_cmd = kin.gripper_command(float(action[[j.name for j in emb.joints].index(self._gripper)]))
             # keep the IK target where the hand will be, so switching spaces is smooth
-            self._q_des = np.array([self.data.ctrl[self._act[n]] for n in self._ik])
+            kin.q_des = np.array([self.data.ctrl[self._act[n]] for n in self._ik])
         else:
             raise RobotError(f"{emb.name}: unknown action space {space!r}")
         self._update_grasp()
@@ -403,8 +596,7 @@ class SimRobot(Robot):
             # MuJoCo has reset the state to recover: the episode cannot be trusted any more
             raise EpisodeAborted(f"{emb.name}: the simulation became unstable (seed {self.seed})")
         if space == JOINT_POS:
-            self._target_pos = self._site_pos().copy()
-            self._target_quat = self._site_quat().copy()
+            kin.track(self.data)
         self.steps += 1
         positions = self.positions()
         self.progress.update(WorldState(positions, self.held, emb.table_height), self.scene)
@@ -428,46 +620,7 @@ class SimRobot(Robot):
         n = len(self.task.subtasks)
         return RobotStatus(done=self.progress.done, subtasks_completed=self.progress.completed, subtasks_total=n)
 
-    # --- IK and grasping ---------------------------------------------------------------------
-
-    def _solve_ik(self) -> None:
-        mj, m, s = self._mj, self.model, self._scratch
-        s.qpos[:] = self.data.qpos
-        qadr = [self._qadr[n] for n in self._ik]
-        q = self._q_des.copy()
-        jacp = np.zeros((3, m.nv))
-        jacr = np.zeros((3, m.nv))
-        err = np.zeros(6)
-        lam2 = 1e-3
-        for _ in range(self.config.ik_iterations):  # type: ignore[attr-defined]
-            s.qpos[qadr] = q
-            mj.mj_kinematics(m, s)
-            mj.mj_comPos(m, s)
-            err[:3] = self._target_pos - s.site_xpos[self._site]
-            cur = np.empty(4)
-            mj.mju_mat2Quat(cur, s.site_xmat[self._site])
-            local = np.empty(3)
-            mj.mju_subQuat(local, self._target_quat, cur)  # in the site's frame
-            err[3:] = s.site_xmat[self._site].reshape(3, 3) @ local
-            if np.linalg.norm(err[:3]) < 1e-4 and np.linalg.norm(err[3:]) < 1e-3:
-                break
-            mj.mj_jacSite(m, s, jacp, jacr, self._site)
-            full = np.vstack([jacp, jacr])[:, self._ik_dof]
-            weights = self._ik_w.copy()
-            # Joints at a limit and pushed further out are taken out of the
-            # solve, so the others do the work instead of the step being clipped away.
-            for _ in range(3):
-                jac = full * weights
-                inv = jac.T @ np.linalg.inv(jac @ jac.T + lam2 * np.eye(6))
-                # a gentle pull towards the home posture, in the null space of the task
-                posture = (np.eye(len(q)) - inv @ jac) @ (0.1 * (self._q_home - q))
-                dq = (inv @ (err * self._task_w) + posture) * weights
-                stuck = ((q <= self._ik_low + 1e-6) & (dq < 0)) | ((q >= self._ik_high - 1e-6) & (dq > 0))
-                if not stuck.any() or not (weights[stuck] > 0).any():
-                    break
-                weights[stuck] = 0.0
-            q = np.clip(q + dq, self._ik_low, self._ik_high)
-        self._q_des = q
+    # --- grasping ---------------------------------------------------------------------------
 
     def _update_grasp(self) -> None:
         closing = self._gripper_cmd < 0.5 and self._previous_gripper_cmd >= 0.5

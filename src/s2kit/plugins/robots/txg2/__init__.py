@@ -12,14 +12,25 @@ joint table below.
 
 ``ee_delta`` moves the active arm's hand by IK over that arm, the waist yaw
 and the upper waist pitch (leaning in to reach).
+
+``backend: ros2`` drives the real robot through AgiBot's GDK ROS 2 bridge:
+joint states on ``/gdk/joint_state``, joint position targets (a
+sensor_msgs/JointState with names and positions) on
+``/gdk/joint_pos_request``, the three cameras and a velocity topic for the
+base; every name is configurable. There is no ROS 1 driver (the GDK is
+ROS 2 only).
 """
 
 from __future__ import annotations
 
+from pydantic import Field, field_validator
+
 from s2kit import hookimpl
+from s2kit.core.config import PluginConfig
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import JointSpec
-from s2kit.plugins.robots.sim.base import BASE_JOINTS, Embodiment, SimRobot
+from s2kit.plugins.robots.ros import CommandGroup, RosLayout, RosSettings
+from s2kit.plugins.robots.sim.base import BASE_JOINTS, Embodiment, SimConfig, SimRobot
 from s2kit.plugins.robots.sim.world import hand_xml, planar_base_xml
 
 ARM_LIMITS = {1: (-3.07, 3.07), 2: (-2.06, 2.06), 3: (-3.07, 3.07), 4: (-2.50, 1.01), 5: (-3.07, 3.07), 6: (-1.01, 1.01), 7: (-1.54, 1.54)}
@@ -172,11 +183,59 @@ TXG2 = Embodiment(
 )
 
 
+class TXG2Topics(PluginConfig):
+    """TX-G2's topics (AgiBot GDK ROS 2 bridge defaults; sites differ)."""
+
+    joint_state: str = Field("/gdk/joint_state", description="sensor_msgs/JointState: every joint (odom_x, odom_y, odom_t too unless 'odometry' is set).")
+    joint_pos_request: str = Field("/gdk/joint_pos_request", description="sensor_msgs/JointState position targets: waist, head, arms, grippers.")
+    head_camera: str = Field("/gdk/camera/head/color/image_raw", description="sensor_msgs/Image, camera role 'head'.")
+    left_camera: str = Field("/gdk/camera/hand_left/color/image_raw", description="sensor_msgs/Image, role 'wrist_left' (and 'wrist' with arm left).")
+    right_camera: str = Field("/gdk/camera/hand_right/color/image_raw", description="sensor_msgs/Image, role 'wrist_right' (and 'wrist' with arm right).")
+    base: str = Field("/gdk/cmd_vel", description="geometry_msgs/Twist for the wheeled base.")
+    odometry: str | None = Field(None, description="nav_msgs/Odometry for the base pose where joint_state lacks odom_x, odom_y, odom_t.")
+
+
+class TXG2RosSettings(RosSettings):
+    """How to reach the TX-G2 over ROS 2."""
+
+    topics: TXG2Topics = Field(default_factory=TXG2Topics, description="Topic names (sites differ).")
+
+
+class TXG2Config(SimConfig):
+    """TX-G2: the simulator, or the real robot over ROS 2 (settings in 'ros')."""
+
+    ros: TXG2RosSettings = Field(default_factory=TXG2RosSettings, description="ROS connection, topics and safety limits.")
+
+    @field_validator("backend")
+    @classmethod
+    def _no_ros1(cls, value: str) -> str:
+        if value == "ros1":
+            raise ValueError("txg2 has no ROS 1 driver (AgiBot's GDK bridge is ROS 2 only); use backend ros2")
+        return value
+
+
 class TXG2Robot(SimRobot):
     """AgiBot G2-compatible dual-arm humanoid: wheeled base, 5-joint waist, two 7-DoF arms."""
 
     name = "txg2"
     embodiment = TXG2
+    Config = TXG2Config
+    backends = ("sim", "ros2")
+
+    @classmethod
+    def ros_layout(cls, config: SimConfig, middleware: str) -> RosLayout:
+        t: TXG2Topics = config.ros.topics  # type: ignore[attr-defined]
+        sides = {"left": t.left_camera, "right": t.right_camera}
+        base = {j.name for j in BASE_JOINTS}
+        return RosLayout(
+            joint_states=t.joint_state,
+            cameras={"head": t.head_camera, "wrist": sides[config.arm], "wrist_left": t.left_camera, "wrist_right": t.right_camera},
+            commands=(
+                CommandGroup("joints", t.joint_pos_request, "joint_state", tuple(j.name for j in JOINTS if j.name not in base)),
+                CommandGroup("base", t.base, "twist", ("odom_x", "odom_y", "odom_t")),
+            ),
+            odometry=t.odometry,
+        )
 
 
 @hookimpl
