@@ -394,15 +394,15 @@ def _evaluate_in_pool(
             if on_episode is not None:
                 on_episode(suite)
 
-    try:
-        while len(handled) < len(futures):
-            # A Ctrl-C may land anywhere in this body: every step is safe to repeat.
-            try:
-                wait(
-                    [f for f in futures if f not in handled],
-                    timeout=0.1,
-                    return_when=FIRST_COMPLETED,
-                )
+    # The first Ctrl-C only sets a flag, read once per pass: raised as an exception it could
+    # land inside a read of the workers' event queue and leave the pipe half-read.
+    with _ctrl_c_flag() as pressed:
+        try:
+            while len(handled) < len(futures):
+                wait([f for f in futures if f not in handled], timeout=0.1, return_when=FIRST_COMPLETED)
+                if pressed.is_set() and not interrupted:
+                    interrupted = True
+                    halt()
                 drain()
                 for future, block in futures.items():
                     if future in handled or not future.done():
@@ -417,22 +417,15 @@ def _evaluate_in_pool(
                         else:
                             done[id(block)] = result
                     handled.add(future)
-            except KeyboardInterrupt:
-                if interrupted:  # the second Ctrl-C: the user means it
-                    raise
-                interrupted = True
-                halt()
-        drain()
-        finished = True
-    finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:  # leaving on a second Ctrl-C: do not wait for the workers
-            for process in list(
-                (getattr(pool, "_processes", None) or {}).values()
-            ):  # no public API before 3.14
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            drain()
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # leaving on a second Ctrl-C: do not wait for the workers
+                for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before 3.14
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
     if errors:
         raise errors[
             min(errors)
@@ -454,6 +447,26 @@ def _sigint_ignored():  # type: ignore[no-untyped-def]
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _ctrl_c_flag():  # type: ignore[no-untyped-def]
+    """Inside, the first SIGINT sets the yielded event; the second raises KeyboardInterrupt (the user means it)."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
 
