@@ -124,3 +124,16 @@ def test_perturbed_commands_stay_within_the_action_space() -> None:
     assert (actions[:, 0] == np.float32(0.05)).sum() > 50  # pushed past the bound: clamped
     assert len(np.unique(actions[:, 2])) > 150  # translation perturbed ...
     assert (actions[:, 3:] == np.array([0.1, 0.0, 0.0, 1.0], dtype=np.float32)).all()  # ... rotation and gripper not
+
+
+
+def test_noise_in_a_space_without_translation_is_one_clear_error() -> None:
+    import pytest
+
+    from s2kit.core.data.collect import PerturbedRobot
+    from s2kit.core.errors import ConfigError
+    from s2kit.core.types import ActionSpace
+
+    joints = ActionSpace(name="joint_pos", names=("a", "b"), low=(-1.0, -1.0), high=(1.0, 1.0), absolute=True)
+    with pytest.raises(ConfigError, match="has none of dx, dy, dz"):
+        PerturbedRobot(object(), joints, std=0.01)  # type: ignore[arg-type]

@@ -27,8 +27,16 @@ from typing import Literal
 import numpy as np
 
 from s2kit.core.data.lerobot import LeRobotWriter
+from s2kit.core.errors import ConfigError
 from s2kit.core.interfaces import Robot, Subscriber
-from s2kit.core.types import ActionSpace, EpisodeInfo, EpisodeResult, Observation, RobotSpec, Step
+from s2kit.core.types import (
+    ActionSpace,
+    EpisodeInfo,
+    EpisodeResult,
+    Observation,
+    RobotSpec,
+    Step,
+)
 
 __all__ = ["ANNOTATIONS", "LeRobotRecorder", "PerturbedRobot", "dataset_features"]
 
@@ -131,7 +139,9 @@ class PerturbedRobot:
 
     def __init__(self, robot: Robot, space: ActionSpace, std: float, dims: tuple[str, ...] = ("dx", "dy", "dz")) -> None:
         if std < 0:
-            raise ValueError(f"noise std must be >= 0, got {std}")
+            raise ConfigError(f"noise std must be >= 0, got {std}")
+        if std and not set(dims) & set(space.names):
+            raise ConfigError(f"noise: action space {space.name!r} has none of {', '.join(dims)} (its dimensions: {', '.join(space.names)})")
         self._robot = robot
         self._scale = np.array([std if n in dims else 0.0 for n in space.names])
         self._low, self._high = np.asarray(space.low), np.asarray(space.high)
