@@ -32,6 +32,11 @@ from tests.plugins.robots.ros.conftest import (
 #: (robot, middleware): every driver the robots have.
 DRIVERS = [("hsr", "ros1"), ("hsr", "ros2"), ("txg2", "ros2")]
 EPISODES = 3
+#: Seeds 3-5 of `id` are pick-and-place tasks. The bridge runs physics in real time, so
+#: commands land a few milliseconds earlier or later than in the simulator; a push (seed
+#: 2) is chaotic under that (the pushed object slid off the table once in CI), and the
+#: comparison is about the driver's path, not about a contact's sensitivity.
+FIRST_SEED = 3
 
 SCRIPTED = ("--executor", "scripted", "--planner", "oracle")
 
@@ -50,7 +55,7 @@ def test_episodes_through_the_driver_reach_the_simulators_success(
     robot: str, middleware: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     network: RosNetwork = request.getfixturevalue(f"{middleware}_network")
-    run = ["run", "--robot", robot, *SCRIPTED, "--episodes", str(EPISODES), "--seed", "0", "--json"]
+    run = ["run", "--robot", robot, *SCRIPTED, "--episodes", str(EPISODES), "--seed", str(FIRST_SEED), "--json"]
     direct = results(s2kit(network, *run, "--record", str(tmp_path / "sim")))
     with Bridge(network, robot) as bridge:
         via_ros = results(s2kit(network, *run, "--record", str(tmp_path / "ros"), *over_ros(network)))
