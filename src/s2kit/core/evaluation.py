@@ -39,7 +39,7 @@ from s2kit.core.errors import S2kitError
 from s2kit.core.interfaces import Subscriber
 from s2kit.core.metrics import Summary
 from s2kit.core.registry import Registry, get_registry, load_registry, reset_registry
-from s2kit.core.runtime import Runtime, build_runtime
+from s2kit.core.runtime import Runtime, build_runtime, ctrl_c_requests_stop
 from s2kit.core.types import EpisodeResult
 
 __all__ = [
@@ -396,7 +396,8 @@ def _evaluate_in_pool(
 
     # The first Ctrl-C only sets a flag, read once per pass: raised as an exception it could
     # land inside a read of the workers' event queue and leave the pipe half-read.
-    with _ctrl_c_flag() as pressed:
+    pressed = threading.Event()
+    with ctrl_c_requests_stop(pressed.is_set, pressed.set):
         try:
             while len(handled) < len(futures):
                 wait([f for f in futures if f not in handled], timeout=0.1, return_when=FIRST_COMPLETED)
@@ -447,26 +448,6 @@ def _sigint_ignored():  # type: ignore[no-untyped-def]
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextlib.contextmanager
-def _ctrl_c_flag():  # type: ignore[no-untyped-def]
-    """Inside, the first SIGINT sets the yielded event; the second raises KeyboardInterrupt (the user means it)."""
-    pressed = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield pressed
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
 

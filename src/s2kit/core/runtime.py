@@ -44,13 +44,36 @@ from s2kit.core.types import (
     Step,
 )
 
-__all__ = ["STAGES", "Runtime", "build_runtime"]
+__all__ = ["STAGES", "Runtime", "build_runtime", "ctrl_c_requests_stop"]
 
 log = logging.getLogger(__name__)
 
 #: Timed stages of the loop. ``step`` is one whole control step; ``wait`` is
 #: time blocked on an async chunk or sleeping to hold the control rate.
 STAGES = ("observe", "plan", "act", "safety", "apply", "status", "subscribers", "wait", "step")
+
+
+@contextlib.contextmanager
+def ctrl_c_requests_stop(requested: Callable[[], bool], request: Callable[[], None]):  # type: ignore[no-untyped-def]
+    """Inside, a SIGINT calls ``request()`` instead of raising; once ``requested()``, the next raises KeyboardInterrupt.
+
+    The first Ctrl-C asks to stop where the caller chooses to look; the second
+    means it. Off the main thread (where signals cannot be handled) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if requested():
+            raise KeyboardInterrupt
+        request()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _StageClock:
@@ -124,7 +147,9 @@ class Runtime:
         seed = self.config.seed if seed is None else seed
         self.interrupted = self.stop_requested = False
         results = []
-        with self._ctrl_c_requests_stop():
+        # the first Ctrl-C asks the loop to stop at a step boundary: stopping between
+        # steps, never inside a subscriber or a robot call, keeps a recording's last episode whole
+        with ctrl_c_requests_stop(lambda: self.stop_requested, self._request_stop):
             for i in range(episodes):
                 if self.stop_requested:  # Ctrl-C between two episodes
                     self.interrupted = True
@@ -137,28 +162,8 @@ class Runtime:
                     break
         return results
 
-    @contextlib.contextmanager
-    def _ctrl_c_requests_stop(self):  # type: ignore[no-untyped-def]
-        """While running, the first SIGINT asks the loop to stop at a step boundary.
-
-        Stopping between steps, never inside a subscriber or a robot call,
-        is what keeps a recording's last episode whole.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.getsignal(signal.SIGINT)
-
-        def request_stop(signum: int, frame: object) -> None:
-            if self.stop_requested:  # the second Ctrl-C: the user means it
-                raise KeyboardInterrupt
-            self.stop_requested = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def _request_stop(self) -> None:
+        self.stop_requested = True
 
     def run_episode(self, index: int = 0, seed: int | None = None) -> EpisodeResult:
         """Run one episode and return how it went."""
