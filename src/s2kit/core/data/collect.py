@@ -11,6 +11,12 @@ guidance the executor acted on:
 | ``annotation.subtask`` | string | the current subtask's refined text |
 | ``annotation.subtask_index`` | int64 | index of that subtask (its changes are the subtask boundaries) |
 | ``annotation.subtasks`` | string | all subtasks, JSON-encoded |
+| ``privileged.focus`` | float32 (3,) | where the subtask needs the hand next, relative to it (NaN where the robot cannot say) |
+
+``privileged.focus`` comes from the robot's privileged state when it has a
+``focus`` (the simulator's `SimState` does; a real robot has none, and the
+frames say NaN). It is a training-time target only (S2's auxiliary loss):
+models never read it as an input.
 
 The frame's LeRobot *task* is the goal (the original instruction), as S2
 keeps it; a LeRobot reader loads the annotations as ordinary string and
@@ -38,7 +44,7 @@ from s2kit.core.types import (
     Step,
 )
 
-__all__ = ["ANNOTATIONS", "LeRobotRecorder", "PerturbedRobot", "dataset_features"]
+__all__ = ["ANNOTATIONS", "FOCUS", "PRIVILEGED", "LeRobotRecorder", "PerturbedRobot", "dataset_features"]
 
 #: S2's per-frame guidance features, as `collect` and `relabel` write them.
 ANNOTATIONS: dict[str, dict] = {
@@ -47,6 +53,10 @@ ANNOTATIONS: dict[str, dict] = {
     "annotation.subtasks": {"dtype": "string", "shape": [1]},
     "annotation.subtask_index": {"dtype": "int64", "shape": [1]},
 }
+
+#: Privileged per-frame targets (training-time only; NaN where the robot has no privileged state).
+FOCUS = "privileged.focus"
+PRIVILEGED: dict[str, dict] = {FOCUS: {"dtype": "float32", "shape": [3], "names": ["dx", "dy", "dz"]}}
 
 
 def dataset_features(spec: RobotSpec, action_space: str) -> dict[str, dict]:
@@ -57,7 +67,7 @@ def dataset_features(spec: RobotSpec, action_space: str) -> dict[str, dict]:
     }
     features["observation.state"] = {"dtype": "float32", "shape": [len(spec.state_names)], "names": list(spec.state_names)}
     features["action"] = {"dtype": "float32", "shape": [space.dim], "names": list(space.names)}
-    features.update({key: dict(ft) for key, ft in ANNOTATIONS.items()})
+    features.update({key: dict(ft) for key, ft in (ANNOTATIONS | PRIVILEGED).items()})
     return features
 
 
@@ -105,6 +115,8 @@ class LeRobotRecorder(Subscriber):
         frame["annotation.subtask"] = g.subtask
         frame["annotation.subtasks"] = json.dumps(g.subtasks)
         frame["annotation.subtask_index"] = np.array([g.current], dtype=np.int64)
+        focus = getattr(obs.privileged, "focus", None)
+        frame[FOCUS] = np.full(3, np.nan, dtype=np.float32) if focus is None else np.asarray(focus, dtype=np.float32).reshape(3)
         self.writer.add_frame(frame, task=g.goal)
 
     def on_episode_end(self, result: EpisodeResult) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
-from s2kit.plugins.executors.s2.modeling import ACTIONS, S2Policy, rho_schedule
+from s2kit.plugins.executors.s2.modeling import ACTIONS, FOCUS, S2Policy, rho_schedule
 from tests.plugins.executors.s2.toy import toy_batch
 
 SMALL = {"cameras": ["head"], "image_size": 32, "patch_size": 8, "state_dim": 1, "action_dim": 2, "chunk": 4, "text_dim": 16,
@@ -26,7 +26,7 @@ def test_every_variant_and_head_gives_a_chunk(variant: str, head: str) -> None:
         assert extras["keep_index"].shape == (3, 1, config.kept())  # exactly k patches per camera
     model.train()
     losses = model.loss(batch)
-    assert set(losses) >= {"action", "loss", "done"} and torch.isfinite(losses["loss"])
+    assert set(losses) >= {"action", "loss", "done", "focus"} and torch.isfinite(losses["loss"])
 
 
 def test_rho_is_a_run_time_knob_and_selection_is_top_k() -> None:
@@ -91,3 +91,48 @@ def test_both_stems_give_the_patch_grid() -> None:
             memory, _, extras = model.encode(toy_batch(2), 1.0)
         assert extras["keep_logits"].shape == (2, 1, 16)  # 32 px / 8 px patches: 4x4 per camera
         assert torch.isfinite(memory).all()
+
+
+def test_the_focus_loss_shapes_the_patches_but_never_the_keep_scorer() -> None:
+    """The auxiliary target is privileged: it may teach the stem where things are, not which patches to keep."""
+    torch.manual_seed(0)
+    model = S2Policy(ModelConfig(**SMALL)).train()
+    batch = toy_batch(8)
+    model.loss(batch)["focus"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.scorer.parameters())
+    assert model.stem[0].weight.grad.abs().sum() > 0
+    # rows whose target is unknown (a real robot's frames: NaN) carry no loss, and no NaN leaks
+    model.zero_grad()
+    unknown = {**batch, FOCUS: torch.full_like(batch[FOCUS], float("nan"))}
+    losses = model.loss(unknown)
+    assert losses["focus"] == 0 and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    half = {**batch, FOCUS: batch[FOCUS].clone()}
+    half[FOCUS][4:] = float("nan")
+    known = {k: v[:4] for k, v in batch.items()}
+    torch.manual_seed(1)
+    a = model.loss(half)["focus"]
+    torch.manual_seed(1)
+    assert torch.allclose(a, model.loss(known)["focus"], atol=1e-6)
+    # no focus head without its loss, and sampling never needs the target
+    bare = S2Policy(ModelConfig(focus_weight=0.0, **SMALL))
+    assert not hasattr(bare, "focus_head") and "focus" not in bare.loss(batch)
+
+
+def test_the_focus_head_learns_where_the_named_square_is() -> None:
+    torch.manual_seed(0)
+    model = S2Policy(ModelConfig(budget=False, head="regression", **SMALL))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for step in range(400):
+        model.train()
+        loss = model.loss(toy_batch(64, seed=100 + step))["focus"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    test = toy_batch(256, seed=1)
+    model.eval()
+    with torch.inference_mode():
+        _, _, extras = model.sample(test)
+    error = ((extras["focus"][:, :2] - test[FOCUS][:, :2]) ** 2).mean() / test[FOCUS][:, :2].var()
+    assert error < 0.1, f"mean squared error is {error:.2f} of the variance"

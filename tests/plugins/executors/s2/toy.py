@@ -2,15 +2,23 @@
 
 Each camera image holds a red and a green square at random places; the
 subtask embedding says which one is the target; the action chunk is the
-target's (x, y) in [-1, 1], repeated. Solving it needs the image, the
-guidance, and (with the budget on) keeping the right patches.
+target's (x, y) in [-1, 1], repeated; the focus target (the auxiliary head's)
+is that (x, y) and a 0. Solving it needs the image, the guidance, and (with
+the budget on) keeping the right patches.
 """
 
 from __future__ import annotations
 
 import torch
 
-from s2kit.plugins.executors.s2.modeling import ACTIONS, DONE, IMAGES, STATE, TEXT
+from s2kit.plugins.executors.s2.modeling import (
+    ACTIONS,
+    DONE,
+    FOCUS,
+    IMAGES,
+    STATE,
+    TEXT,
+)
 
 
 def toy_batch(n: int, *, size: int = 32, cameras: int = 1, chunk: int = 4, text_dim: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -29,4 +37,5 @@ def toy_batch(n: int, *, size: int = 32, cameras: int = 1, chunk: int = 4, text_
     yx = pos[torch.arange(n), target].float() + side / 2
     xy = (yx.flip(-1) / size) * 2 - 1  # (sample, xy) in [-1, 1]
     actions = xy[:, None].expand(n, chunk, 2).contiguous()
-    return {IMAGES: images, STATE: torch.zeros(n, 1), TEXT: text, ACTIONS: actions, DONE: (target == 1).float()}
+    focus = torch.cat([xy, torch.zeros(n, 1)], dim=1)
+    return {IMAGES: images, STATE: torch.zeros(n, 1), TEXT: text, ACTIONS: actions, DONE: (target == 1).float(), FOCUS: focus}

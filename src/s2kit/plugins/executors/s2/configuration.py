@@ -66,6 +66,11 @@ class ModelConfig(BaseModel):
     head: Literal["flow", "regression"] = Field("flow", description="flow matching (pi0) or direct regression.")
     flow_steps: int = Field(10, ge=1, description="Euler steps when sampling a flow-matching chunk.")
     done_weight: float = Field(0.2, ge=0.0, description="Weight of the subtask-done loss.")
+    focus_weight: float = Field(
+        1.0, ge=0.0,
+        description="Weight of the auxiliary focus loss: from every patch of every camera (before the budget) and the state, "
+        "predict where the subtask needs the hand (privileged.focus). Training only; 0: no focus head.",
+    )  # fmt: skip
 
     @property
     def grid(self) -> int:

@@ -13,6 +13,10 @@ guidance names is finished, on the observation it is about to act on. So a
 boundary with the subtask that just ended, labelled done (its actions carry no
 loss: no demonstration acts on stale guidance); every ordinary sample is
 labelled not done.
+
+Where a dataset has ``privileged.focus`` (simulated collections), each sample
+also carries it, in decimetres, as the target of the model's auxiliary focus
+head (NaN, and no loss, where it is unknown).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from s2kit.core.data.collect import FOCUS as FOCUS_FEATURE
 from s2kit.core.data.images import resize
 from s2kit.core.data.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
@@ -33,6 +38,7 @@ from s2kit.plugins.executors.s2.modeling import (
     ACTION_MASK,
     ACTIONS,
     DONE,
+    FOCUS,
     IMAGES,
     STATE,
     TEXT,
@@ -45,6 +51,8 @@ __all__ = ["EE_STATE", "FrameData", "Normalizer", "StateEncoder", "load_frames",
 EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
 
 TRAJECTORY, SUBTASK, SUBTASK_INDEX = "annotation.trajectory", "annotation.subtask", "annotation.subtask_index"
+#: ``privileged.focus`` is in metres; the focus head predicts decimetres, values of order one.
+FOCUS_SCALE = 10.0
 
 
 def square_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -138,6 +146,7 @@ class FrameData:
     end: Tensor  # (frames,) int64: one past the last frame of its episode
     text: Tensor  # (frames, 3) int64 into ``strings``: goal, trajectory, subtask
     stale: Tensor  # (frames,) int64 into ``strings``: the subtask that just ended, or -1
+    focus: Tensor  # (frames, 3) float32: privileged.focus in metres, NaN where unknown
     strings: list[str]
     state_names: list[str]
     action_names: list[str]
@@ -162,7 +171,7 @@ class FrameData:
         new_end = torch.cumsum(torch.bincount(new_episode, minlength=len(episodes)), 0)[new_episode]
         return FrameData(
             self.images[keep], self.state[keep], self.actions[keep], new_episode, new_end,
-            self.text[keep], self.stale[keep], self.strings, self.state_names, self.action_names, self.fps, self.datasets,
+            self.text[keep], self.stale[keep], self.focus[keep], self.strings, self.state_names, self.action_names, self.fps, self.datasets,
         )  # fmt: skip
 
     def batch(
@@ -192,6 +201,7 @@ class FrameData:
             ACTIONS: torch.from_numpy(actions),
             ACTION_MASK: mask,
             DONE: done,
+            FOCUS: self.focus[index] * FOCUS_SCALE,
         }
 
 
@@ -222,7 +232,7 @@ def load_frames(
     the same names in every dataset); ``state_names`` of the result are those entries. Raises `DataError` naming the dataset
     and what is wrong.
     """
-    images, states, actions, episodes, ends, texts, stales = [], [], [], [], [], [], []
+    images, states, actions, episodes, ends, texts, stales, focuses = [], [], [], [], [], [], [], []
     strings: dict[str, int] = {}
     action_names: list[str] | None = None
     state_names: list[str] | None = None
@@ -250,7 +260,7 @@ def load_frames(
             raise DataError(f"dataset {root} has state {kept_names}, the first dataset {state_names}: select common entries with --set state=ee")
         if reader.num_episodes == 0:
             raise DataError(f"dataset {root} has no episodes")
-        keys = ["observation.state", "action", TRAJECTORY, SUBTASK, SUBTASK_INDEX, *(f"observation.images.{c}" for c in cameras)]
+        keys = ["observation.state", "action", TRAJECTORY, SUBTASK, SUBTASK_INDEX, FOCUS_FEATURE, *(f"observation.images.{c}" for c in cameras)]
         for e in range(reader.num_episodes):
             ep = reader.episode(e, keys=keys)
             length = len(ep["action"])
@@ -271,6 +281,10 @@ def load_frames(
             for b in np.flatnonzero(np.diff(sub_index)) + 1:  # first frame of each new subtask
                 stale[b : b + done_window] = sid(sub[b - 1])
             stales.append(stale)
+            focus = np.asarray(ep[FOCUS_FEATURE], dtype=np.float32).reshape(length, 3) if FOCUS_FEATURE in ep else np.full((length, 3), np.nan, np.float32)
+            if np.isinf(focus).any():
+                raise DataError(f"dataset {root}, episode {e}: infinite {FOCUS_FEATURE} values")
+            focuses.append(focus)
             n_ep = len(ends)
             episodes.append(np.full(length, n_ep, dtype=np.int64))
             ends.append(np.full(length, total + length, dtype=np.int64))
@@ -281,7 +295,7 @@ def load_frames(
     return FrameData(
         torch.cat(images), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(actions)),
         torch.from_numpy(np.concatenate(episodes)), torch.from_numpy(np.concatenate(ends)),
-        torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)),
+        torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)), torch.from_numpy(np.concatenate(focuses)),
         list(strings), state_names, action_names, fps,
         [{"path": str(root), "robot_type": r.info.get("robot_type"), "episodes": r.num_episodes, "frames": r.num_frames} for root, r in zip(roots, readers, strict=True)],
     )  # fmt: skip

@@ -23,6 +23,14 @@ Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action 
    decoder runs per flow step.
 5. A subtask-done head on the state token predicts whether the current
    subtask ends within the coming chunk (non-privileged progress).
+6. In training only, a focus head reads every patch of every camera (before
+   the budget: spatial-softmax keypoints and the mean patch, conditioned on
+   the guidance, which names the object), the guidance and the state,
+   and predicts where the current subtask needs the hand, relative to it
+   (``privileged.focus``, recorded in simulation). Its loss shapes the image
+   stem, so the patches carry where things are; the keep-scorer reads those
+   patches but none of its weights get gradient from this loss, so which
+   patches are kept is still learned from the action loss alone.
 """
 
 from __future__ import annotations
@@ -35,12 +43,13 @@ from torch import Tensor, nn
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
-__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "IMAGES", "STATE", "TEXT", "S2Policy", "rho_schedule"]
+__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "IMAGES", "STATE", "TEXT", "S2Policy", "rho_schedule"]
 
 # Batch keys. Images uint8 (B, C, 3, S, S); state (B, state_dim) and actions
 # (B, H, A) normalized; text (B, 3, text_dim): goal, trajectory, subtask; done (B,);
-# action_mask (B, H) bool, optional: which chunk steps carry loss (False past an episode's end).
-IMAGES, STATE, TEXT, ACTIONS, DONE = "images", "state", "text", "actions", "done"
+# action_mask (B, H) bool, optional: which chunk steps carry loss (False past an episode's end);
+# focus (B, 3), optional: the focus head's target (NaN rows carry no loss).
+IMAGES, STATE, TEXT, ACTIONS, DONE, FOCUS = "images", "state", "text", "actions", "done", "focus"
 ACTION_MASK = "action_mask"
 
 
@@ -155,6 +164,11 @@ class S2Policy(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
         self.action_out = nn.Linear(D, c.action_dim)
         self.done_head = nn.Linear(D, 1)
+        if c.focus_weight > 0:
+            points = c.keypoints or 16
+            self.focus_text = nn.Linear(D, D)
+            self.focus_logits = nn.Linear(D, points)
+            self.focus_head = nn.Sequential(nn.Linear(len(c.cameras) * (2 * points + D) + D, D), nn.GELU(), nn.Linear(D, 3))
 
     # --- encoder: guidance, state and the evidence budget ------------------------------------
 
@@ -171,6 +185,8 @@ class S2Policy(nn.Module):
         extras: dict[str, Tensor] = {}
         bias = None
         xy = self.patch_xy.expand(B, C, c.patches, 2)  # patch centres, for the keypoints
+        if FOCUS in batch and c.focus_weight > 0:
+            extras["focus"] = self.focus(patches, xy, text.mean(1), state[:, 0])
         if c.budget:
             context = text.mean(1)[:, None, None].expand(B, C, c.patches, c.dim)
             logits = self.scorer(torch.cat([patches, context], dim=-1)).squeeze(-1)  # (batch, cameras, patches)
@@ -206,6 +222,18 @@ class S2Policy(nn.Module):
         for block in self.encoder:
             tokens = block(tokens, bias=bias)
         return self.encoder_norm(tokens), bias, extras
+
+    def focus(self, patches: Tensor, xy: Tensor, guidance: Tensor, state: Tensor) -> Tensor:
+        """The focus head: every patch (B, C, N, D) at ``xy`` (B, C, N, 2), the mean guidance and the state tokens (B, D) -> (B, 3).
+
+        The guidance says which object; spatial-softmax keypoints over the guidance-conditioned
+        patches say where it is in each camera.
+        """
+        h = F.gelu(patches + self.focus_text(guidance)[:, None, None])  # (batch, cameras, patches, dim)
+        weights = self.focus_logits(h).softmax(dim=2)  # (batch, cameras, patches, points)
+        points = torch.einsum("bcnk,bcnj->bckj", weights, xy).flatten(2)  # (batch, cameras, 2 * points)
+        features = torch.cat([points, h.mean(2)], dim=-1).flatten(1)  # (batch, cameras * (2 * points + dim))
+        return self.focus_head(torch.cat([features, state], dim=-1))
 
     # --- decoder: the action chunk --------------------------------------------------------------
 
@@ -258,6 +286,12 @@ class S2Policy(nn.Module):
         if DONE in batch and c.done_weight > 0:
             out["done"] = F.binary_cross_entropy_with_logits(self.done_logit(memory), batch[DONE].float())
             total = total + c.done_weight * out["done"]
+        if "focus" in extras:  # the mean over the rows whose target is known (no branch: every rank of DDP runs the same graph)
+            target = batch[FOCUS]
+            known = target.isfinite().all(-1, keepdim=True).to(target.dtype)  # (batch, 1)
+            error = (extras["focus"] - torch.nan_to_num(target)) ** 2 * known
+            out["focus"] = error.sum() / (3 * known.sum()).clamp(min=1.0)
+            total = total + c.focus_weight * out["focus"]
         out["loss"] = total
         return out
 

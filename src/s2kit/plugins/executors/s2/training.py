@@ -39,6 +39,7 @@ from s2kit.plugins.executors.s2.checkpoint import (
 from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
 from s2kit.plugins.executors.s2.data import (
     EE_STATE,
+    FOCUS_SCALE,
     FrameData,
     Normalizer,
     load_frames,
@@ -47,6 +48,7 @@ from s2kit.plugins.executors.s2.modeling import (
     ACTION_MASK,
     ACTIONS,
     DONE,
+    FOCUS,
     IMAGES,
     S2Policy,
     rho_schedule,
@@ -319,17 +321,26 @@ def _validation_batches(
 
 
 def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float) -> dict[str, float]:
-    """Held-out figures at the target rho: action MSE of sampled chunks (normalized units) and done accuracy."""
+    """Held-out figures at the target rho: action MSE of sampled chunks (normalized units), done accuracy,
+    and, where the data has focus targets, the focus head's RMS error in centimetres."""
     model.eval()
     errors, weights, correct, total = 0.0, 0.0, 0, 0
+    focus_error, focus_rows = 0.0, 0
     with torch.inference_mode():
         g = torch.Generator().manual_seed(0)
         for batch in batches:
             noise = torch.randn(batch[ACTIONS].shape, generator=g)
-            actions, done, _ = model.sample(batch, rho, noise)
+            actions, done, extras = model.sample(batch, rho, noise)
+            if "focus" in extras:
+                known = batch[FOCUS].isfinite().all(-1)
+                focus_error += float(((extras["focus"][known] - batch[FOCUS][known]) ** 2).sum())
+                focus_rows += int(known.sum())
             mask = batch[ACTION_MASK][..., None].expand_as(actions).float()
             errors += float((((actions - batch[ACTIONS]) ** 2) * mask).sum())
             weights += float(mask.sum())
             correct += int(((done > 0.5).float() == batch[DONE]).sum())
             total += len(done)
-    return {"action_mse": errors / max(weights, 1.0), "done_accuracy": correct / max(total, 1)}
+    out = {"action_mse": errors / max(weights, 1.0), "done_accuracy": correct / max(total, 1)}
+    if focus_rows:
+        out["focus_rms_cm"] = (focus_error / (3 * focus_rows)) ** 0.5 * 100.0 / FOCUS_SCALE  # decimetres -> cm
+    return out

@@ -147,6 +147,22 @@ class SimState:
     table_x: float
     arm: str
 
+    @property
+    def focus(self) -> np.ndarray:
+        """Where the current subtask needs the hand next, relative to the hand (world frame, metres; (3,)).
+
+        The subtask's object until it is held, then its destination (the container or the
+        object to stack on; a pick's object itself, a push's object). NaN once the task is
+        done. `s2kit collect` records it as ``privileged.focus``: a training-time target
+        for learned models (S2's auxiliary loss), never an input.
+        """
+        if self.completed >= len(self.task.subtasks):
+            return np.full(3, np.nan, dtype=np.float32)
+        sub = self.task.subtasks[self.completed]
+        held = self.held == sub.obj and sub.target is not None and sub.kind in ("put", "stack")
+        point = self.positions[sub.target if held else sub.obj]  # type: ignore[index]
+        return (np.asarray(point, dtype=np.float64) - self.ee_pos).astype(np.float32)
+
 
 def _quat_from_rpy(r: float, p: float, y: float) -> np.ndarray:
     cr, sr, cp, sp, cy, sy = np.cos(r / 2), np.sin(r / 2), np.cos(p / 2), np.sin(p / 2), np.cos(y / 2), np.sin(y / 2)
