@@ -45,6 +45,12 @@ def test_collect_writes_a_readable_dataset_with_guidance_and_appends(tmp_path: P
     boundaries = np.flatnonzero(np.diff(episode["annotation.subtask_index"]))
     assert len(boundaries) == report["episodes"][0]["subtasks_total"] - 1  # one change per subtask boundary
     assert episode["annotation.subtask"][0] != episode["annotation.subtask"][-1]
+    # privileged.focus (S2's auxiliary target): from the hand to what the subtask needs, shrinking to the grasp
+    focus = np.asarray(episode["privileged.focus"])
+    assert focus.shape == (n, 3) and np.isfinite(focus).all()
+    first = episode["annotation.subtask_index"] == 0
+    reach = np.linalg.norm(focus[first, :2], axis=1)
+    assert reach[0] > 0.05 and reach.min() < 0.02
     # a second collect into the same folder appends
     again = collect("--robot", "hsr", "--episodes", "1", "--seed", "10", "--out", str(out), "--json")
     assert again.exit_code == 0, again.output

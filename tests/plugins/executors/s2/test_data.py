@@ -21,6 +21,7 @@ from s2kit.plugins.executors.s2.modeling import (
     ACTION_MASK,
     ACTIONS,
     DONE,
+    FOCUS,
     IMAGES,
     STATE,
     TEXT,
@@ -50,6 +51,26 @@ def test_every_frame_is_loaded_with_its_episode_guidance_and_chunk(hsr_dataset: 
     assert batch[ACTION_MASK].tolist() == [[True, False, False, False, False]]
     np.testing.assert_allclose(batch[ACTIONS][0, 0].numpy(), norm.action(np.asarray(first["action"][-1])), atol=1e-5)
     assert batch[IMAGES].shape == (1, 2, 3, 96, 96) and batch[STATE].shape == (1, 10) and batch[TEXT].shape == (1, 3, 384)
+    # the focus target, in decimetres, from the dataset's privileged.focus
+    np.testing.assert_allclose(batch[FOCUS][0].numpy(), np.asarray(first["privileged.focus"][-1]) * 10, atol=1e-5)
+
+
+def test_a_dataset_without_focus_targets_loads_them_as_unknown(hsr_dataset: Path, tmp_path: Path) -> None:
+    """Real-robot recordings have no privileged.focus: their samples say NaN, which the focus loss skips (test_modeling)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "real"
+    shutil.copytree(hsr_dataset, copy)
+    info_path = copy / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    del info["features"]["privileged.focus"]
+    info_path.write_text(json.dumps(info))
+    for path in (copy / "data").rglob("*.parquet"):
+        pq.write_table(pq.read_table(path).drop(["privileged.focus"]), path)
+    data = frames_of(copy)
+    assert data.focus.shape == (len(data), 3) and data.focus.isnan().all()
 
 
 def test_stale_guidance_right_after_a_subtask_ends_is_labelled_done(hsr_dataset: Path) -> None:
