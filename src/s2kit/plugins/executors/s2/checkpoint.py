@@ -29,6 +29,8 @@ __all__ = ["FORMAT", "WEIGHTS", "CheckpointError", "CheckpointInfo", "find_check
 
 FORMAT = 1
 WEIGHTS, TRAINING = "model.safetensors", "training_state.pt"
+#: Model fields added after format 1 was fixed, with the value that reproduces a checkpoint written before them.
+LEGACY_MODEL: dict[str, Any] = {"focus_weight": 0.0, "keypoint_grid": "patch"}
 
 
 class CheckpointInfo(BaseModel):
@@ -55,6 +57,9 @@ def read_info(path: str | Path) -> CheckpointInfo:
     folder, raw = read_config(path)
     if isinstance(raw, dict) and raw.get("format", FORMAT) != FORMAT:
         raise CheckpointError(f"{folder / CONFIG} has format {raw.get('format')}; this s2kit reads format {FORMAT}")
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        for field, value in LEGACY_MODEL.items():  # written before the field existed: what the network then was
+            raw["model"].setdefault(field, value)
     try:
         return CheckpointInfo.model_validate(raw)
     except ValidationError as err:

@@ -62,6 +62,11 @@ class ModelConfig(BaseModel):
     keypoints: int = Field(
         32, ge=0, description="Spatial-softmax keypoints per camera over its kept patches, as one extra token (0: none)."
     )
+    keypoint_grid: Literal["patch", "fine"] = Field(
+        "fine",
+        description="Where keypoints are softmaxed: over the kept patches (patch), or over the stem's stride-4 cells "
+        "inside the kept patches (fine: patch/4 x patch/4 cells each, a finer position).",
+    )
     # action head
     head: Literal["flow", "regression"] = Field("flow", description="flow matching (pi0) or direct regression.")
     flow_steps: int = Field(10, ge=1, description="Euler steps when sampling a flow-matching chunk.")

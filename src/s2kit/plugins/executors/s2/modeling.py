@@ -129,6 +129,13 @@ def _stem(c: ModelConfig) -> nn.Module:
     )  # fmt: skip
 
 
+def _cells_per_patch(fine: Tensor, batch: int, grid: int, cells: int) -> Tensor:
+    """The stem's stride-4 map (batch*cameras, F, grid*cells, grid*cells) as (batch, cameras, patches, cells*cells, F)."""
+    F_ = fine.shape[1]
+    x = fine.view(batch, -1, F_, grid, cells, grid, cells).permute(0, 1, 3, 5, 4, 6, 2)  # (batch, cameras, gy, gx, cy, cx, F)
+    return x.reshape(batch, x.shape[1], grid * grid, cells * cells, F_)
+
+
 class S2Policy(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -150,10 +157,16 @@ class S2Policy(nn.Module):
         # Spatial softmax (Levine et al. 2016): each keypoint channel's softmax over a camera's
         # kept patches gives an expected (x, y); an explicit coordinate readout, since where the
         # object is relative to the hand is most of what the action needs.
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, c.grid), torch.linspace(-1, 1, c.grid), indexing="ij")
-        self.register_buffer("patch_xy", torch.stack([xs, ys], dim=-1).reshape(1, 1, c.patches, 2), persistent=False)
+        # With keypoint_grid "fine" the softmax runs over the stem's stride-4 cells (cells x cells
+        # of them per patch), so a position is resolved to 4 pixels rather than to a patch.
+        self.cells = c.patch_size // 4 if c.keypoint_grid == "fine" else 1
+        side = c.grid * self.cells
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+        xy = torch.stack([xs, ys], dim=-1).view(c.grid, self.cells, c.grid, self.cells, 2).permute(0, 2, 1, 3, 4)
+        self.register_buffer("cell_xy", xy.reshape(1, 1, c.patches, self.cells**2, 2), persistent=False)  # per patch, its cells
+        cell_dim = D if c.keypoint_grid == "patch" else (D // 2 if c.stem == "patch" else 2 * c.stem_width)
         if c.keypoints:
-            self.keypoint_logits = nn.Linear(D, c.keypoints)
+            self.keypoint_logits = nn.Linear(cell_dim, c.keypoints)
             self.keypoint_proj = nn.Linear(2 * c.keypoints, D)
         self.encoder = nn.ModuleList(Block(D, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.encoder_layers))
         self.encoder_norm = nn.LayerNorm(D)
@@ -166,9 +179,9 @@ class S2Policy(nn.Module):
         self.done_head = nn.Linear(D, 1)
         if c.focus_weight > 0:
             points = c.keypoints or 16
-            self.focus_text = nn.Linear(D, D)
-            self.focus_logits = nn.Linear(D, points)
-            self.focus_head = nn.Sequential(nn.Linear(len(c.cameras) * (2 * points + D) + D, D), nn.GELU(), nn.Linear(D, 3))
+            self.focus_text = nn.Linear(D, cell_dim)
+            self.focus_logits = nn.Linear(cell_dim, points)
+            self.focus_head = nn.Sequential(nn.Linear(len(c.cameras) * (2 * points + cell_dim) + D, D), nn.GELU(), nn.Linear(D, 3))
 
     # --- encoder: guidance, state and the evidence budget ------------------------------------
 
@@ -178,15 +191,17 @@ class S2Policy(nn.Module):
         images = batch[IMAGES]
         B, C = images.shape[:2]
         pixels = images.flatten(0, 1).float() / 255.0 - 0.5  # (batch*cameras, 3, S, S)
-        patches = self.stem(pixels).flatten(2).transpose(1, 2)  # (batch*cameras, patches, dim)
+        fine = self.stem[:-1](pixels)  # (batch*cameras, cell_dim, grid*cells', same): the stem's stride-4 map
+        patches = self.stem[-1](fine).flatten(2).transpose(1, 2)  # (batch*cameras, patches, dim)
         patches = patches.view(B, C, c.patches, c.dim) + self.patch_sincos + self.patch_pos + self.camera_embed  # (batch, cameras, patches, dim)
+        cells = patches[:, :, :, None] if self.cells == 1 else _cells_per_patch(fine, B, c.grid, self.cells)  # (batch, cameras, patches, cells, F)
         text = self.text_proj(batch[TEXT][:, : self.texts]) + self.text_type  # (batch, texts, dim)
         state = self.state_proj(batch[STATE])[:, None]  # (batch, 1, dim)
         extras: dict[str, Tensor] = {}
         bias = None
-        xy = self.patch_xy.expand(B, C, c.patches, 2)  # patch centres, for the keypoints
+        xy = self.cell_xy.expand(B, C, -1, -1, -1)  # (batch, cameras, patches, cells, 2): cell centres, for the keypoints
         if FOCUS in batch and c.focus_weight > 0:
-            extras["focus"] = self.focus(patches, xy, text.mean(1), state[:, 0])
+            extras["focus"] = self.focus(cells.flatten(2, 3), xy.flatten(2, 3), text.mean(1), state[:, 0])
         if c.budget:
             context = text.mean(1)[:, None, None].expand(B, C, c.patches, c.dim)
             logits = self.scorer(torch.cat([patches, context], dim=-1)).squeeze(-1)  # (batch, cameras, patches)
@@ -204,7 +219,8 @@ class S2Policy(nn.Module):
             index = ranking.topk(k, dim=-1).indices.sort(dim=-1).values  # (batch, cameras, k)
             patches = patches.gather(2, index[..., None].expand(B, C, k, c.dim))  # (batch, cameras, k, dim)
             if c.keypoints:
-                xy = xy.gather(2, index[..., None].expand(B, C, k, 2))  # (batch, cameras, k, 2)
+                cells = cells.gather(2, index[..., None, None].expand(B, C, k, *cells.shape[3:]))  # (batch, cameras, k, cells, F)
+                xy = xy.gather(2, index[..., None, None].expand(B, C, k, *xy.shape[3:]))  # (batch, cameras, k, cells, 2)
             kept_logits = logits.gather(2, index)  # (batch, cameras, k)
             threshold = kept_logits.min(dim=-1, keepdim=True).values.detach()
             log_gates = F.logsigmoid((kept_logits - threshold) / c.gate_temperature + 1.0)  # the weakest kept: sigmoid(1)
@@ -215,8 +231,8 @@ class S2Policy(nn.Module):
             extras["keep_rate"] = torch.sigmoid(logits).mean(-1)  # (batch, cameras): the soft rate the penalty calibrates
         parts = [text, state, patches.flatten(1, 2)]
         if c.keypoints:
-            weights = self.keypoint_logits(patches).softmax(dim=2)  # (batch, cameras, kept, keypoints)
-            points = torch.einsum("bckn,bckj->bcnj", weights, xy)  # (batch, cameras, keypoints, 2)
+            weights = self.keypoint_logits(cells.flatten(2, 3)).softmax(dim=2)  # (batch, cameras, kept cells, keypoints)
+            points = torch.einsum("bckn,bckj->bcnj", weights, xy.flatten(2, 3))  # (batch, cameras, keypoints, 2)
             parts.append(self.keypoint_proj(points.flatten(2)) + self.camera_embed[:, :, 0])  # (batch, cameras, dim)
         tokens = torch.cat(parts, dim=1)  # (batch, texts + 1 + cameras*kept [+ cameras], dim)
         for block in self.encoder:
@@ -224,15 +240,15 @@ class S2Policy(nn.Module):
         return self.encoder_norm(tokens), bias, extras
 
     def focus(self, patches: Tensor, xy: Tensor, guidance: Tensor, state: Tensor) -> Tensor:
-        """The focus head: every patch (B, C, N, D) at ``xy`` (B, C, N, 2), the mean guidance and the state tokens (B, D) -> (B, 3).
+        """The focus head: every cell (B, C, M, F) at ``xy`` (B, C, M, 2), the mean guidance and the state tokens (B, D) -> (B, 3).
 
         The guidance says which object; spatial-softmax keypoints over the guidance-conditioned
         patches say where it is in each camera.
         """
-        h = F.gelu(patches + self.focus_text(guidance)[:, None, None])  # (batch, cameras, patches, dim)
-        weights = self.focus_logits(h).softmax(dim=2)  # (batch, cameras, patches, points)
+        h = F.gelu(patches + self.focus_text(guidance)[:, None, None])  # (batch, cameras, cells, F)
+        weights = self.focus_logits(h).softmax(dim=2)  # (batch, cameras, cells, points)
         points = torch.einsum("bcnk,bcnj->bckj", weights, xy).flatten(2)  # (batch, cameras, 2 * points)
-        features = torch.cat([points, h.mean(2)], dim=-1).flatten(1)  # (batch, cameras * (2 * points + dim))
+        features = torch.cat([points, h.mean(2)], dim=-1).flatten(1)  # (batch, cameras * (2 * points + F))
         return self.focus_head(torch.cat([features, state], dim=-1))
 
     # --- decoder: the action chunk --------------------------------------------------------------
