@@ -136,3 +136,30 @@ def test_the_focus_head_learns_where_the_named_square_is() -> None:
         _, _, extras = model.sample(test)
     error = ((extras["focus"][:, :2] - test[FOCUS][:, :2]) ** 2).mean() / test[FOCUS][:, :2].var()
     assert error < 0.1, f"mean squared error is {error:.2f} of the variance"
+
+
+class FixedRanking(torch.nn.Module):
+    """A keep-scorer that prefers the same patches whatever the image: patch p scores -p."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -torch.arange(x.shape[2], dtype=x.dtype).expand(*x.shape[:3])[..., None]
+
+
+@pytest.mark.parametrize("grid", ["patch", "fine"])
+def test_pixels_outside_the_kept_patches_change_nothing(grid: str) -> None:
+    """The budget is real: the encoder and the keypoints (fine cells included) read kept patches only."""
+    torch.manual_seed(0)
+    model = S2Policy(ModelConfig(keypoint_grid=grid, **SMALL)).eval()
+    model.scorer = FixedRanking()  # keeps patches 0-3 (the top row of the 4x4 grid) at rho 0.25
+    batch = toy_batch(2)
+
+    def flipped(rows: slice) -> dict:
+        images = batch["images"].clone()
+        images[:, :, :, rows] = 255 - images[:, :, :, rows]
+        return {**batch, "images": images}
+
+    with torch.inference_mode():
+        memory, _, extras = model.encode(batch, 0.25)
+        assert extras["keep_index"][0, 0].tolist() == [0, 1, 2, 3]
+        assert torch.equal(model.encode(flipped(slice(8, 32)), 0.25)[0], memory)  # every other row of patches
+        assert not torch.allclose(model.encode(flipped(slice(0, 8)), 0.25)[0], memory)  # the kept row

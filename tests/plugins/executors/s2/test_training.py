@@ -118,3 +118,20 @@ def test_non_finite_weights_are_a_corrupt_checkpoint(tiny_run: Path, tmp_path: P
     save_file(state, str(bad / "model.safetensors"))
     with pytest.raises(CheckpointError, match="non-finite weights"):
         load_policy(bad)
+
+
+def test_a_checkpoint_from_before_the_focus_head_and_fine_keypoints_loads_as_it_was(tiny_run: Path, tmp_path: Path) -> None:
+    """Fields added to the model config later default, for an older checkpoint, to what it was trained as."""
+    old = tmp_path / "old"
+    shutil.copytree(find_checkpoint(tiny_run), old)
+    config = json.loads((old / "config.json").read_text())
+    for field in ("focus_weight", "keypoint_grid"):
+        del config["model"][field]
+    (old / "config.json").write_text(json.dumps(config))
+    from safetensors.torch import load_file, save_file
+
+    weights = {k: v for k, v in load_file(str(old / "model.safetensors")).items() if not k.startswith("focus_")}
+    weights["keypoint_logits.weight"] = weights["keypoint_logits.weight"].new_zeros(config["model"]["keypoints"], config["model"]["dim"])
+    save_file(weights, str(old / "model.safetensors"))
+    model, info, _ = load_policy(old)
+    assert info.model.focus_weight == 0 and info.model.keypoint_grid == "patch" and not hasattr(model, "focus_head")
