@@ -56,8 +56,8 @@ def test_rho_anneals_from_one_to_the_budget() -> None:
     assert rho_schedule(80, 100, 0.25, 0.5) == 0.25
 
 
-def fit_toy(head: str, steps: int, term: str) -> tuple[S2Policy, dict, tuple]:
-    """Train on fresh toy batches (every patch) minimizing one loss term; (model, a test batch, its sample)."""
+def fit_toy(head: str, steps: int, term: str) -> tuple[dict, tuple]:
+    """Train on fresh toy batches (every patch) minimizing one loss term; (a test batch, the model's sample of it)."""
     torch.manual_seed(0)
     model = S2Policy(ModelConfig(budget=False, head=head, **SMALL))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
@@ -70,7 +70,7 @@ def fit_toy(head: str, steps: int, term: str) -> tuple[S2Policy, dict, tuple]:
     test = toy_batch(256, seed=1)
     model.eval()
     with torch.inference_mode():
-        return model, test, model.sample(test)
+        return test, model.sample(test)
 
 
 @pytest.mark.parametrize(("head", "steps"), [("regression", 900), ("flow", 1500)])
@@ -84,7 +84,7 @@ def test_it_learns_to_reach_the_square_the_guidance_names(head: str, steps: int)
     0.25 (annealed from 1 over half the steps) the problem takes about 3000 steps,
     too slow for a unit test (docs/executors.md).
     """
-    model, test, (actions, _, _) = fit_toy(head, steps, "loss")
+    test, (actions, _, _) = fit_toy(head, steps, "loss")
     error = ((actions - test[ACTIONS]) ** 2).mean() / test[ACTIONS].var()
     assert error < 0.1, f"mean squared error is {error:.2f} of the variance"
 
@@ -126,7 +126,7 @@ def test_the_focus_loss_shapes_the_patches_but_never_the_keep_scorer() -> None:
 
 
 def test_the_focus_head_learns_where_the_named_square_is() -> None:
-    _, test, (_, _, extras) = fit_toy("regression", 400, "focus")
+    test, (_, _, extras) = fit_toy("regression", 400, "focus")
     error = ((extras["focus"][:, :2] - test[FOCUS][:, :2]) ** 2).mean() / test[FOCUS][:, :2].var()
     assert error < 0.1, f"mean squared error is {error:.2f} of the variance"
 
