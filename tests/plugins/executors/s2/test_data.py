@@ -85,6 +85,7 @@ def test_stale_guidance_right_after_a_subtask_ends_is_labelled_done(hsr_dataset:
     batch = data.batch(frames, chunk=4, embeddings=torch.eye(len(data.strings)), norm=norm, stale=torch.tensor([False, True]))
     assert batch[DONE].tolist() == [0.0, 1.0]
     assert batch[ACTION_MASK][1].sum() == 0  # no action loss on stale guidance
+    assert batch[FOCUS][0].isfinite().all() and batch[FOCUS][1].isnan().all()  # nor focus loss: the frame's focus is the next subtask's
     assert torch.equal(batch[TEXT][1, 2], torch.eye(len(data.strings))[data.text[boundary - 1, 2]])
 
 

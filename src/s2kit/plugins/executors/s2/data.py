@@ -190,10 +190,12 @@ class FrameData:
         actions = norm.action(self.actions[steps].numpy())
         text = self.text[index].clone()  # (batch, 3)
         done = torch.zeros(len(index))
+        focus = self.focus[index] * FOCUS_SCALE
         if stale is not None and stale.any():
             text[stale, 2] = self.stale[index[stale]]
             mask[stale] = False  # no demonstration acts on stale guidance
             done[stale] = 1.0
+            focus[stale] = float("nan")  # the frame's focus belongs to the next subtask, not the text's
         return {
             IMAGES: self.images[index],
             STATE: torch.from_numpy(norm.state(self.state[index].numpy())),
@@ -201,7 +203,7 @@ class FrameData:
             ACTIONS: torch.from_numpy(actions),
             ACTION_MASK: mask,
             DONE: done,
-            FOCUS: self.focus[index] * FOCUS_SCALE,
+            FOCUS: focus,
         }
 
 

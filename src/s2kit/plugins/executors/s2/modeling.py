@@ -23,8 +23,8 @@ Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action 
    decoder runs per flow step.
 5. A subtask-done head on the state token predicts whether the current
    subtask ends within the coming chunk (non-privileged progress).
-6. In training only, a focus head reads every patch of every camera (before
-   the budget: spatial-softmax keypoints and the mean patch, conditioned on
+6. In training only, a focus head reads every stride-4 cell of every camera (before
+   the budget: spatial-softmax keypoints and the mean cell, conditioned on
    the guidance, which names the object), the guidance and the state,
    and predicts where the current subtask needs the hand, relative to it
    (``privileged.focus``, recorded in simulation). Its loss shapes the image
@@ -243,7 +243,7 @@ class S2Policy(nn.Module):
         """The focus head: every cell (B, C, M, F) at ``xy`` (B, C, M, 2), the mean guidance and the state tokens (B, D) -> (B, 3).
 
         The guidance says which object; spatial-softmax keypoints over the guidance-conditioned
-        patches say where it is in each camera.
+        cells say where it is in each camera.
         """
         h = F.gelu(patches + self.focus_text(guidance)[:, None, None])  # (batch, cameras, cells, F)
         weights = self.focus_logits(h).softmax(dim=2)  # (batch, cameras, cells, points)
