@@ -22,6 +22,7 @@ from torch import nn
 
 from s2kit.plugins.executors.s2 import executor as s2_executor
 from s2kit.plugins.executors.s2 import modeling
+from s2kit.plugins.executors.s2.data import FOCUS_SCALE
 from s2kit.plugins.executors.s2.modeling import FOCUS, S2Policy
 
 #: The focus of the observation being acted on (set per act, read by the network).
@@ -54,7 +55,7 @@ _act = s2_executor.S2Executor.act
 
 
 def _act_with_focus(self, observation, guidance):  # type: ignore[no-untyped-def]
-    LIVE["focus"] = torch.from_numpy(np.asarray(observation.privileged.focus, dtype=np.float32)[None] * 10.0)
+    LIVE["focus"] = torch.from_numpy(np.asarray(observation.privileged.focus, dtype=np.float32)[None] * FOCUS_SCALE)
     return _act(self, observation, guidance)
 
 

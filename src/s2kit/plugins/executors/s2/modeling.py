@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
-__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "IMAGES", "STATE", "TEXT", "S2Policy", "rho_schedule"]
+__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "IMAGES", "STATE", "TEXT", "S2Policy", "focus_error", "rho_schedule"]
 
 # Batch keys. Images uint8 (B, C, 3, S, S); state (B, state_dim) and actions
 # (B, H, A) normalized; text (B, 3, text_dim): goal, trajectory, subtask; done (B,);
@@ -127,6 +127,16 @@ def _stem(c: ModelConfig) -> nn.Module:
         nn.Conv2d(w, 2 * w, kernel_size=3, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.GELU(),
         nn.Conv2d(2 * w, D, kernel_size=last, stride=last),
     )  # fmt: skip
+
+
+def focus_error(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(sum of squared errors over the rows (B, 3) whose target is known, how many rows those are).
+
+    Unknown rows (NaN) are masked by multiplication, not indexing, so every rank of
+    DistributedDataParallel runs the same graph whatever its batch holds.
+    """
+    known = target.isfinite().all(-1, keepdim=True).to(target.dtype)  # (batch, 1)
+    return ((prediction - torch.nan_to_num(target)) ** 2 * known).sum(), known.sum()
 
 
 def _cells_per_patch(fine: Tensor, batch: int, grid: int, cells: int) -> Tensor:
@@ -302,11 +312,9 @@ class S2Policy(nn.Module):
         if DONE in batch and c.done_weight > 0:
             out["done"] = F.binary_cross_entropy_with_logits(self.done_logit(memory), batch[DONE].float())
             total = total + c.done_weight * out["done"]
-        if "focus" in extras:  # the mean over the rows whose target is known (no branch: every rank of DDP runs the same graph)
-            target = batch[FOCUS]
-            known = target.isfinite().all(-1, keepdim=True).to(target.dtype)  # (batch, 1)
-            error = (extras["focus"] - torch.nan_to_num(target)) ** 2 * known
-            out["focus"] = error.sum() / (3 * known.sum()).clamp(min=1.0)
+        if "focus" in extras:  # the mean over the rows whose target is known
+            squared, rows = focus_error(extras["focus"], batch[FOCUS])
+            out["focus"] = squared / (3 * rows).clamp(min=1.0)
             total = total + c.focus_weight * out["focus"]
         out["loss"] = total
         return out

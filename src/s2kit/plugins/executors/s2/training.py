@@ -51,6 +51,7 @@ from s2kit.plugins.executors.s2.modeling import (
     FOCUS,
     IMAGES,
     S2Policy,
+    focus_error,
     rho_schedule,
 )
 
@@ -325,16 +326,16 @@ def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float
     and, where the data has focus targets, the focus head's RMS error in centimetres."""
     model.eval()
     errors, weights, correct, total = 0.0, 0.0, 0, 0
-    focus_error, focus_rows = 0.0, 0
+    focus_squared, focus_rows = 0.0, 0
     with torch.inference_mode():
         g = torch.Generator().manual_seed(0)
         for batch in batches:
             noise = torch.randn(batch[ACTIONS].shape, generator=g)
             actions, done, extras = model.sample(batch, rho, noise)
             if "focus" in extras:
-                known = batch[FOCUS].isfinite().all(-1)
-                focus_error += float(((extras["focus"][known] - batch[FOCUS][known]) ** 2).sum())
-                focus_rows += int(known.sum())
+                squared, rows = focus_error(extras["focus"], batch[FOCUS])
+                focus_squared += float(squared)
+                focus_rows += int(rows)
             mask = batch[ACTION_MASK][..., None].expand_as(actions).float()
             errors += float((((actions - batch[ACTIONS]) ** 2) * mask).sum())
             weights += float(mask.sum())
@@ -342,5 +343,5 @@ def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float
             total += len(done)
     out = {"action_mse": errors / max(weights, 1.0), "done_accuracy": correct / max(total, 1)}
     if focus_rows:
-        out["focus_rms_cm"] = (focus_error / (3 * focus_rows)) ** 0.5 * 100.0 / FOCUS_SCALE  # decimetres -> cm
+        out["focus_rms_cm"] = (focus_squared / (3 * focus_rows)) ** 0.5 * 100.0 / FOCUS_SCALE  # decimetres -> cm
     return out
