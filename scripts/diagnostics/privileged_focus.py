@@ -8,7 +8,13 @@ this policy closes the loop, the action head and chunking work and what is
 missing is perception; if not, the problem is downstream of perception.
 
     python scripts/diagnostics/privileged_focus.py train DATA RUN [--set K=V ...]
-    python scripts/diagnostics/privileged_focus.py eval RUN [EPISODES] [SEED]
+    python scripts/diagnostics/privileged_focus.py eval RUN [EPISODES] [SEED] [--bias-cm S]
+
+``--bias-cm S`` adds an error to the focus the policy is given in closed loop:
+a constant offset per subtask, drawn from N(0, S cm) along x and y (seeded).
+It measures how precise a perceived focus must be for the policy to act on it,
+and a constant offset is the hard case: a perception error that does not
+average out over the steps of a subtask.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from s2kit.plugins.executors.s2.modeling import FOCUS, S2Policy
 
 #: The focus of the observation being acted on (set per act, read by the network).
 LIVE: dict[str, torch.Tensor] = {}
+#: ``--bias-cm``: the offset's std in metres, its generator, and the subtask it was drawn for.
+BIAS: dict[str, object] = {"std": 0.0, "rng": np.random.default_rng(0), "key": None, "offset": np.zeros(3, np.float32)}
 
 
 class FocusState(nn.Module):
@@ -55,7 +63,12 @@ _act = s2_executor.S2Executor.act
 
 
 def _act_with_focus(self, observation, guidance):  # type: ignore[no-untyped-def]
-    LIVE["focus"] = torch.from_numpy(np.asarray(observation.privileged.focus, dtype=np.float32)[None] * FOCUS_SCALE)
+    sim = observation.privileged
+    focus = np.asarray(sim.focus, dtype=np.float32)
+    if BIAS["std"] and BIAS["key"] != sim.completed:  # a new offset per subtask (the key is reset per episode)
+        BIAS["key"] = sim.completed
+        BIAS["offset"] = np.array([*BIAS["rng"].normal(0.0, BIAS["std"], 2), 0.0], dtype=np.float32)  # type: ignore[union-attr]
+    LIVE["focus"] = torch.from_numpy((focus + BIAS["offset"])[None] * FOCUS_SCALE)
     return _act(self, observation, guidance)
 
 
@@ -74,12 +87,20 @@ def main() -> None:
     from s2kit.core.registry import get_registry
     from s2kit.core.runtime import build_runtime
 
-    run, episodes = sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 10
-    seed = int(sys.argv[4]) if len(sys.argv) > 4 else 100000
+    args = sys.argv[2:]
+    if "--bias-cm" in args:
+        at = args.index("--bias-cm")
+        BIAS["std"] = float(args[at + 1]) / 100.0
+        del args[at : at + 2]
+    run, episodes = args[0], int(args[1]) if len(args) > 1 else 10
+    seed = int(args[2]) if len(args) > 2 else 100000
     config = compose_pipeline(components={"robot": "hsr", "planner": "oracle", "executor": "s2"},
                               runtime={"episodes": episodes, "seed": seed}, overrides=[f"executor.checkpoint={run}"])  # fmt: skip
     runtime = build_runtime(config, get_registry())
-    results = [runtime.run_episode(i, seed + i) for i in range(episodes)]
+    results = []
+    for i in range(episodes):
+        BIAS["key"] = None
+        results.append(runtime.run_episode(i, seed + i))
     rates = [r.subtask_success for r in results]
     print(f"subtask success {np.mean(rates):.3f} over {episodes} episodes; task success {np.mean([r.task_success for r in results]):.3f}")
     print("per episode:", [round(x, 2) for x in rates])
