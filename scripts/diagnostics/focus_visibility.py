@@ -35,16 +35,14 @@ class FocusPixels(Subscriber):
 
     def on_step(self, step: Any) -> None:
         sim = step.previous.privileged
-        if sim.completed >= len(sim.task.subtasks):
+        name = sim.focus_item
+        if name is None:
             return
         robot = self.robot
         if self.model is not robot.model:  # a new episode compiles a new model
             self.model = robot.model
             self.renderer = mujoco.Renderer(robot.model, robot.config.image_height, robot.config.image_width)
             self.renderer.enable_segmentation_rendering()
-        sub = sim.task.subtasks[sim.completed]
-        held = sim.held == sub.obj and sub.target is not None and sub.kind in ("put", "stack")
-        name = sub.target if held else sub.obj
         kind, index = robot._fixtures.get(name, ("body", robot._objects.get(name)))
         m = robot.model
         geoms = [index] if kind == "geom" else [g for g in range(m.ngeom) if m.geom_bodyid[g] == index]

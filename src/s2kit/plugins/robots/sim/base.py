@@ -148,20 +148,29 @@ class SimState:
     arm: str
 
     @property
-    def focus(self) -> np.ndarray:
-        """Where the current subtask needs the hand next, relative to the hand (world frame, metres; (3,)).
+    def focus_item(self) -> str | None:
+        """The item the current subtask needs the hand at; None once the task is done.
 
         The subtask's object until it is held, then its destination (the container or the
-        object to stack on; a pick's object itself, a push's object). NaN once the task is
-        done. `s2kit collect` records it as ``privileged.focus``: a training-time target
-        for learned models (S2's auxiliary loss), never an input.
+        object to stack on; a pick's object itself, a push's object).
         """
         if self.completed >= len(self.task.subtasks):
-            return np.full(3, np.nan, dtype=np.float32)
+            return None
         sub = self.task.subtasks[self.completed]
         held = self.held == sub.obj and sub.target is not None and sub.kind in ("put", "stack")
-        point = self.positions[sub.target if held else sub.obj]  # type: ignore[index]
-        return (np.asarray(point, dtype=np.float64) - self.ee_pos).astype(np.float32)
+        return sub.target if held else sub.obj  # type: ignore[return-value]
+
+    @property
+    def focus(self) -> np.ndarray:
+        """Where the current subtask needs the hand next (`focus_item`), relative to the hand (world frame, metres; (3,)).
+
+        NaN once the task is done. `s2kit collect` records it as ``privileged.focus``: a
+        training-time target for learned models (S2's auxiliary loss), never an input.
+        """
+        item = self.focus_item
+        if item is None:
+            return np.full(3, np.nan, dtype=np.float32)
+        return (np.asarray(self.positions[item], dtype=np.float64) - self.ee_pos).astype(np.float32)
 
 
 def _quat_from_rpy(r: float, p: float, y: float) -> np.ndarray:
