@@ -7,11 +7,14 @@ focus from both cameras, the state and the current subtask's text, and reports
 the held-out error per axis. It isolates what limits perception: the image
 encoder, the text conditioning or the number of scenes.
 
-Per camera: an encoder (``--encoder``), FiLM by the text, spatial-softmax
-keypoints and a pooled feature; an MLP reads them with the state and the text.
+Per camera: an encoder (``--encoder``), FiLM by the text and the state (``--film``),
+spatial-softmax keypoints and a pooled feature, and with ``--heatmap W`` a focus
+map trained against ``privileged.focus_uv`` (S2's ``model.focus_map``), whose
+expected position and confidence join them; an MLP reads them with the state
+and the text.
 
     python scripts/diagnostics/perception_probe.py DATA[,DATA...] [--encoder patch|cnn|pixel]
-        [--text sentence|tokens|words] [--episodes N] [--steps 2000] [--seed 0]
+        [--text sentence|tokens|words] [--episodes N] [--steps 2000] [--seed 0] [--film text|text+state] [--heatmap W]
 
 ``--text``: ``sentence`` the frozen MiniLM sentence embedding S2 uses; ``tokens``
 MiniLM's per-token embeddings, attention-pooled by learned queries; ``words`` a
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 
 from s2kit.plugins._sentence import DIM, sentence_encoder
 from s2kit.plugins.executors.s2.data import EE_STATE, FOCUS_SCALE, load_frames
+from s2kit.plugins.executors.s2.modeling import focus_map_loss, focus_map_uv
 
 
 def spatial_softmax(logits: Tensor) -> Tensor:
@@ -59,19 +63,25 @@ def encoder(kind: str) -> tuple[nn.Module, int]:
 
 
 class Camera(nn.Module):
-    def __init__(self, kind: str, keypoints: int = 16) -> None:
+    def __init__(self, kind: str, condition: int, keypoints: int = 16, heat: bool = False) -> None:
         super().__init__()
         self.trunk, C = encoder(kind)
-        self.film = nn.Linear(DIM, 2 * C)
+        self.film = nn.Linear(condition, 2 * C)
         self.post = nn.Sequential(nn.GELU(), nn.Conv2d(C, C, 1), nn.GELU())
         self.keypoints = nn.Conv2d(C, keypoints, 1)
-        self.out = 2 * keypoints + C
+        self.heat = nn.Sequential(nn.Conv2d(C, C, 3, 1, 1), nn.GELU(), nn.Conv2d(C, 1, 1)) if heat else None
+        self.out = 2 * keypoints + C + (3 if heat else 0)
+        self.logits: Tensor | None = None
 
     def forward(self, image: Tensor, text: Tensor) -> Tensor:
         x = self.trunk(image.float() / 255.0 - 0.5)
         gain, shift = self.film(text).chunk(2, -1)
         x = self.post(x * (1 + gain[:, :, None, None]) + shift[:, :, None, None])
-        return torch.cat([spatial_softmax(self.keypoints(x)), x.mean((2, 3))], 1)
+        features = [spatial_softmax(self.keypoints(x)), x.mean((2, 3))]
+        if self.heat is not None:
+            self.logits = self.heat(x)[:, 0]
+            features += [focus_map_uv(self.logits), self.logits.flatten(1).logsumexp(-1, keepdim=True)]
+        return torch.cat(features, 1)
 
 
 class TokenPool(nn.Module):
@@ -90,9 +100,11 @@ class TokenPool(nn.Module):
 
 
 class Probe(nn.Module):
-    def __init__(self, kind: str, cameras: int, state_dim: int, tokens: bool) -> None:
+    def __init__(self, kind: str, cameras: int, state_dim: int, tokens: bool, heat: bool = False, film_state: bool = True) -> None:
         super().__init__()
-        self.cameras = nn.ModuleList(Camera(kind) for _ in range(cameras))
+        # the FiLM reads the state too: whether the object is held says whether the subtask needs it or its destination
+        self.film_state = film_state
+        self.cameras = nn.ModuleList(Camera(kind, DIM + state_dim * film_state, heat=heat) for _ in range(cameras))
         self.pool = TokenPool() if tokens else None
         width = sum(c.out for c in self.cameras) + state_dim + DIM
         self.head = nn.Sequential(nn.Linear(width, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 3))
@@ -101,7 +113,8 @@ class Probe(nn.Module):
         if self.pool is not None:
             assert mask is not None
             text = self.pool(text, mask)
-        features = [camera(images[:, i], text) for i, camera in enumerate(self.cameras)]
+        condition = torch.cat([text, state], 1) if self.film_state else text
+        features = [camera(images[:, i], condition) for i, camera in enumerate(self.cameras)]
         return self.head(torch.cat([*features, state, text], 1))
 
 
@@ -139,6 +152,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--film", choices=["text", "text+state"], default="text+state", help="what modulates each camera's features (session 6: text)")
+    parser.add_argument("--heatmap", type=float, default=0.0, help="weight of a focus heatmap per camera, trained on privileged.focus_uv (0: none)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     frames = load_frames(args.data.split(","), cameras=["head", "wrist"], image_size=96, state=EE_STATE, done_window=8)
@@ -158,7 +173,7 @@ def main() -> None:
     mean_rms = (target[val] - target[train].mean(0)).pow(2).mean(0).sqrt() * 10
     print(f"{len(train)} training frames, {len(val)} held out; predicting the mean: {mean_rms.numpy().round(2)} cm RMS (x, y, z)")
 
-    model = Probe(args.encoder, 2, state.shape[1], mask is not None)
+    model = Probe(args.encoder, 2, state.shape[1], mask is not None, heat=args.heatmap > 0, film_state=args.film == "text+state")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=args.steps, pct_start=0.05)
 
@@ -168,15 +183,30 @@ def main() -> None:
 
     def held_out_rms() -> np.ndarray:
         model.eval()
+        errors, uv_errors = [], []
         with torch.no_grad():
-            errors = torch.cat([predict(val[i : i + 256]) - target[val[i : i + 256]] for i in range(0, len(val), 256)])
+            for i in range(0, len(val), 256):
+                index = val[i : i + 256]
+                errors.append(predict(index) - target[index])
+                if args.heatmap > 0:
+                    uv_errors.append(torch.stack([focus_map_uv(c.logits) - frames.focus_uv[index, k] for k, c in enumerate(model.cameras)], 1))
         model.train()
-        return (errors.pow(2).mean(0).sqrt() * 10).numpy()  # cm
+        if uv_errors:
+            uv = torch.cat(uv_errors)  # (frames, cameras, 2)
+            for k, role in enumerate(("head", "wrist")):
+                d = uv[:, k][uv[:, k].isfinite().all(-1)].norm(dim=-1) * 48  # pixels of 96
+                print(f"  {role} heatmap: median {d.median():.2f} px, 90th percentile {d.quantile(0.9):.2f} px over {len(d)} labelled frames")
+        return (torch.cat(errors).pow(2).mean(0).sqrt() * 10).numpy()  # cm
 
     start = time.time()
     for step in range(1, args.steps + 1):
         index = train[torch.randint(len(train), (args.batch,))]
         loss = F.mse_loss(predict(index), target[index])
+        if args.heatmap > 0:
+            for k, camera in enumerate(model.cameras):
+                assert camera.logits is not None
+                entropy, maps = focus_map_loss(camera.logits, frames.focus_uv[index, k])
+                loss = loss + args.heatmap * entropy / maps.clamp(min=1.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -12,11 +12,13 @@ guidance the executor acted on:
 | ``annotation.subtask_index`` | int64 | index of that subtask (its changes are the subtask boundaries) |
 | ``annotation.subtasks`` | string | all subtasks, JSON-encoded |
 | ``privileged.focus`` | float32 (3,) | where the subtask needs the hand next, relative to it (NaN where the robot cannot say) |
+| ``privileged.focus_uv`` | float32 (2 per camera) | where that item is in each camera's image, (u, v) in [-1, 1] (NaN where out of frame or unknown) |
 
 ``privileged.focus`` comes from the robot's privileged state when it has a
 ``focus`` (the simulator's `SimState` does; a real robot has none, and the
-frames say NaN). It is a training-time target only (S2's auxiliary loss):
-models never read it as an input.
+frames say NaN), and ``privileged.focus_uv`` from its ``focus_uv``. They are
+training-time targets only (S2's auxiliary losses): models never read them
+as inputs.
 
 The frame's LeRobot *task* is the goal (the original instruction), as S2
 keeps it; a LeRobot reader loads the annotations as ordinary string and
@@ -44,7 +46,7 @@ from s2kit.core.types import (
     Step,
 )
 
-__all__ = ["ANNOTATIONS", "FOCUS", "PRIVILEGED", "LeRobotRecorder", "PerturbedRobot", "dataset_features"]
+__all__ = ["ANNOTATIONS", "FOCUS", "FOCUS_UV", "PRIVILEGED", "LeRobotRecorder", "PerturbedRobot", "dataset_features"]
 
 #: S2's per-frame guidance features, as `collect` and `relabel` write them.
 ANNOTATIONS: dict[str, dict] = {
@@ -56,6 +58,7 @@ ANNOTATIONS: dict[str, dict] = {
 
 #: Privileged per-frame targets (training-time only; NaN where the robot has no privileged state).
 FOCUS = "privileged.focus"
+FOCUS_UV = "privileged.focus_uv"
 PRIVILEGED: dict[str, dict] = {FOCUS: {"dtype": "float32", "shape": [3], "names": ["dx", "dy", "dz"]}}
 
 
@@ -68,6 +71,8 @@ def dataset_features(spec: RobotSpec, action_space: str) -> dict[str, dict]:
     features["observation.state"] = {"dtype": "float32", "shape": [len(spec.state_names)], "names": list(spec.state_names)}
     features["action"] = {"dtype": "float32", "shape": [space.dim], "names": list(space.names)}
     features.update({key: dict(ft) for key, ft in (ANNOTATIONS | PRIVILEGED).items()})
+    uv_names = [f"{cam.role}.{axis}" for cam in spec.cameras for axis in "uv"]
+    features[FOCUS_UV] = {"dtype": "float32", "shape": [len(uv_names)], "names": uv_names}
     return features
 
 
@@ -89,6 +94,7 @@ class LeRobotRecorder(Subscriber):
         use_videos: bool = True,
     ) -> None:
         self.root = Path(root)
+        self.roles = [cam.role for cam in spec.cameras]
         self.keep = keep
         self.saved = 0
         self.dropped = 0
@@ -117,6 +123,9 @@ class LeRobotRecorder(Subscriber):
         frame["annotation.subtask_index"] = np.array([g.current], dtype=np.int64)
         focus = getattr(obs.privileged, "focus", None)
         frame[FOCUS] = np.full(3, np.nan, dtype=np.float32) if focus is None else np.asarray(focus, dtype=np.float32).reshape(3)
+        uv = getattr(obs.privileged, "focus_uv", None) or {}
+        unknown = np.full(2, np.nan, dtype=np.float32)
+        frame[FOCUS_UV] = np.concatenate([np.asarray(uv.get(role, unknown), dtype=np.float32) for role in self.roles])
         self.writer.add_frame(frame, task=g.goal)
 
     def on_episode_end(self, result: EpisodeResult) -> None:

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
-from s2kit.plugins.executors.s2.modeling import ACTIONS, FOCUS, S2Policy, rho_schedule
+from s2kit.plugins.executors.s2.modeling import (
+    ACTIONS,
+    FOCUS,
+    FOCUS_UV,
+    S2Policy,
+    focus_map_uv,
+    rho_schedule,
+)
 from tests.plugins.executors.s2.toy import toy_batch
 
 SMALL = {"cameras": ["head"], "image_size": 32, "patch_size": 8, "state_dim": 1, "action_dim": 2, "chunk": 4, "text_dim": 16,
@@ -26,7 +33,7 @@ def test_every_variant_and_head_gives_a_chunk(variant: str, head: str) -> None:
         assert extras["keep_index"].shape == (3, 1, config.kept())  # exactly k patches per camera
     model.train()
     losses = model.loss(batch)
-    assert set(losses) >= {"action", "loss", "done", "focus"} and torch.isfinite(losses["loss"])
+    assert set(losses) >= {"action", "loss", "done", "focus", "focus_map"} and torch.isfinite(losses["loss"])
 
 
 def test_rho_is_a_run_time_knob_and_selection_is_top_k() -> None:
@@ -35,7 +42,7 @@ def test_rho_is_a_run_time_knob_and_selection_is_top_k() -> None:
     with torch.inference_mode():
         for rho, k in ((1.0, 16), (0.5, 8), (0.25, 4), (0.1, 2)):
             memory, _, extras = model.encode(batch, rho)
-            assert memory.shape[1] == 3 + 1 + k + 1  # guidance, state, k patches and the keypoint token
+            assert memory.shape[1] == 3 + 1 + k + 1 + 1  # guidance, state, k patches, the keypoint and focus-map tokens
             top = extras["keep_logits"].topk(k, dim=-1).indices.sort(dim=-1).values
             assert torch.equal(extras["keep_index"], top)
 
@@ -131,6 +138,25 @@ def test_the_focus_head_learns_where_the_named_square_is() -> None:
     assert error < 0.1, f"mean squared error is {error:.2f} of the variance"
 
 
+def test_the_focus_map_finds_the_named_square_and_never_trains_the_keep_scorer() -> None:
+    """Its target is privileged too: it may teach the stem what the guidance names, not which patches to keep."""
+    torch.manual_seed(0)
+    model = S2Policy(ModelConfig(**SMALL)).train()
+    batch = toy_batch(8)
+    model.loss(batch)["focus_map"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.scorer.parameters())
+    assert model.stem[0].weight.grad.abs().sum() > 0
+    unknown = {**batch, FOCUS_UV: torch.full_like(batch[FOCUS_UV], float("nan"))}
+    assert model.loss(unknown)["focus_map"] == 0
+    bare = S2Policy(ModelConfig(focus_map=0.0, **SMALL))
+    assert not hasattr(bare, "map_logits") and "focus_map" not in bare.loss(batch)
+    # learned: the red or the green square, as the subtask says, to within half a 4 px cell (32 px images;
+    # a uniform map is typically 9 px from it, the other square further)
+    test, (_, _, extras) = fit_toy("regression", 300, "focus_map")
+    distance = (focus_map_uv(extras["focus_map"]) - test[FOCUS_UV]).norm(dim=-1) * 16  # pixels
+    assert distance.median() < 2.5, f"median {distance.median():.2f} px from the named square"
+
+
 class FixedRanking(torch.nn.Module):
     """A keep-scorer that prefers the same patches whatever the image: patch p scores -p."""
 
@@ -140,7 +166,7 @@ class FixedRanking(torch.nn.Module):
 
 @pytest.mark.parametrize("grid", ["patch", "fine"])
 def test_pixels_outside_the_kept_patches_change_nothing(grid: str) -> None:
-    """The budget is real: the encoder and the keypoints (fine cells included) read kept patches only."""
+    """The budget is real: the encoder, the keypoints (fine cells included) and the focus-map token read kept patches only."""
     torch.manual_seed(0)
     model = S2Policy(ModelConfig(keypoint_grid=grid, **SMALL)).eval()
     model.scorer = FixedRanking()  # keeps patches 0-3 (the top row of the 4x4 grid) at rho 0.25

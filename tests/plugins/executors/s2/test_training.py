@@ -125,13 +125,14 @@ def test_a_checkpoint_from_before_the_focus_head_and_fine_keypoints_loads_as_it_
     old = tmp_path / "old"
     shutil.copytree(find_checkpoint(tiny_run), old)
     config = json.loads((old / "config.json").read_text())
-    for field in ("focus_weight", "keypoint_grid"):
+    for field in ("focus_weight", "keypoint_grid", "focus_map"):
         del config["model"][field]
     (old / "config.json").write_text(json.dumps(config))
     from safetensors.torch import load_file, save_file
 
-    weights = {k: v for k, v in load_file(str(old / "model.safetensors")).items() if not k.startswith("focus_")}
+    weights = {k: v for k, v in load_file(str(old / "model.safetensors")).items() if not k.startswith(("focus_", "map_"))}
     weights["keypoint_logits.weight"] = weights["keypoint_logits.weight"].new_zeros(config["model"]["keypoints"], config["model"]["dim"])
     save_file(weights, str(old / "model.safetensors"))
     model, info, _ = load_policy(old)
     assert info.model.focus_weight == 0 and info.model.keypoint_grid == "patch" and not hasattr(model, "focus_head")
+    assert info.model.focus_map == 0 and not hasattr(model, "map_logits")

@@ -3,7 +3,7 @@
 Each camera image holds a red and a green square at random places; the
 subtask embedding says which one is the target; the action chunk is the
 target's (x, y) in [-1, 1], repeated; the focus target (the auxiliary head's)
-is that (x, y) and a 0. Solving it needs the image, the guidance, and (with
+is that (x, y) and a 0, and the focus map's target in every camera that (x, y). Solving it needs the image, the guidance, and (with
 the budget on) keeping the right patches.
 """
 
@@ -15,6 +15,7 @@ from s2kit.plugins.executors.s2.modeling import (
     ACTIONS,
     DONE,
     FOCUS,
+    FOCUS_UV,
     IMAGES,
     STATE,
     TEXT,
@@ -38,4 +39,5 @@ def toy_batch(n: int, *, size: int = 32, cameras: int = 1, chunk: int = 4, text_
     xy = (yx.flip(-1) / size) * 2 - 1  # (sample, xy) in [-1, 1]
     actions = xy[:, None].expand(n, chunk, 2).contiguous()
     focus = torch.cat([xy, torch.zeros(n, 1)], dim=1)
-    return {IMAGES: images, STATE: torch.zeros(n, 1), TEXT: text, ACTIONS: actions, DONE: (target == 1).float(), FOCUS: focus}
+    return {IMAGES: images, STATE: torch.zeros(n, 1), TEXT: text, ACTIONS: actions, DONE: (target == 1).float(), FOCUS: focus,
+            FOCUS_UV: xy[:, None].expand(n, cameras, 2).contiguous()}  # fmt: skip

@@ -30,7 +30,7 @@ __all__ = ["FORMAT", "WEIGHTS", "CheckpointError", "CheckpointInfo", "find_check
 FORMAT = 1
 WEIGHTS, TRAINING = "model.safetensors", "training_state.pt"
 #: Model fields added after format 1 was fixed, with the value that reproduces a checkpoint written before them.
-LEGACY_MODEL: dict[str, Any] = {"focus_weight": 0.0, "keypoint_grid": "patch"}
+LEGACY_MODEL: dict[str, Any] = {"focus_weight": 0.0, "keypoint_grid": "patch", "focus_map": 0.0}
 
 
 class CheckpointInfo(BaseModel):

@@ -16,7 +16,9 @@ labelled not done.
 
 Where a dataset has ``privileged.focus`` (simulated collections), each sample
 also carries it, in decimetres, as the target of the model's auxiliary focus
-head (NaN, and no loss, where it is unknown).
+head (NaN, and no loss, where it is unknown); with ``privileged.focus_uv``,
+where that item is in each camera's (squared) image, the target of the focus
+heatmaps.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from torch import Tensor
 
 from s2kit.core.data.collect import FOCUS as FOCUS_FEATURE
+from s2kit.core.data.collect import FOCUS_UV as FOCUS_UV_FEATURE
 from s2kit.core.data.images import resize
 from s2kit.core.data.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
@@ -39,6 +42,7 @@ from s2kit.plugins.executors.s2.modeling import (
     ACTIONS,
     DONE,
     FOCUS,
+    FOCUS_UV,
     IMAGES,
     STATE,
     TEXT,
@@ -147,6 +151,7 @@ class FrameData:
     text: Tensor  # (frames, 3) int64 into ``strings``: goal, trajectory, subtask
     stale: Tensor  # (frames,) int64 into ``strings``: the subtask that just ended, or -1
     focus: Tensor  # (frames, 3) float32: privileged.focus in metres, NaN where unknown
+    focus_uv: Tensor  # (frames, cameras, 2) float32: privileged.focus_uv in the squared images, NaN where unknown
     strings: list[str]
     state_names: list[str]
     action_names: list[str]
@@ -171,7 +176,7 @@ class FrameData:
         new_end = torch.cumsum(torch.bincount(new_episode, minlength=len(episodes)), 0)[new_episode]
         return FrameData(
             self.images[keep], self.state[keep], self.actions[keep], new_episode, new_end,
-            self.text[keep], self.stale[keep], self.focus[keep], self.strings, self.state_names, self.action_names, self.fps, self.datasets,
+            self.text[keep], self.stale[keep], self.focus[keep], self.focus_uv[keep], self.strings, self.state_names, self.action_names, self.fps, self.datasets,
         )  # fmt: skip
 
     def batch(
@@ -191,11 +196,13 @@ class FrameData:
         text = self.text[index].clone()  # (batch, 3)
         done = torch.zeros(len(index))
         focus = self.focus[index] * FOCUS_SCALE
+        focus_uv = self.focus_uv[index].clone()
         if stale is not None and stale.any():
             text[stale, 2] = self.stale[index[stale]]
             mask[stale] = False  # no demonstration acts on stale guidance
             done[stale] = 1.0
             focus[stale] = float("nan")  # the frame's focus belongs to the next subtask, not the text's
+            focus_uv[stale] = float("nan")
         return {
             IMAGES: self.images[index],
             STATE: torch.from_numpy(norm.state(self.state[index].numpy())),
@@ -204,6 +211,7 @@ class FrameData:
             ACTION_MASK: mask,
             DONE: done,
             FOCUS: focus,
+            FOCUS_UV: focus_uv,
         }
 
 
@@ -234,7 +242,7 @@ def load_frames(
     the same names in every dataset); ``state_names`` of the result are those entries. Raises `DataError` naming the dataset
     and what is wrong.
     """
-    images, states, actions, episodes, ends, texts, stales, focuses = [], [], [], [], [], [], [], []
+    images, states, actions, episodes, ends, texts, stales, focuses, focus_uvs = [], [], [], [], [], [], [], [], []
     strings: dict[str, int] = {}
     action_names: list[str] | None = None
     state_names: list[str] | None = None
@@ -262,7 +270,11 @@ def load_frames(
             raise DataError(f"dataset {root} has state {kept_names}, the first dataset {state_names}: select common entries with --set state=ee")
         if reader.num_episodes == 0:
             raise DataError(f"dataset {root} has no episodes")
-        keys = ["observation.state", "action", TRAJECTORY, SUBTASK, SUBTASK_INDEX, FOCUS_FEATURE, *(f"observation.images.{c}" for c in cameras)]
+        keys = ["observation.state", "action", TRAJECTORY, SUBTASK, SUBTASK_INDEX, FOCUS_FEATURE, FOCUS_UV_FEATURE, *(f"observation.images.{c}" for c in cameras)]
+        uv_names = list(features.get(FOCUS_UV_FEATURE, {}).get("names") or [])
+        uv_columns = [[uv_names.index(f"{c}.{a}") if f"{c}.{a}" in uv_names else -1 for a in "uv"] for c in cameras]
+        shapes = [features[f"observation.images.{c}"]["shape"][:2] for c in cameras]
+        uv_scale = np.array([[w / max(h, w), h / max(h, w)] for h, w in shapes], dtype=np.float32)  # square_frames letterboxes
         for e in range(reader.num_episodes):
             ep = reader.episode(e, keys=keys)
             length = len(ep["action"])
@@ -287,6 +299,15 @@ def load_frames(
             if np.isinf(focus).any():
                 raise DataError(f"dataset {root}, episode {e}: infinite {FOCUS_FEATURE} values")
             focuses.append(focus)
+            uv = np.full((length, len(cameras), 2), np.nan, np.float32)
+            if FOCUS_UV_FEATURE in ep:
+                recorded = np.asarray(ep[FOCUS_UV_FEATURE], dtype=np.float32).reshape(length, -1)
+                for i, columns in enumerate(uv_columns):
+                    if min(columns) >= 0:
+                        uv[:, i] = recorded[:, columns] * uv_scale[i]
+            if np.isinf(uv).any():
+                raise DataError(f"dataset {root}, episode {e}: infinite {FOCUS_UV_FEATURE} values")
+            focus_uvs.append(uv)
             n_ep = len(ends)
             episodes.append(np.full(length, n_ep, dtype=np.int64))
             ends.append(np.full(length, total + length, dtype=np.int64))
@@ -298,6 +319,6 @@ def load_frames(
         torch.cat(images), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(actions)),
         torch.from_numpy(np.concatenate(episodes)), torch.from_numpy(np.concatenate(ends)),
         torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)), torch.from_numpy(np.concatenate(focuses)),
-        list(strings), state_names, action_names, fps,
+        torch.from_numpy(np.concatenate(focus_uvs)), list(strings), state_names, action_names, fps,
         [{"path": str(root), "robot_type": r.info.get("robot_type"), "episodes": r.num_episodes, "frames": r.num_frames} for root, r in zip(roots, readers, strict=True)],
     )  # fmt: skip

@@ -31,6 +31,16 @@ Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action 
    stem, so the patches carry where things are; the keep-scorer reads those
    patches but none of its weights get gradient from this loss, so which
    patches are kept is still learned from the action loss alone.
+7. A focus map per camera (``focus_map`` > 0): the stem's stride-4 cells, modulated
+   (FiLM) by the guidance and the state (whether the object is held says whether
+   the subtask needs it or its destination), give one logit per cell, each from its
+   own patch's pixels only. The map's expected position over the *kept* patches'
+   cells and its confidence there become one token per camera, so the action still
+   sees nothing outside the budget. In training the whole map's cross-entropy
+   against where the focus item is in each image (``privileged.focus_uv``) teaches
+   the stem to find the object the guidance names: a dense target, which a
+   from-scratch encoder learns from far fewer scenes than the action alone. Like
+   the focus loss, it gives the keep-scorer no gradient.
 """
 
 from __future__ import annotations
@@ -43,13 +53,15 @@ from torch import Tensor, nn
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
-__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "IMAGES", "STATE", "TEXT", "S2Policy", "focus_error", "rho_schedule"]
+__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "STATE", "TEXT", "S2Policy", "focus_error", "focus_map_loss", "focus_map_uv",
+           "rho_schedule"]  # fmt: skip
 
 # Batch keys. Images uint8 (B, C, 3, S, S); state (B, state_dim) and actions
 # (B, H, A) normalized; text (B, 3, text_dim): goal, trajectory, subtask; done (B,);
 # action_mask (B, H) bool, optional: which chunk steps carry loss (False past an episode's end);
-# focus (B, 3), optional: the focus head's target (NaN rows carry no loss).
-IMAGES, STATE, TEXT, ACTIONS, DONE, FOCUS = "images", "state", "text", "actions", "done", "focus"
+# focus (B, 3), optional: the focus head's target (NaN rows carry no loss);
+# focus_uv (B, C, 2), optional: the focus map's target per camera, (u, v) in [-1, 1] (NaN: none).
+IMAGES, STATE, TEXT, ACTIONS, DONE, FOCUS, FOCUS_UV = "images", "state", "text", "actions", "done", "focus", "focus_uv"
 ACTION_MASK = "action_mask"
 
 
@@ -139,6 +151,36 @@ def focus_error(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return ((prediction - torch.nan_to_num(target)) ** 2 * known).sum(), known.sum()
 
 
+def _cell_centres(n: int) -> Tensor:
+    """The centres of ``n`` cells across [-1, 1]."""
+    return (torch.arange(n) + 0.5) * 2 / n - 1
+
+
+def focus_map_uv(logits: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Focus-map logits (..., H, W) -> the expected (u, v) (..., 2) over the cell centres (those where ``mask``)."""
+    H, W = logits.shape[-2:]
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    weights = logits.flatten(-2).softmax(-1).unflatten(-1, (H, W))
+    u = (weights.sum(-2) * _cell_centres(W).to(logits)).sum(-1)
+    v = (weights.sum(-1) * _cell_centres(H).to(logits)).sum(-1)
+    return torch.stack([u, v], dim=-1)
+
+
+def focus_map_loss(logits: Tensor, uv: Tensor, sigma: float = 0.6) -> tuple[Tensor, Tensor]:
+    """(summed cross-entropy of the logits (..., H, W) against a Gaussian of ``sigma`` cells at ``uv`` (..., 2),
+    how many maps have a target). Unknown targets (NaN) are masked by multiplication, as in `focus_error`."""
+    H, W = logits.shape[-2:]
+    known = uv.isfinite().all(-1).to(logits.dtype)
+    cells = (torch.nan_to_num(uv) + 1) * torch.tensor([W, H]).to(logits) / 2 - 0.5  # target position in cells
+    gu = torch.exp(-0.5 * ((torch.arange(W).to(logits) - cells[..., :1]) / sigma) ** 2)  # (..., W)
+    gv = torch.exp(-0.5 * ((torch.arange(H).to(logits) - cells[..., 1:]) / sigma) ** 2)  # (..., H)
+    target = (gv[..., :, None] * gu[..., None, :]).flatten(-2)
+    target = target / target.sum(-1, keepdim=True).clamp(min=1e-12)
+    entropy = -(target * logits.flatten(-2).log_softmax(-1)).sum(-1)
+    return (entropy * known).sum(), known.sum()
+
+
 def _cells_per_patch(fine: Tensor, batch: int, grid: int, cells: int) -> Tensor:
     """The stem's stride-4 map (batch*cameras, F, grid*cells, grid*cells) as (batch, cameras, patches, cells*cells, F)."""
     F_ = fine.shape[1]
@@ -192,6 +234,11 @@ class S2Policy(nn.Module):
             self.focus_text = nn.Linear(D, cell_dim)
             self.focus_logits = nn.Linear(cell_dim, points)
             self.focus_head = nn.Sequential(nn.Linear(len(c.cameras) * (2 * points + cell_dim) + D, D), nn.GELU(), nn.Linear(D, 3))
+        if c.focus_map > 0:
+            fine_dim = D // 2 if c.stem == "patch" else 2 * c.stem_width
+            self.map_film = nn.Linear(2 * D, 2 * fine_dim)
+            self.map_logits = nn.Sequential(nn.Conv2d(fine_dim, fine_dim, 3, padding=1), nn.GELU(), nn.Conv2d(fine_dim, 1, 1))
+            self.map_proj = nn.Linear(3, D)
 
     # --- encoder: guidance, state and the evidence budget ------------------------------------
 
@@ -244,10 +291,35 @@ class S2Policy(nn.Module):
             weights = self.keypoint_logits(cells.flatten(2, 3)).softmax(dim=2)  # (batch, cameras, kept cells, keypoints)
             points = torch.einsum("bckn,bckj->bcnj", weights, xy.flatten(2, 3))  # (batch, cameras, keypoints, 2)
             parts.append(self.keypoint_proj(points.flatten(2)) + self.camera_embed[:, :, 0])  # (batch, cameras, dim)
+        if c.focus_map > 0:
+            extras["focus_map"] = maps = self.focus_map(fine, text.mean(1), state[:, 0], B)  # (batch, cameras, h, w)
+            kept = None
+            if c.budget:  # the kept patches' cells
+                side = maps.shape[-1] // c.grid
+                kept = torch.zeros(B, C, c.patches, dtype=torch.bool, device=maps.device).scatter(2, extras["keep_index"], True)
+                kept = kept.view(B, C, c.grid, 1, c.grid, 1).expand(-1, -1, -1, side, -1, side).reshape(maps.shape)
+            visible = maps if kept is None else maps.masked_fill(~kept, float("-inf"))
+            confidence = visible.flatten(2).logsumexp(-1, keepdim=True) - math.log(maps[0, 0].numel())  # 0: a uniform map
+            parts.append(self.map_proj(torch.cat([focus_map_uv(visible), confidence], dim=-1)) + self.camera_embed[:, :, 0])
+            if bias is not None:
+                bias = torch.cat([bias, torch.zeros(B, C, device=bias.device)], dim=1)
         tokens = torch.cat(parts, dim=1)  # (batch, texts + 1 + cameras*kept [+ cameras], dim)
         for block in self.encoder:
             tokens = block(tokens, bias=bias)
         return self.encoder_norm(tokens), bias, extras
+
+    def focus_map(self, fine: Tensor, guidance: Tensor, state: Tensor, batch: int) -> Tensor:
+        """The stem's stride-4 map (B*C, F, h, w), FiLM-ed by the mean guidance and the state (B, D) -> logits (B, C, h, w).
+
+        The convolutions run inside each patch (padded at its edges), so a cell's logit reads its own patch's pixels only.
+        """
+        gain, shift = self.map_film(torch.cat([guidance, state], dim=-1)).repeat_interleave(fine.shape[0] // batch, 0).chunk(2, -1)
+        x = F.gelu(fine * (1 + gain[:, :, None, None]) + shift[:, :, None, None])
+        N, F_, side = x.shape[0], x.shape[1], x.shape[-1] // self.config.grid
+        G = self.config.grid
+        x = x.view(N, F_, G, side, G, side).permute(0, 2, 4, 1, 3, 5).reshape(N * G * G, F_, side, side)  # one image per patch
+        logits = self.map_logits(x).view(N, G, G, side, side).permute(0, 1, 3, 2, 4)  # (N, gy, cy, gx, cx)
+        return logits.reshape(batch, -1, G * side, G * side)
 
     def focus(self, patches: Tensor, xy: Tensor, guidance: Tensor, state: Tensor) -> Tensor:
         """The focus head: every cell (B, C, M, F) at ``xy`` (B, C, M, 2), the mean guidance and the state tokens (B, D) -> (B, 3).
@@ -316,6 +388,10 @@ class S2Policy(nn.Module):
             squared, rows = focus_error(extras["focus"], batch[FOCUS])
             out["focus"] = squared / (3 * rows).clamp(min=1.0)
             total = total + c.focus_weight * out["focus"]
+        if FOCUS_UV in batch and "focus_map" in extras:
+            entropy, maps = focus_map_loss(extras["focus_map"], batch[FOCUS_UV])
+            out["focus_map"] = entropy / maps.clamp(min=1.0)
+            total = total + c.focus_map * out["focus_map"]
         out["loss"] = total
         return out
 

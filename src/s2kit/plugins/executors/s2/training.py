@@ -49,9 +49,11 @@ from s2kit.plugins.executors.s2.modeling import (
     ACTIONS,
     DONE,
     FOCUS,
+    FOCUS_UV,
     IMAGES,
     S2Policy,
     focus_error,
+    focus_map_uv,
     rho_schedule,
 )
 
@@ -323,10 +325,12 @@ def _validation_batches(
 
 def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float) -> dict[str, float]:
     """Held-out figures at the target rho: action MSE of sampled chunks (normalized units), done accuracy,
-    and, where the data has focus targets, the focus head's RMS error in centimetres."""
+    and, where the data has focus targets, the focus head's RMS error in centimetres and the focus map's mean
+    distance from the focus item in pixels."""
     model.eval()
     errors, weights, correct, total = 0.0, 0.0, 0, 0
     focus_squared, focus_rows = 0.0, 0
+    map_pixels, maps = 0.0, 0
     with torch.inference_mode():
         g = torch.Generator().manual_seed(0)
         for batch in batches:
@@ -336,6 +340,12 @@ def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float
                 squared, rows = focus_error(extras["focus"], batch[FOCUS])
                 focus_squared += float(squared)
                 focus_rows += int(rows)
+            if "focus_map" in extras and FOCUS_UV in batch:
+                target = batch[FOCUS_UV]
+                known = target.isfinite().all(-1)
+                distance = (focus_map_uv(extras["focus_map"]) - target).norm(dim=-1)[known]
+                map_pixels += float(distance.sum()) * batch[IMAGES].shape[-1] / 2
+                maps += int(known.sum())
             mask = batch[ACTION_MASK][..., None].expand_as(actions).float()
             errors += float((((actions - batch[ACTIONS]) ** 2) * mask).sum())
             weights += float(mask.sum())
@@ -344,4 +354,6 @@ def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float
     out = {"action_mse": errors / max(weights, 1.0), "done_accuracy": correct / max(total, 1)}
     if focus_rows:
         out["focus_rms_cm"] = (focus_squared / (3 * focus_rows)) ** 0.5 * 100.0 / FOCUS_SCALE  # decimetres -> cm
+    if maps:
+        out["focus_map_px"] = map_pixels / maps
     return out

@@ -85,6 +85,7 @@ def sim_state_json(state: SimState) -> dict[str, Any]:
         "table_height": float(state.table_height),
         "table_x": float(state.table_x),
         "arm": state.arm,
+        "cameras": {role: projection.tolist() for role, projection in state.cameras.items()},
     }
 
 
@@ -114,6 +115,7 @@ def sim_state_from_json(data: dict[str, Any]) -> SimState:
             table_height=float(data["table_height"]),
             table_x=float(data["table_x"]),
             arm=str(data["arm"]),
+            cameras={role: np.asarray(p, dtype=np.float64).reshape(3, 4) for role, p in data.get("cameras", {}).items()},
         )
     except (KeyError, TypeError, ValueError) as err:
         raise MalformedMessage(f"privileged state does not decode: {type(err).__name__}: {err}") from None

@@ -146,6 +146,9 @@ class SimState:
     table_height: float
     table_x: float
     arm: str
+    cameras: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per camera role, the (3, 4) matrix taking a homogeneous world point to ``(u w, v w, w)``:
+    ``(u, v)`` in [-1, 1] across the image (u left to right, v top to bottom), ``w`` the depth."""
 
     @property
     def focus_item(self) -> str | None:
@@ -171,6 +174,25 @@ class SimState:
         if item is None:
             return np.full(3, np.nan, dtype=np.float32)
         return (np.asarray(self.positions[item], dtype=np.float64) - self.ee_pos).astype(np.float32)
+
+    @property
+    def focus_uv(self) -> dict[str, np.ndarray]:
+        """Where `focus_item`'s centre is in each camera's image: (u, v) in [-1, 1] (see ``cameras``).
+
+        NaN where it falls outside the frame or behind the camera, or once the task is done
+        (occlusion is not checked). `s2kit collect` records it as ``privileged.focus_uv``, a
+        training-time target like `focus`.
+        """
+        item = self.focus_item
+        out = {}
+        for role, projection in self.cameras.items():
+            uv = np.full(2, np.nan, dtype=np.float32)
+            if item is not None:
+                u, v, w = projection @ np.append(np.asarray(self.positions[item], dtype=np.float64), 1.0)
+                if w > 1e-6 and abs(u) <= w and abs(v) <= w:
+                    uv[:] = (u / w, v / w)
+            out[role] = uv
+        return out
 
 
 def _quat_from_rpy(r: float, p: float, y: float) -> np.ndarray:
@@ -575,7 +597,16 @@ class SimRobot(Robot):
             table_height=emb.table_height,
             table_x=emb.table_x,
             arm=self.config.arm,  # type: ignore[attr-defined]
+            cameras={role: self.camera_projection(cid) for role, cid in self._cam_ids.items()},
         )
+
+    def camera_projection(self, camera: int) -> np.ndarray:
+        """MuJoCo camera ``camera``'s current (3, 4) world-to-image matrix (`SimState.cameras`)."""
+        cfg: SimConfig = self.config  # type: ignore[assignment]
+        rotation = self.data.cam_xmat[camera].reshape(3, 3)  # columns: the camera's axes; it looks along -z
+        extrinsic = np.hstack([rotation.T, -rotation.T @ self.data.cam_xpos[camera][:, None]])
+        tan = np.tan(np.deg2rad(self.model.cam_fovy[camera]) / 2)
+        return np.diag([1 / (tan * cfg.image_width / cfg.image_height), -1 / tan, -1.0]) @ extrinsic
 
     def observe(self) -> Observation:
         ee, rpy = self.kinematics.ee_pose(self.data)
