@@ -51,6 +51,11 @@ def test_collect_writes_a_readable_dataset_with_guidance_and_appends(tmp_path: P
     first = episode["annotation.subtask_index"] == 0
     reach = np.linalg.norm(focus[first, :2], axis=1)
     assert reach[0] > 0.05 and reach.min() < 0.02
+    # privileged.focus_uv (the focus map's target): that item's place in each camera, in [-1, 1] or NaN
+    assert info["features"]["privileged.focus_uv"]["names"] == ["head.u", "head.v", "wrist.u", "wrist.v"]
+    uv = np.asarray(episode["privileged.focus_uv"])
+    assert uv.shape == (n, 4) and np.isfinite(uv[:, :2]).mean() > 0.5
+    assert np.nanmax(np.abs(uv)) <= 1.0
     # a second collect into the same folder appends
     again = collect("--robot", "hsr", "--episodes", "1", "--seed", "10", "--out", str(out), "--json")
     assert again.exit_code == 0, again.output

@@ -22,6 +22,7 @@ from s2kit.plugins.executors.s2.modeling import (
     ACTIONS,
     DONE,
     FOCUS,
+    FOCUS_UV,
     IMAGES,
     STATE,
     TEXT,
@@ -53,6 +54,11 @@ def test_every_frame_is_loaded_with_its_episode_guidance_and_chunk(hsr_dataset: 
     assert batch[IMAGES].shape == (1, 2, 3, 96, 96) and batch[STATE].shape == (1, 10) and batch[TEXT].shape == (1, 3, 384)
     # the focus target, in decimetres, from the dataset's privileged.focus
     np.testing.assert_allclose(batch[FOCUS][0].numpy(), np.asarray(first["privileged.focus"][-1]) * 10, atol=1e-5)
+    # the focus map's target per camera (head, wrist), from privileged.focus_uv (square images: unscaled)
+    recorded = np.asarray(first["privileged.focus_uv"]).reshape(length, 2, 2)
+    assert data.focus_uv.shape == (len(data), 2, 2) and batch[FOCUS_UV].shape == (1, 2, 2)
+    np.testing.assert_allclose(data.focus_uv[:length].numpy(), recorded, atol=1e-6)
+    assert np.isfinite(recorded[:, 0]).mean() > 0.5  # the head camera sees the focus item most of the time
 
 
 def test_a_dataset_without_focus_targets_loads_them_as_unknown(hsr_dataset: Path, tmp_path: Path) -> None:
@@ -65,12 +71,13 @@ def test_a_dataset_without_focus_targets_loads_them_as_unknown(hsr_dataset: Path
     shutil.copytree(hsr_dataset, copy)
     info_path = copy / "meta" / "info.json"
     info = json.loads(info_path.read_text())
-    del info["features"]["privileged.focus"]
+    del info["features"]["privileged.focus"], info["features"]["privileged.focus_uv"]
     info_path.write_text(json.dumps(info))
     for path in (copy / "data").rglob("*.parquet"):
-        pq.write_table(pq.read_table(path).drop(["privileged.focus"]), path)
+        pq.write_table(pq.read_table(path).drop(["privileged.focus", "privileged.focus_uv"]), path)
     data = frames_of(copy)
     assert data.focus.shape == (len(data), 3) and data.focus.isnan().all()
+    assert data.focus_uv.shape == (len(data), 2, 2) and data.focus_uv.isnan().all()
 
 
 def test_stale_guidance_right_after_a_subtask_ends_is_labelled_done(hsr_dataset: Path) -> None:

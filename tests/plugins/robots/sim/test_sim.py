@@ -137,6 +137,35 @@ def test_ee_delta_moves_the_hand_by_the_commanded_amount(robot: str) -> None:
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
+def test_focus_uv_lands_on_the_focus_item_in_the_image(robot: str) -> None:
+    """`SimState.focus_uv` (S2's focus-map target) is where MuJoCo draws the item, checked by its segmentation."""
+    import mujoco
+
+    r = REGISTRY.create("robot", {"name": robot, "image_height": 64, "image_width": 64})
+    checked = 0
+    try:
+        for seed in range(4):
+            sim = r.reset(seed=seed).privileged
+            kind, index = r._fixtures.get(sim.focus_item, ("body", r._objects.get(sim.focus_item)))
+            geoms = [index] if kind == "geom" else [g for g in range(r.model.ngeom) if r.model.geom_bodyid[g] == index]
+            renderer = mujoco.Renderer(r.model, 64, 64)
+            renderer.enable_segmentation_rendering()
+            renderer.update_scene(r.data, camera=r._cam_ids["head"])
+            ys, xs = np.nonzero(np.isin(renderer.render()[..., 0], geoms))
+            renderer.close()
+            uv = sim.focus_uv["head"]
+            if len(xs) < 4 or not np.isfinite(uv).all():
+                continue
+            centroid = np.array([xs.mean() + 0.5, ys.mean() + 0.5]) / 32 - 1  # pixel centres in [-1, 1]
+            assert np.abs(uv - centroid).max() < 3 / 32, (seed, uv, centroid)  # within 1.5 px of 64 (a visible face, not the centre)
+            checked += 1
+        assert checked >= 2
+        assert set(sim.focus_uv) == {"head", "wrist"}
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
 def test_same_seed_same_scene_trajectory_and_images(robot: str) -> None:
     runs = []
     for _ in range(2):

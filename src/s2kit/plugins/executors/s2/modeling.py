@@ -32,7 +32,7 @@ Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action 
    patches but none of its weights get gradient from this loss, so which
    patches are kept is still learned from the action loss alone.
 7. A focus map per camera (``focus_map`` > 0): the stem's stride-4 cells, modulated
-   (FiLM) by the guidance and the state (whether the object is held says whether
+   (FiLM) by the current subtask's text and the state (whether the object is held says whether
    the subtask needs it or its destination), give one logit per cell, each from its
    own patch's pixels only. The map's expected position over the *kept* patches'
    cells and its confidence there become one token per camera, so the action still
@@ -237,7 +237,10 @@ class S2Policy(nn.Module):
         if c.focus_map > 0:
             fine_dim = D // 2 if c.stem == "patch" else 2 * c.stem_width
             self.map_film = nn.Linear(2 * D, 2 * fine_dim)
-            self.map_logits = nn.Sequential(nn.Conv2d(fine_dim, fine_dim, 3, padding=1), nn.GELU(), nn.Conv2d(fine_dim, 1, 1))
+            narrow = 32  # the 3x3 layer runs on every cell of every camera: kept narrow, it costs little
+            self.map_logits = nn.Sequential(
+                nn.Conv2d(fine_dim, narrow, 1), nn.GELU(), nn.Conv2d(narrow, narrow, 3, padding=1), nn.GELU(), nn.Conv2d(narrow, 1, 1)
+            )  # fmt: skip
             self.map_proj = nn.Linear(3, D)
 
     # --- encoder: guidance, state and the evidence budget ------------------------------------
@@ -292,7 +295,8 @@ class S2Policy(nn.Module):
             points = torch.einsum("bckn,bckj->bcnj", weights, xy.flatten(2, 3))  # (batch, cameras, keypoints, 2)
             parts.append(self.keypoint_proj(points.flatten(2)) + self.camera_embed[:, :, 0])  # (batch, cameras, dim)
         if c.focus_map > 0:
-            extras["focus_map"] = maps = self.focus_map(fine, text.mean(1), state[:, 0], B)  # (batch, cameras, h, w)
+            # the current subtask names the object (the goal may name several); the baseline reads the goal
+            extras["focus_map"] = maps = self.focus_map(fine, text[:, -1], state[:, 0], B)  # (batch, cameras, h, w)
             kept = None
             if c.budget:  # the kept patches' cells
                 side = maps.shape[-1] // c.grid
@@ -309,7 +313,7 @@ class S2Policy(nn.Module):
         return self.encoder_norm(tokens), bias, extras
 
     def focus_map(self, fine: Tensor, guidance: Tensor, state: Tensor, batch: int) -> Tensor:
-        """The stem's stride-4 map (B*C, F, h, w), FiLM-ed by the mean guidance and the state (B, D) -> logits (B, C, h, w).
+        """The stem's stride-4 map (B*C, F, h, w), FiLM-ed by a guidance token and the state (B, D) -> logits (B, C, h, w).
 
         The convolutions run inside each patch (padded at its edges), so a cell's logit reads its own patch's pixels only.
         """
