@@ -23,7 +23,7 @@ SMALL = {"cameras": ["head"], "image_size": 32, "patch_size": 8, "state_dim": 1,
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("head", ["flow", "regression"])
 def test_every_variant_and_head_gives_a_chunk(variant: str, head: str) -> None:
-    config = ModelConfig.variant(variant, head=head, **SMALL)
+    config = ModelConfig.variant(variant, head=head, focus_map=1.0, **SMALL)
     model = S2Policy(config).eval()
     batch = toy_batch(3)
     with torch.inference_mode():
@@ -37,7 +37,7 @@ def test_every_variant_and_head_gives_a_chunk(variant: str, head: str) -> None:
 
 
 def test_rho_is_a_run_time_knob_and_selection_is_top_k() -> None:
-    model = S2Policy(ModelConfig.variant("s2", **SMALL)).eval()
+    model = S2Policy(ModelConfig.variant("s2", focus_map=1.0, **SMALL)).eval()
     batch = toy_batch(2)
     with torch.inference_mode():
         for rho, k in ((1.0, 16), (0.5, 8), (0.25, 4), (0.1, 2)):
@@ -63,10 +63,10 @@ def test_rho_anneals_from_one_to_the_budget() -> None:
     assert rho_schedule(80, 100, 0.25, 0.5) == 0.25
 
 
-def fit_toy(head: str, steps: int, term: str) -> tuple[dict, tuple]:
+def fit_toy(head: str, steps: int, term: str, **config: object) -> tuple[dict, tuple]:
     """Train on fresh toy batches (every patch) minimizing one loss term; (a test batch, the model's sample of it)."""
     torch.manual_seed(0)
-    model = S2Policy(ModelConfig(budget=False, head=head, **SMALL))
+    model = S2Policy(ModelConfig(budget=False, head=head, **{**SMALL, **config}))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     for step in range(steps):
         model.train()
@@ -141,18 +141,18 @@ def test_the_focus_head_learns_where_the_named_square_is() -> None:
 def test_the_focus_map_finds_the_named_square_and_never_trains_the_keep_scorer() -> None:
     """Its target is privileged too: it may teach the stem what the guidance names, not which patches to keep."""
     torch.manual_seed(0)
-    model = S2Policy(ModelConfig(**SMALL)).train()
+    model = S2Policy(ModelConfig(focus_map=1.0, **SMALL)).train()
     batch = toy_batch(8)
     model.loss(batch)["focus_map"].backward()
     assert all(p.grad is None or not p.grad.any() for p in model.scorer.parameters())
     assert model.stem[0].weight.grad.abs().sum() > 0
     unknown = {**batch, FOCUS_UV: torch.full_like(batch[FOCUS_UV], float("nan"))}
     assert model.loss(unknown)["focus_map"] == 0
-    bare = S2Policy(ModelConfig(focus_map=0.0, **SMALL))
+    bare = S2Policy(ModelConfig(**SMALL))  # off by default
     assert not hasattr(bare, "map_logits") and "focus_map" not in bare.loss(batch)
     # learned: the red or the green square, as the subtask says, to within half a 4 px cell (32 px images;
     # a uniform map is typically 9 px from it, the other square further)
-    test, (_, _, extras) = fit_toy("regression", 300, "focus_map")
+    test, (_, _, extras) = fit_toy("regression", 300, "focus_map", focus_map=1.0)
     distance = (focus_map_uv(extras["focus_map"]) - test[FOCUS_UV]).norm(dim=-1) * 16  # pixels
     assert distance.median() < 2.5, f"median {distance.median():.2f} px from the named square"
 
@@ -168,7 +168,7 @@ class FixedRanking(torch.nn.Module):
 def test_pixels_outside_the_kept_patches_change_nothing(grid: str) -> None:
     """The budget is real: the encoder, the keypoints (fine cells included) and the focus-map token read kept patches only."""
     torch.manual_seed(0)
-    model = S2Policy(ModelConfig(keypoint_grid=grid, **SMALL)).eval()
+    model = S2Policy(ModelConfig(keypoint_grid=grid, focus_map=1.0, **SMALL)).eval()
     model.scorer = FixedRanking()  # keeps patches 0-3 (the top row of the 4x4 grid) at rho 0.25
     batch = toy_batch(2)
 

@@ -77,10 +77,10 @@ class ModelConfig(BaseModel):
         "predict where the subtask needs the hand (privileged.focus). Training only; 0: no focus head.",
     )  # fmt: skip
     focus_map: float = Field(
-        1.0, ge=0.0,
+        0.0, ge=0.0,
         description="Weight of the focus map's loss: a map per camera over the stem's stride-4 cells, conditioned on the guidance "
         "and the state, whose expected position and confidence become one token per camera; trained against where the "
-        "focus item is in each image (privileged.focus_uv). 0: no map and no token.",
+        "focus item is in each image (privileged.focus_uv). 0 (the default, see docs/experiments.md, session 7): no map and no token.",
     )  # fmt: skip
 
     @property

@@ -31,7 +31,7 @@ Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action 
    stem, so the patches carry where things are; the keep-scorer reads those
    patches but none of its weights get gradient from this loss, so which
    patches are kept is still learned from the action loss alone.
-7. A focus map per camera (``focus_map`` > 0): the stem's stride-4 cells, modulated
+7. Optionally, a focus map per camera (``focus_map`` > 0): the stem's stride-4 cells, modulated
    (FiLM) by the current subtask's text and the state (whether the object is held says whether
    the subtask needs it or its destination), give one logit per cell, each from its
    own patch's pixels only. The map's expected position over the *kept* patches'
