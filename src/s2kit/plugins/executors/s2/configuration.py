@@ -78,8 +78,8 @@ class ModelConfig(BaseModel):
     )  # fmt: skip
     focus_map: float = Field(
         0.0, ge=0.0,
-        description="Weight of the focus map's loss: a map per camera over the stem's stride-4 cells, conditioned on the guidance "
-        "and the state, whose expected position and confidence become one token per camera; trained against where the "
+        description="Weight of the focus map's loss: a map per camera over the stem's stride-4 cells, conditioned on the current "
+        "subtask's text and the state, whose expected position and confidence become one token per camera; trained against where the "
         "focus item is in each image (privileged.focus_uv). 0 (the default, see docs/experiments.md, session 7): no map and no token.",
     )  # fmt: skip
 

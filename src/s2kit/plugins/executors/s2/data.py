@@ -18,7 +18,7 @@ Where a dataset has ``privileged.focus`` (simulated collections), each sample
 also carries it, in decimetres, as the target of the model's auxiliary focus
 head (NaN, and no loss, where it is unknown); with ``privileged.focus_uv``,
 where that item is in each camera's (squared) image, the target of the focus
-heatmaps.
+map.
 """
 
 from __future__ import annotations

@@ -156,11 +156,9 @@ def _cell_centres(n: int) -> Tensor:
     return (torch.arange(n) + 0.5) * 2 / n - 1
 
 
-def focus_map_uv(logits: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Focus-map logits (..., H, W) -> the expected (u, v) (..., 2) over the cell centres (those where ``mask``)."""
+def focus_map_uv(logits: Tensor) -> Tensor:
+    """Focus-map logits (..., H, W) -> the expected (u, v) (..., 2) over the cell centres (-inf logits: cells left out)."""
     H, W = logits.shape[-2:]
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
     weights = logits.flatten(-2).softmax(-1).unflatten(-1, (H, W))
     u = (weights.sum(-2) * _cell_centres(W).to(logits)).sum(-1)
     v = (weights.sum(-1) * _cell_centres(H).to(logits)).sum(-1)
