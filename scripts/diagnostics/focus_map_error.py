@@ -19,7 +19,7 @@ import torch
 from s2kit.plugins._sentence import sentence_encoder
 from s2kit.plugins.executors.s2.checkpoint import find_checkpoint, load_policy
 from s2kit.plugins.executors.s2.data import Normalizer, load_frames
-from s2kit.plugins.executors.s2.modeling import FOCUS_UV, focus_map_uv
+from s2kit.plugins.executors.s2.modeling import FOCUS_UV, focus_map_pixels
 from s2kit.plugins.executors.s2.training import TrainConfig, _split
 
 
@@ -43,7 +43,7 @@ def main() -> None:
         for part in torch.arange(len(val)).split(256):
             batch = val.batch(part, chunk=info.model.chunk, embeddings=embeddings, norm=norm)
             _, _, extras = model.encode(batch, info.model.rho)
-            errors.append((focus_map_uv(extras["focus_map"]) - batch[FOCUS_UV]).norm(dim=-1) * info.model.image_size / 2)
+            errors.append(focus_map_pixels(extras["focus_map"], batch[FOCUS_UV], info.model.image_size))
     error = torch.cat(errors)  # (frames, cameras) pixels, NaN where the item is out of frame
     for k, role in enumerate(info.model.cameras):
         e = error[:, k][error[:, k].isfinite()]

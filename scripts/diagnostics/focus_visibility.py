@@ -43,9 +43,7 @@ class FocusPixels(Subscriber):
             self.model = robot.model
             self.renderer = mujoco.Renderer(robot.model, robot.config.image_height, robot.config.image_width)
             self.renderer.enable_segmentation_rendering()
-        kind, index = robot._fixtures.get(name, ("body", robot._objects.get(name)))
-        m = robot.model
-        geoms = [index] if kind == "geom" else [g for g in range(m.ngeom) if m.geom_bodyid[g] == index]
+        geoms = robot.item_geoms(name)
         for role, camera in robot._cam_ids.items():
             self.renderer.update_scene(robot.data, camera=camera)
             ids = self.renderer.render()[..., 0]  # geom id per pixel

@@ -37,7 +37,11 @@ from torch import Tensor, nn
 
 from s2kit.plugins._sentence import DIM, sentence_encoder
 from s2kit.plugins.executors.s2.data import EE_STATE, FOCUS_SCALE, load_frames
-from s2kit.plugins.executors.s2.modeling import focus_map_loss, focus_map_uv
+from s2kit.plugins.executors.s2.modeling import (
+    focus_map_loss,
+    focus_map_pixels,
+    focus_map_uv,
+)
 
 
 def spatial_softmax(logits: Tensor) -> Tensor:
@@ -183,18 +187,18 @@ def main() -> None:
 
     def held_out_rms() -> np.ndarray:
         model.eval()
-        errors, uv_errors = [], []
+        errors, map_errors = [], []
         with torch.no_grad():
             for i in range(0, len(val), 256):
                 index = val[i : i + 256]
                 errors.append(predict(index) - target[index])
                 if args.heatmap > 0:
-                    uv_errors.append(torch.stack([focus_map_uv(c.logits) - frames.focus_uv[index, k] for k, c in enumerate(model.cameras)], 1))
+                    map_errors.append(torch.stack([focus_map_pixels(c.logits, frames.focus_uv[index, k], 96) for k, c in enumerate(model.cameras)], 1))
         model.train()
-        if uv_errors:
-            uv = torch.cat(uv_errors)  # (frames, cameras, 2)
+        if map_errors:
+            pixels = torch.cat(map_errors)  # (frames, cameras), NaN where the item is out of frame
             for k, role in enumerate(("head", "wrist")):
-                d = uv[:, k][uv[:, k].isfinite().all(-1)].norm(dim=-1) * 48  # pixels of 96
+                d = pixels[:, k][pixels[:, k].isfinite()]
                 print(f"  {role} heatmap: median {d.median():.2f} px, 90th percentile {d.quantile(0.9):.2f} px over {len(d)} labelled frames")
         return (torch.cat(errors).pow(2).mean(0).sqrt() * 10).numpy()  # cm
 

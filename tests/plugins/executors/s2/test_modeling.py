@@ -11,7 +11,7 @@ from s2kit.plugins.executors.s2.modeling import (
     FOCUS,
     FOCUS_UV,
     S2Policy,
-    focus_map_uv,
+    focus_map_pixels,
     rho_schedule,
 )
 from tests.plugins.executors.s2.toy import toy_batch
@@ -153,7 +153,7 @@ def test_the_focus_map_finds_the_named_square_and_never_trains_the_keep_scorer()
     # learned: the red or the green square, as the subtask says, to within half a 4 px cell (32 px images;
     # a uniform map is typically 9 px from it, the other square further)
     test, (_, _, extras) = fit_toy("regression", 300, "focus_map", focus_map=1.0)
-    distance = (focus_map_uv(extras["focus_map"]) - test[FOCUS_UV]).norm(dim=-1) * 16  # pixels
+    distance = focus_map_pixels(extras["focus_map"], test[FOCUS_UV], 32)
     assert distance.median() < 2.5, f"median {distance.median():.2f} px from the named square"
 
 

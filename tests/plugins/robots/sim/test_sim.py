@@ -151,8 +151,7 @@ def test_focus_uv_lands_on_the_focus_item_in_the_image(robot: str) -> None:
     try:
         for seed in range(4):
             sim = r.reset(seed=seed).privileged
-            kind, index = r._fixtures.get(sim.focus_item, ("body", r._objects.get(sim.focus_item)))
-            geoms = [index] if kind == "geom" else [g for g in range(r.model.ngeom) if r.model.geom_bodyid[g] == index]
+            geoms = r.item_geoms(sim.focus_item)
             renderer = mujoco.Renderer(r.model, 64, 64)
             renderer.enable_segmentation_rendering()
             renderer.update_scene(r.data, camera=r._cam_ids["head"])

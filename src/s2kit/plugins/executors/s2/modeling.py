@@ -53,8 +53,8 @@ from torch import Tensor, nn
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
-__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "STATE", "TEXT", "S2Policy", "focus_error", "focus_map_loss", "focus_map_uv",
-           "rho_schedule"]  # fmt: skip
+__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "STATE", "TEXT", "S2Policy", "focus_error", "focus_map_loss", "focus_map_pixels",
+           "focus_map_uv", "rho_schedule"]  # fmt: skip
 
 # Batch keys. Images uint8 (B, C, 3, S, S); state (B, state_dim) and actions
 # (B, H, A) normalized; text (B, 3, text_dim): goal, trajectory, subtask; done (B,);
@@ -165,6 +165,12 @@ def focus_map_uv(logits: Tensor) -> Tensor:
     return torch.stack([u, v], dim=-1)
 
 
+def focus_map_pixels(logits: Tensor, uv: Tensor, image_size: int) -> Tensor:
+    """How far each map's expected position (logits (..., H, W)) is from ``uv`` (..., 2), in pixels of an
+    ``image_size`` image; NaN where the target is unknown."""
+    return (focus_map_uv(logits) - uv).norm(dim=-1) * image_size / 2
+
+
 def focus_map_loss(logits: Tensor, uv: Tensor, sigma: float = 0.6) -> tuple[Tensor, Tensor]:
     """(summed cross-entropy of the logits (..., H, W) against a Gaussian of ``sigma`` cells at ``uv`` (..., 2),
     how many maps have a target). Unknown targets (NaN) are masked by multiplication, as in `focus_error`."""
@@ -214,7 +220,8 @@ class S2Policy(nn.Module):
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
         xy = torch.stack([xs, ys], dim=-1).view(c.grid, self.cells, c.grid, self.cells, 2).permute(0, 2, 1, 3, 4)
         self.register_buffer("cell_xy", xy.reshape(1, 1, c.patches, self.cells**2, 2), persistent=False)  # per patch, its cells
-        cell_dim = D if c.keypoint_grid == "patch" else (D // 2 if c.stem == "patch" else 2 * c.stem_width)
+        fine_dim = D // 2 if c.stem == "patch" else 2 * c.stem_width  # channels of the stem's stride-4 map
+        cell_dim = D if c.keypoint_grid == "patch" else fine_dim
         if c.keypoints:
             self.keypoint_logits = nn.Linear(cell_dim, c.keypoints)
             self.keypoint_proj = nn.Linear(2 * c.keypoints, D)
@@ -233,7 +240,6 @@ class S2Policy(nn.Module):
             self.focus_logits = nn.Linear(cell_dim, points)
             self.focus_head = nn.Sequential(nn.Linear(len(c.cameras) * (2 * points + cell_dim) + D, D), nn.GELU(), nn.Linear(D, 3))
         if c.focus_map > 0:
-            fine_dim = D // 2 if c.stem == "patch" else 2 * c.stem_width
             self.map_film = nn.Linear(2 * D, 2 * fine_dim)
             narrow = 32  # the 3x3 layer runs on every cell of every camera: kept narrow, it costs little
             self.map_logits = nn.Sequential(

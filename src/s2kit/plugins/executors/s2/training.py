@@ -53,7 +53,7 @@ from s2kit.plugins.executors.s2.modeling import (
     IMAGES,
     S2Policy,
     focus_error,
-    focus_map_uv,
+    focus_map_pixels,
     rho_schedule,
 )
 
@@ -341,10 +341,9 @@ def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float
                 focus_squared += float(squared)
                 focus_rows += int(rows)
             if "focus_map" in extras and FOCUS_UV in batch:
-                target = batch[FOCUS_UV]
-                known = target.isfinite().all(-1)
-                distance = (focus_map_uv(extras["focus_map"]) - target).norm(dim=-1)[known]
-                map_pixels += float(distance.sum()) * batch[IMAGES].shape[-1] / 2
+                distance = focus_map_pixels(extras["focus_map"], batch[FOCUS_UV], batch[IMAGES].shape[-1])
+                known = distance.isfinite()
+                map_pixels += float(distance[known].sum())
                 maps += int(known.sum())
             mask = batch[ACTION_MASK][..., None].expand_as(actions).float()
             errors += float((((actions - batch[ACTIONS]) ** 2) * mask).sum())

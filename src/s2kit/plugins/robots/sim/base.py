@@ -574,6 +574,13 @@ class SimRobot(Robot):
             out[name] = (self.data.geom_xpos[idx] if kind == "geom" else self.data.xpos[idx]).copy()
         return out
 
+    def item_geoms(self, name: str) -> list[int]:
+        """The MuJoCo geom ids an item of the scene is drawn with (what a segmentation render labels it by)."""
+        kind, index = self._fixtures.get(name, ("body", self._objects.get(name)))
+        if kind == "geom":
+            return [index]
+        return [g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] == index]
+
     def gripper_opening(self) -> float:
         return self.kinematics.gripper_opening(self.data)
 
