@@ -243,12 +243,17 @@ def test_a_graph_that_disagrees_with_torch_is_not_written(
 
 
 @pytest.mark.parametrize(
-    ("variant", "head"), [("baseline", "flow"), ("s2", "regression")]
+    ("variant", "head", "model"),
+    [
+        ("baseline", "flow", {}),
+        ("s2", "regression", {}),
+        ("s2", "regression", {"focus_map": 1.0, "focus_input": True, "keep_prior": 10.0}),
+    ],
 )
 def test_every_head_and_the_baseline_export_with_a_dynamic_batch(
-    variant: str, head: str, tmp_path: Path
+    variant: str, head: str, model: dict, tmp_path: Path
 ) -> None:
-    checkpoint = make_checkpoint(tmp_path / "checkpoint", variant, head=head)
+    checkpoint = make_checkpoint(tmp_path / "checkpoint", variant, head=head, **model)
     out = tmp_path / "model.onnx"
     report = export.export_onnx(
         checkpoint, out, dynamic_batch=True, episodes=1, steps=2

@@ -157,6 +157,29 @@ def test_the_focus_map_finds_the_named_square_and_never_trains_the_keep_scorer()
     assert distance.median() < 2.5, f"median {distance.median():.2f} px from the named square"
 
 
+def test_the_focus_estimate_is_an_input_that_the_action_loss_never_trains() -> None:
+    """model.focus_input: the focus head reads the map's tokens and the state, runs at inference, and its estimate is an input."""
+    with pytest.raises(ValueError, match="focus_map"):
+        ModelConfig(focus_input=True, **SMALL)
+    with pytest.raises(ValueError, match="focus_weight"):
+        ModelConfig(focus_map=1.0, focus_input=True, focus_weight=0.0, **SMALL)
+    torch.manual_seed(0)
+    model = S2Policy(ModelConfig.variant("s2", focus_map=1.0, focus_input=True, **SMALL)).train()
+    batch = toy_batch(8)
+    model.loss(batch)["action"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.lift.parameters())  # the estimate is detached
+    assert model.focus_in.weight.grad.abs().sum() > 0  # and the action reads it
+    live = {k: v for k, v in batch.items() if k not in (FOCUS, FOCUS_UV)}  # a robot's observation: nothing privileged
+    with torch.inference_mode():
+        assert model.eval().sample(live)[2]["focus"].shape == (8, 3)
+    # learned: where the named square is, from the map's position alone
+    test, (actions, _, extras) = fit_toy("regression", 400, "loss", focus_map=1.0, focus_input=True)
+    error = ((extras["focus"][:, :2] - test[FOCUS][:, :2]) ** 2).mean() / test[FOCUS][:, :2].var()
+    assert error < 0.1, f"focus mean squared error is {error:.2f} of the variance"
+    error = ((actions - test[ACTIONS]) ** 2).mean() / test[ACTIONS].var()
+    assert error < 0.1, f"action mean squared error is {error:.2f} of the variance"
+
+
 class FixedRanking(torch.nn.Module):
     """A keep-scorer that prefers the same patches whatever the image: patch p scores -p."""
 
@@ -166,9 +189,10 @@ class FixedRanking(torch.nn.Module):
 
 @pytest.mark.parametrize("grid", ["patch", "fine"])
 def test_pixels_outside_the_kept_patches_change_nothing(grid: str) -> None:
-    """The budget is real: the encoder, the keypoints (fine cells included) and the focus-map token read kept patches only."""
+    """The budget is real: the encoder, the keypoints (fine cells included), the focus-map token and the focus estimate
+    made from it read kept patches only."""
     torch.manual_seed(0)
-    model = S2Policy(ModelConfig(keypoint_grid=grid, focus_map=1.0, **SMALL)).eval()
+    model = S2Policy(ModelConfig(keypoint_grid=grid, focus_map=1.0, focus_input=True, **SMALL)).eval()
     model.scorer = FixedRanking()  # keeps patches 0-3 (the top row of the 4x4 grid) at rho 0.25
     batch = toy_batch(2)
 
@@ -182,3 +206,18 @@ def test_pixels_outside_the_kept_patches_change_nothing(grid: str) -> None:
         assert extras["keep_index"][0, 0].tolist() == [0, 1, 2, 3]
         assert torch.equal(model.encode(flipped(slice(8, 32)), 0.25)[0], memory)  # every other row of patches
         assert not torch.allclose(model.encode(flipped(slice(0, 8)), 0.25)[0], memory)  # the kept row
+
+
+def test_the_keep_prior_keeps_the_patches_the_focus_map_points_at() -> None:
+    torch.manual_seed(0)
+    batch = toy_batch(2)
+    peak = torch.full((2, 1, 8, 8), -30.0)  # 32 px images: 8x8 stride-4 cells, 2x2 per 8 px patch
+    peak[..., 2:4, 2:4] = 0.0  # all the mass in patch 5 (row 1, column 1 of the 4x4 grid)
+    kept = {}
+    for prior in (0.0, 10.0):
+        model = S2Policy(ModelConfig(focus_map=1.0, keep_prior=prior, **SMALL)).eval()
+        model.scorer = FixedRanking()  # on its own it keeps patches 0-3
+        model.focus_map = lambda *args: peak  # type: ignore[method-assign]
+        with torch.inference_mode():
+            kept[prior] = model.encode(batch, 0.25)[2]["keep_index"][0, 0].tolist()
+    assert kept == {0.0: [0, 1, 2, 3], 10.0: [0, 1, 2, 5]}

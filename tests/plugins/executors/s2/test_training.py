@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from s2kit.core.checkpoints import find_checkpoint
@@ -18,6 +19,7 @@ from s2kit.plugins.executors.s2.checkpoint import (
     load_policy,
     read_info,
 )
+from s2kit.plugins.executors.s2.training import _shift
 from tests.conftest import ROOT, run_s2kit
 from tests.plugins.executors.s2.conftest import train_args
 
@@ -136,3 +138,15 @@ def test_a_checkpoint_from_before_the_focus_head_and_fine_keypoints_loads_as_it_
     model, info, _ = load_policy(old)
     assert info.model.focus_weight == 0 and info.model.keypoint_grid == "patch" and not hasattr(model, "focus_head")
     assert info.model.focus_map == 0 and not hasattr(model, "map_logits")
+
+
+def test_the_shift_augmentation_says_how_far_each_image_moved() -> None:
+    """The model moves the coordinates it reads back by that much, and the focus map's target moves with the image."""
+    images = torch.zeros(6, 2, 3, 32, 32, dtype=torch.uint8)
+    images[:, :, :, 10, 20] = 255  # one bright pixel: row 10, column 20
+    shifted, moved = _shift(images, 4, torch.Generator().manual_seed(0))
+    assert moved.shape == (6, 2, 2) and moved.abs().max() <= 4 * 2 / 32 and moved.std() > 0
+    for b in range(6):
+        for c in range(2):
+            row, column = (shifted[b, c, 0] == 255).nonzero()[0].tolist()
+            assert (column - 20, row - 10) == tuple(round(x) for x in (moved[b, c] * 16).tolist())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["VARIANTS", "ModelConfig"]
 
@@ -82,6 +82,25 @@ class ModelConfig(BaseModel):
         "subtask's text and the state, whose expected position and confidence become one token per camera; trained against where the "
         "focus item is in each image (privileged.focus_uv). 0 (the default, see docs/experiments.md, session 7): no map and no token.",
     )  # fmt: skip
+    focus_input: bool = Field(
+        False,
+        description="The focus head reads the focus map's tokens (its position and confidence over each camera's kept cells), the "
+        "current subtask's text and the state instead of every cell; it runs at inference too, and its estimate joins the state "
+        "token as an input to the action (detached). Needs focus_map > 0 and focus_weight > 0.",
+    )  # fmt: skip
+    keep_prior: float = Field(
+        0.0, ge=0.0,
+        description="Adds this times the focus map's probability mass in each patch (detached) to that patch's keep logit, so the "
+        "patches where the map places the focus item are kept first. Needs focus_map > 0. 0: keep-scores from the action loss alone.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _needs_the_map(self) -> ModelConfig:
+        if (self.focus_input or self.keep_prior > 0) and self.focus_map <= 0:
+            raise ValueError("model.focus_input and model.keep_prior read the focus map: set model.focus_map > 0")
+        if self.focus_input and self.focus_weight <= 0:
+            raise ValueError("model.focus_input trains the focus head: set model.focus_weight > 0")
+        return self
 
     @property
     def grid(self) -> int:

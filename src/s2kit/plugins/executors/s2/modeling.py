@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
-__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "STATE", "TEXT", "S2Policy", "focus_error", "focus_map_loss", "focus_map_pixels",
+__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "SHIFT", "STATE", "TEXT", "S2Policy", "focus_error", "focus_map_loss", "focus_map_pixels",
            "focus_map_uv", "rho_schedule"]  # fmt: skip
 
 # Batch keys. Images uint8 (B, C, 3, S, S); state (B, state_dim) and actions
@@ -61,7 +61,9 @@ __all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "STA
 # action_mask (B, H) bool, optional: which chunk steps carry loss (False past an episode's end);
 # focus (B, 3), optional: the focus head's target (NaN rows carry no loss);
 # focus_uv (B, C, 2), optional: the focus map's target per camera, (u, v) in [-1, 1] (NaN: none).
-IMAGES, STATE, TEXT, ACTIONS, DONE, FOCUS, FOCUS_UV = "images", "state", "text", "actions", "done", "focus", "focus_uv"
+# shift (B, C, 2), training only: how far augmentation moved each image's content, in (u, v) units; coordinates read from
+# the image are moved back by it, so a position means the same place in the camera's view with or without augmentation.
+IMAGES, STATE, TEXT, ACTIONS, DONE, FOCUS, FOCUS_UV, SHIFT = "images", "state", "text", "actions", "done", "focus", "focus_uv", "shift"
 ACTION_MASK = "action_mask"
 
 
@@ -192,6 +194,13 @@ def _cells_per_patch(fine: Tensor, batch: int, grid: int, cells: int) -> Tensor:
     return x.reshape(batch, x.shape[1], grid * grid, cells * cells, F_)
 
 
+def patch_mass(maps: Tensor, grid: int) -> Tensor:
+    """Focus-map logits (B, C, h, w) -> the probability mass in each of the grid x grid patches, (B, C, grid*grid)."""
+    B, C, h, w = maps.shape
+    mass = maps.flatten(2).softmax(-1).view(B, C, grid, h // grid, grid, w // grid)
+    return mass.sum((3, 5)).flatten(2)
+
+
 class S2Policy(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -234,13 +243,18 @@ class S2Policy(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
         self.action_out = nn.Linear(D, c.action_dim)
         self.done_head = nn.Linear(D, 1)
-        if c.focus_weight > 0:
+        if c.focus_weight > 0 and not c.focus_input:
             points = c.keypoints or 16
             self.focus_text = nn.Linear(D, cell_dim)
             self.focus_logits = nn.Linear(cell_dim, points)
             self.focus_head = nn.Sequential(nn.Linear(len(c.cameras) * (2 * points + cell_dim) + D, D), nn.GELU(), nn.Linear(D, 3))
+        if c.focus_input:
+            # from where the map puts the item in each camera, and the state (which places the cameras),
+            # to where it is relative to the hand: a small, smooth function (docs/experiments.md, session 8)
+            self.lift = nn.Sequential(nn.Linear(3 * len(c.cameras) + 2 * D, 2 * D), nn.GELU(), nn.Linear(2 * D, 2 * D), nn.GELU(), nn.Linear(2 * D, 3))
+            self.focus_in = nn.Linear(3, D)
         if c.focus_map > 0:
-            self.map_film = nn.Linear(2 * D, 2 * fine_dim)
+            self.map_film = nn.Linear(2 * D, len(c.cameras) * 2 * fine_dim)  # per camera: a head and a wrist view differ
             narrow = 32  # the 3x3 layer runs on every cell of every camera: kept narrow, it costs little
             self.map_logits = nn.Sequential(
                 nn.Conv2d(fine_dim, narrow, 1), nn.GELU(), nn.Conv2d(narrow, narrow, 3, padding=1), nn.GELU(), nn.Conv2d(narrow, 1, 1)
@@ -264,11 +278,16 @@ class S2Policy(nn.Module):
         extras: dict[str, Tensor] = {}
         bias = None
         xy = self.cell_xy.expand(B, C, -1, -1, -1)  # (batch, cameras, patches, cells, 2): cell centres, for the keypoints
-        if FOCUS in batch and c.focus_weight > 0:
+        if FOCUS in batch and c.focus_weight > 0 and not c.focus_input:
             extras["focus"] = self.focus(cells.flatten(2, 3), xy.flatten(2, 3), text.mean(1), state[:, 0])
+        if c.focus_map > 0:
+            # the current subtask names the object (the goal may name several); the baseline reads the goal
+            extras["focus_map"] = maps = self.focus_map(fine, text[:, -1], state[:, 0], B)  # (batch, cameras, h, w)
         if c.budget:
             context = text.mean(1)[:, None, None].expand(B, C, c.patches, c.dim)
             logits = self.scorer(torch.cat([patches, context], dim=-1)).squeeze(-1)  # (batch, cameras, patches)
+            if c.keep_prior > 0:  # the map's mass per patch votes for keeping it; the scorer still learns from the action alone
+                logits = logits + c.keep_prior * patch_mass(maps.detach(), c.grid)
             extras["keep_logits"] = logits
             # Hard top-k per camera, in training as at inference, so the encoder sees exactly
             # what it will see on the robot. The scorer learns through the kept tokens' attention
@@ -293,24 +312,31 @@ class S2Policy(nn.Module):
                 bias = torch.cat([bias, torch.zeros(B, C, device=logits.device)], dim=1)
             extras["keep_index"] = index
             extras["keep_rate"] = torch.sigmoid(logits).mean(-1)  # (batch, cameras): the soft rate the penalty calibrates
-        parts = [text, state, patches.flatten(1, 2)]
+        extra_tokens = []
         if c.keypoints:
             weights = self.keypoint_logits(cells.flatten(2, 3)).softmax(dim=2)  # (batch, cameras, kept cells, keypoints)
             points = torch.einsum("bckn,bckj->bcnj", weights, xy.flatten(2, 3))  # (batch, cameras, keypoints, 2)
-            parts.append(self.keypoint_proj(points.flatten(2)) + self.camera_embed[:, :, 0])  # (batch, cameras, dim)
+            if SHIFT in batch:
+                points = points - batch[SHIFT][:, :, None]
+            extra_tokens.append(self.keypoint_proj(points.flatten(2)) + self.camera_embed[:, :, 0])  # (batch, cameras, dim)
         if c.focus_map > 0:
-            # the current subtask names the object (the goal may name several); the baseline reads the goal
-            extras["focus_map"] = maps = self.focus_map(fine, text[:, -1], state[:, 0], B)  # (batch, cameras, h, w)
-            kept = None
-            if c.budget:  # the kept patches' cells
+            visible = maps
+            if c.budget:  # only the kept patches' cells
                 side = maps.shape[-1] // c.grid
-                kept = torch.zeros(B, C, c.patches, dtype=torch.bool, device=maps.device).scatter(2, extras["keep_index"], True)
+                index = extras["keep_index"]
+                kept = torch.zeros(B, C, c.patches, dtype=torch.bool, device=maps.device).scatter(2, index, torch.ones_like(index, dtype=torch.bool))
                 kept = kept.view(B, C, c.grid, 1, c.grid, 1).expand(-1, -1, -1, side, -1, side).reshape(maps.shape)
-            visible = maps if kept is None else maps.masked_fill(~kept, float("-inf"))
+                visible = maps.masked_fill(~kept, float("-inf"))
             confidence = visible.flatten(2).logsumexp(-1, keepdim=True) - math.log(maps[0, 0].numel())  # 0: a uniform map
-            parts.append(self.map_proj(torch.cat([focus_map_uv(visible), confidence], dim=-1)) + self.camera_embed[:, :, 0])
+            uv = focus_map_uv(visible) - batch[SHIFT] if SHIFT in batch else focus_map_uv(visible)
+            seen = torch.cat([uv, confidence], dim=-1)  # (batch, cameras, 3)
+            extra_tokens.append(self.map_proj(seen) + self.camera_embed[:, :, 0])
             if bias is not None:
                 bias = torch.cat([bias, torch.zeros(B, C, device=bias.device)], dim=1)
+            if c.focus_input:
+                extras["focus"] = focus = self.lift(torch.cat([seen.flatten(1), text[:, -1], state[:, 0]], dim=-1))  # (batch, 3) dm
+                state = state + self.focus_in(focus.detach())[:, None]
+        parts = [text, state, patches.flatten(1, 2), *extra_tokens]
         tokens = torch.cat(parts, dim=1)  # (batch, texts + 1 + cameras*kept [+ cameras], dim)
         for block in self.encoder:
             tokens = block(tokens, bias=bias)
@@ -321,7 +347,7 @@ class S2Policy(nn.Module):
 
         The convolutions run inside each patch (padded at its edges), so a cell's logit reads its own patch's pixels only.
         """
-        gain, shift = self.map_film(torch.cat([guidance, state], dim=-1)).repeat_interleave(fine.shape[0] // batch, 0).chunk(2, -1)
+        gain, shift = self.map_film(torch.cat([guidance, state], dim=-1)).view(fine.shape[0], -1).chunk(2, -1)  # (batch*cameras, F) each
         x = F.gelu(fine * (1 + gain[:, :, None, None]) + shift[:, :, None, None])
         N, F_, side = x.shape[0], x.shape[1], x.shape[-1] // self.config.grid
         G = self.config.grid

@@ -51,6 +51,7 @@ from s2kit.plugins.executors.s2.modeling import (
     FOCUS,
     FOCUS_UV,
     IMAGES,
+    SHIFT,
     S2Policy,
     focus_error,
     focus_map_pixels,
@@ -129,16 +130,20 @@ def _split(data: FrameData, fraction: float, seed: int) -> tuple[FrameData, Fram
     return data.subset(order[held:]), data.subset(order[:held])
 
 
-def _shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Random translation of each image by up to ``pad`` pixels (edge-padded), (B, C, 3, S, S) uint8."""
+def _shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random translation of each image by up to ``pad`` pixels (edge-padded), (B, C, 3, S, S) uint8.
+
+    Returns the shifted images and how far their content moved, (B, C, 2) as (u, v) in the [-1, 1] image units.
+    """
     B, C, _, S, _ = images.shape
     padded = F.pad(images.flatten(0, 1).float(), (pad, pad, pad, pad), mode="replicate")  # (batch*cameras, 3, S+2p, S+2p)
-    offsets = torch.randint(0, 2 * pad + 1, (B * C, 2), generator=generator)
+    offsets = torch.randint(0, 2 * pad + 1, (B * C, 2), generator=generator)  # (row, column) of the crop in the padded image
     span = torch.arange(S)
     rows = (offsets[:, :1] + span)[:, None, :, None]  # (batch*cameras, 1, S, 1)
     cols = (offsets[:, 1:] + span)[:, None, None, :]  # (batch*cameras, 1, 1, S)
     out = padded[torch.arange(B * C)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
-    return out.to(torch.uint8).view(B, C, 3, S, S)
+    moved = (pad - offsets.flip(-1)).float() * 2 / S  # a pixel at column c lands at c + pad - offset
+    return out.to(torch.uint8).view(B, C, 3, S, S), moved.view(B, C, 2)
 
 
 class _Sampler:
@@ -159,7 +164,10 @@ class _Sampler:
             stale[:n_stale] = True
         batch = self.data.batch(index, chunk=self.chunk, embeddings=self.embeddings, norm=self.norm, stale=stale)
         if self.config.augment:
-            batch[IMAGES] = _shift(batch[IMAGES], 4, g)
+            # The model reads its coordinates back in the unshifted frame (SHIFT), and the focus map's target moves with the image.
+            batch[IMAGES], batch[SHIFT] = _shift(batch[IMAGES], 4, g)
+            if FOCUS_UV in batch:
+                batch[FOCUS_UV] = batch[FOCUS_UV] + batch[SHIFT]
         return batch
 
 
