@@ -1,0 +1,98 @@
+"""Diagnostic: how far an S2 run's focus estimate is from the simulator's focus, in closed loop.
+
+For a run trained with ``model.focus_input`` (the focus estimate is an input to
+the action), runs episodes of the simulated HSR's ``id`` suite with the oracle
+planner and, at every chunk, compares the network's estimate with
+``SimState.focus``, and the focus map's position in each camera (over the whole
+map) with ``SimState.focus_uv``. The errors are grouped by how far the focus
+is, to set beside the held-out expert frames (``focus_map_error.py``).
+
+    python scripts/diagnostics/closed_loop_focus.py RUN [EPISODES] [SEED]
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2kit.plugins.executors.s2 import executor as s2_executor
+from s2kit.plugins.executors.s2.data import FOCUS_SCALE
+from s2kit.plugins.executors.s2.modeling import focus_map_pixels
+
+#: Per chunk: the estimate and the map's positions (from the network), the truth (from the simulator).
+ROWS: list[dict[str, np.ndarray]] = []
+#: The network's extras of the chunk being acted on, and its image size.
+LAST: dict[str, Any] = {}
+DISTANCES = ((0, 3), (3, 10), (10, 30), (30, 1000))  # cm
+
+_sample = s2_executor.TorchBackend.__call__
+_act = s2_executor.S2Executor.act
+
+
+def _keep_extras(self: Any, *args: Any) -> Any:
+    model = self.model
+    original = model.sample
+
+    def sample(*a: Any, **k: Any) -> Any:
+        out = original(*a, **k)
+        LAST.update(out[2], image_size=model.config.image_size, cameras=model.config.cameras)
+        return out
+
+    model.sample = sample
+    try:
+        return _sample(self, *args)
+    finally:
+        model.sample = original
+
+
+def _act_and_compare(self: Any, observation: Any, guidance: Any) -> Any:
+    chunk = _act(self, observation, guidance)
+    sim = observation.privileged
+    uv = sim.focus_uv
+    truth = torch.tensor(np.stack([np.asarray(uv.get(role, (np.nan, np.nan))) for role in LAST["cameras"]]), dtype=torch.float32)
+    ROWS.append({
+        "focus": np.asarray(sim.focus, dtype=np.float64),
+        "estimate": LAST["focus"][0].double().numpy() / FOCUS_SCALE,
+        "map_px": focus_map_pixels(LAST["focus_map"][0], truth, LAST["image_size"]).numpy(),
+    })  # fmt: skip
+    return chunk
+
+
+s2_executor.TorchBackend.__call__ = _keep_extras
+s2_executor.S2Executor.act = _act_and_compare
+
+
+def main() -> None:
+    from s2kit.core.config import compose_pipeline
+    from s2kit.core.registry import get_registry
+    from s2kit.core.runtime import build_runtime
+
+    run = sys.argv[1]
+    episodes = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 100000
+    config = compose_pipeline(components={"robot": "hsr", "planner": "oracle", "executor": "s2"},
+                              runtime={"episodes": episodes, "seed": seed}, overrides=[f"executor.checkpoint={run}"])  # fmt: skip
+    runtime = build_runtime(config, get_registry())
+    rates = [runtime.run_episode(i, seed + i).subtask_success for i in range(episodes)]
+    print(f"subtask success per episode: {[round(r, 2) for r in rates]}")
+    focus = np.stack([r["focus"] for r in ROWS]) * 100
+    error = np.stack([r["estimate"] for r in ROWS]) * 100 - focus
+    distance = np.linalg.norm(focus[:, :2], axis=1)
+    print(f"{len(ROWS)} chunks; focus estimate error x / y (cm), median and RMS, by how far the focus is:")
+    for lo, hi in DISTANCES:
+        rows = (distance >= lo) & (distance < hi)
+        if rows.any():
+            median = np.median(np.abs(error[rows, :2]), axis=0)
+            rms = np.sqrt(np.mean(error[rows, :2] ** 2, axis=0))
+            print(f"  {lo}-{hi} cm ({rows.sum()} chunks): median {median[0]:.1f} / {median[1]:.1f}, RMS {rms[0]:.1f} / {rms[1]:.1f}")
+    pixels = np.stack([r["map_px"] for r in ROWS])  # (chunks, cameras), NaN where the item is out of frame
+    for k, role in enumerate(LAST["cameras"]):
+        seen = pixels[:, k][np.isfinite(pixels[:, k])]
+        print(f"{role} map (whole map): median {np.median(seen):.1f} px, 90th percentile {np.percentile(seen, 90):.1f} px over {len(seen)} chunks")
+
+
+if __name__ == "__main__":
+    main()
