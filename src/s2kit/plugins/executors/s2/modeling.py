@@ -278,6 +278,8 @@ class S2Policy(nn.Module):
         extras: dict[str, Tensor] = {}
         bias = None
         xy = self.cell_xy.expand(B, C, -1, -1, -1)  # (batch, cameras, patches, cells, 2): cell centres, for the keypoints
+        if SHIFT in batch:  # where each cell's content is in the unshifted image
+            xy = xy - batch[SHIFT][:, :, None, None]
         if FOCUS in batch and c.focus_weight > 0 and not c.focus_input:
             extras["focus"] = self.focus(cells.flatten(2, 3), xy.flatten(2, 3), text.mean(1), state[:, 0])
         if c.focus_map > 0:
@@ -316,8 +318,6 @@ class S2Policy(nn.Module):
         if c.keypoints:
             weights = self.keypoint_logits(cells.flatten(2, 3)).softmax(dim=2)  # (batch, cameras, kept cells, keypoints)
             points = torch.einsum("bckn,bckj->bcnj", weights, xy.flatten(2, 3))  # (batch, cameras, keypoints, 2)
-            if SHIFT in batch:
-                points = points - batch[SHIFT][:, :, None]
             extra_tokens.append(self.keypoint_proj(points.flatten(2)) + self.camera_embed[:, :, 0])  # (batch, cameras, dim)
         if c.focus_map > 0:
             visible = maps
