@@ -20,7 +20,7 @@ import torch
 
 from s2kit.plugins.executors.s2 import executor as s2_executor
 from s2kit.plugins.executors.s2.data import FOCUS_SCALE
-from s2kit.plugins.executors.s2.modeling import focus_map_pixels
+from s2kit.plugins.executors.s2.modeling import S2Policy, focus_map_pixels
 
 #: Per chunk: the estimate and the map's positions (from the network), the truth (from the simulator).
 ROWS: list[dict[str, np.ndarray]] = []
@@ -28,24 +28,14 @@ ROWS: list[dict[str, np.ndarray]] = []
 LAST: dict[str, Any] = {}
 DISTANCES = ((0, 3), (3, 10), (10, 30), (30, 1000))  # cm
 
-_sample = s2_executor.TorchBackend.__call__
+_sample = S2Policy.sample
 _act = s2_executor.S2Executor.act
 
 
-def _keep_extras(self: Any, *args: Any) -> Any:
-    model = self.model
-    original = model.sample
-
-    def sample(*a: Any, **k: Any) -> Any:
-        out = original(*a, **k)
-        LAST.update(out[2], image_size=model.config.image_size, cameras=model.config.cameras)
-        return out
-
-    model.sample = sample
-    try:
-        return _sample(self, *args)
-    finally:
-        model.sample = original
+def _sample_and_keep(self: S2Policy, *args: Any, **kwargs: Any) -> Any:
+    out = _sample(self, *args, **kwargs)
+    LAST.update(out[2], image_size=self.config.image_size, cameras=self.config.cameras)
+    return out
 
 
 def _act_and_compare(self: Any, observation: Any, guidance: Any) -> Any:
@@ -61,7 +51,7 @@ def _act_and_compare(self: Any, observation: Any, guidance: Any) -> Any:
     return chunk
 
 
-s2_executor.TorchBackend.__call__ = _keep_extras
+S2Policy.sample = _sample_and_keep  # type: ignore[method-assign]
 s2_executor.S2Executor.act = _act_and_compare
 
 

@@ -328,7 +328,9 @@ class S2Policy(nn.Module):
                 kept = kept.view(B, C, c.grid, 1, c.grid, 1).expand(-1, -1, -1, side, -1, side).reshape(maps.shape)
                 visible = maps.masked_fill(~kept, float("-inf"))
             confidence = visible.flatten(2).logsumexp(-1, keepdim=True) - math.log(maps[0, 0].numel())  # 0: a uniform map
-            uv = focus_map_uv(visible) - batch[SHIFT] if SHIFT in batch else focus_map_uv(visible)
+            uv = focus_map_uv(visible)
+            if SHIFT in batch:  # where the item is in the unshifted image, as for the cells
+                uv = uv - batch[SHIFT]
             seen = torch.cat([uv, confidence], dim=-1)  # (batch, cameras, 3)
             extra_tokens.append(self.map_proj(seen) + self.camera_embed[:, :, 0])
             if bias is not None:
