@@ -19,7 +19,7 @@ from s2kit.plugins.executors.s2.checkpoint import (
     load_policy,
     read_info,
 )
-from s2kit.plugins.executors.s2.training import _shift
+from s2kit.plugins.executors.s2.training import _recolour, _shift
 from tests.conftest import ROOT, run_s2kit
 from tests.plugins.executors.s2.conftest import train_args
 
@@ -150,3 +150,19 @@ def test_the_shift_augmentation_says_how_far_each_image_moved() -> None:
         for c in range(2):
             row, column = (shifted[b, c, 0] == 255).nonzero()[0].tolist()
             assert (column - 20, row - 10) == tuple(round(x) for x in (moved[b, c] * 16).tolist())
+
+
+def test_the_colour_augmentation_changes_each_image_within_its_bounds() -> None:
+    """Brightness, contrast and colour balance per camera of each sample; 0.4 keeps every factor within [0.6, 1.4]."""
+    grey = torch.full((64, 2, 3, 8, 8), 100, dtype=torch.uint8)
+    grey[..., :4] = 60  # two grey levels, so contrast shows
+    out = _recolour(grey, 0.4, torch.Generator().manual_seed(0))
+    assert out.shape == grey.shape and out.dtype == torch.uint8
+    means = out.float().mean(dim=(3, 4))  # (64, 2, 3)
+    assert means.std(dim=(0, 1)).min() > 5  # each sample and camera drew its own factors
+    assert (means[..., 0] - means[..., 1]).abs().max() > 5  # the colour balance moved: grey became tinted
+    ratio = means / 80
+    assert ratio.min() > 0.6 * 0.8 - 0.02 and ratio.max() < 1.4 * 1.2 + 0.02  # brightness times channel gain
+    assert torch.equal(_recolour(grey, 0.0, torch.Generator().manual_seed(0)), grey)
+    white = torch.full((4, 1, 3, 8, 8), 250, dtype=torch.uint8)
+    assert _recolour(white, 0.4, torch.Generator().manual_seed(1)).min() >= 250 * 0.6 * 0.8 - 1  # brightened past 255: clipped, not wrapped

@@ -84,6 +84,11 @@ class TrainConfig(BaseModel):
     # data
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Episodes held out for validation.")
     augment: bool = Field(True, description="Random shifts of up to 4 px per image (DrQ-style).")
+    colour_jitter: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Photometric augmentation per image: brightness and contrast by a factor in [1-j, 1+j], each colour channel by "
+        "one in [1-j/2, 1+j/2] (0: none).",
+    )
     done_window: int = Field(8, ge=1, description="Frames after a subtask ends that, with the ended subtask's text, are labelled done.")
     stale_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of each batch that is such stale-guidance samples.")
     # bookkeeping
@@ -146,6 +151,24 @@ def _shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> tuple[
     return out.to(torch.uint8).view(B, C, 3, S, S), moved.view(B, C, 2)
 
 
+def _recolour(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Random brightness, contrast and colour balance for each image of (B, C, 3, S, S) uint8.
+
+    Contrast scales each image about its mean grey level, then brightness and a per-channel gain scale it; the result is
+    clipped to [0, 255]. Each camera of each sample draws its own factors.
+    """
+    B, C = images.shape[:2]
+
+    def factor(*shape: int, span: float) -> torch.Tensor:
+        return 1 + (torch.rand(B, C, *shape, generator=generator) * 2 - 1) * span
+
+    x = images.float()
+    mean = x.mean(dim=(2, 3, 4), keepdim=True)
+    x = (x - mean) * factor(1, 1, 1, span=strength) + mean
+    x = x * factor(1, 1, 1, span=strength) * factor(3, 1, 1, span=strength / 2)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
 class _Sampler:
     """Batches of training samples: ordinary frames plus a share of stale-guidance ones."""
 
@@ -168,6 +191,8 @@ class _Sampler:
             batch[IMAGES], batch[SHIFT] = _shift(batch[IMAGES], 4, g)
             if FOCUS_UV in batch:
                 batch[FOCUS_UV] = batch[FOCUS_UV] + batch[SHIFT]
+        if self.config.colour_jitter:
+            batch[IMAGES] = _recolour(batch[IMAGES], self.config.colour_jitter, g)
         return batch
 
 
