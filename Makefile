@@ -28,9 +28,9 @@ $(STAMP): pyproject.toml Makefile examples/s2kit-example-plugin/pyproject.toml
 demo: setup
 	$(BIN)/s2kit plugins list
 	$(BIN)/s2kit plan "put the red cube in the bowl" --scene "on the table: red cube at the front left, bowl at the back right"
-	MUJOCO_GL=osmesa $(BIN)/s2kit run --robot hsr --planner retrieval --executor scripted \
-		--suite id,distractor --episodes 3 --video runs/demo/videos
-	@echo "episode videos: runs/demo/videos/<suite>/episode_*.mp4"
+	MUJOCO_GL=osmesa $(BIN)/s2kit run --suite id,distractor --episodes 3 --seed 100000 --set runtime.progress=executor \
+		--video runs/demo/videos
+	@echo "episode videos, S2's kept patches outlined: runs/demo/videos/<suite>/episode_*.mp4"
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Rebuild the S2 checkpoint shipped in src/s2kit/plugins/executors/s2/default/:
-# 200 expert episodes of the simulated HSR's id suite (seeds 0-199), S2 trained
-# on them for 3000 steps (seed 0, regression head, lr 1e-3: docs/experiments.md), its newest checkpoint copied without the
-# optimizer state. About 45 min on a 2-core CPU (3 min collecting, the rest training).
+# Rebuild the S2 checkpoint shipped in src/s2kit/plugins/executors/s2/default/
+# (docs/experiments.md, "Session 8"; docs/executors.md, "The recipe"):
+#   1. 200 expert episodes of the simulated HSR's id suite (seeds 0-199);
+#   2. 200 more with DART noise on the expert's actions (seeds 1000-1199; 0.01 m per step, replanned every step),
+#      so the data show the expert recovering from the states a learned policy drifts into;
+#   3. S2 trained on both for 3000 steps (seed 0): regression head, lr 1e-3, the focus map, the focus as an input,
+#      the map's prior on the keep-scores;
+#   4. its newest checkpoint copied without the optimizer state (4.9 MB).
+# About 30 min on an idle 2-core CPU (7 min collecting, 20 min training). Re-running resumes where it stopped.
 #
 #   bash scripts/build_default_checkpoint.sh [WORKDIR]
 set -euo pipefail
@@ -11,11 +16,18 @@ work=${1:-runs/default-checkpoint}
 export MUJOCO_GL=${MUJOCO_GL:-osmesa}
 bin=.venv/bin
 mkdir -p "$work"
-if [ ! -f "$work/data/meta/info.json" ]; then
-  "$bin/s2kit" collect --robot hsr --suite id --episodes 200 --seed 0 --out "$work/data" --json > "$work/collect.json"
+if [ ! -f "$work/id/meta/info.json" ]; then
+  rm -rf "$work/id"
+  "$bin/s2kit" collect --robot hsr --suite id --episodes 200 --seed 0 --out "$work/id" --json > "$work/id.json"
 fi
-"$bin/s2kit" train --executor s2 --data "$work/data" --out "$work/run" --steps 3000 --set save_every=500 \
+if [ ! -f "$work/dart/meta/info.json" ]; then
+  rm -rf "$work/dart"
+  "$bin/s2kit" collect --robot hsr --suite id --episodes 200 --seed 1000 --out "$work/dart" --noise 0.01 \
+    --set executor.horizon=1 --json > "$work/dart.json"
+fi
+"$bin/s2kit" train --executor s2 --data "$work/id,$work/dart" --out "$work/run" --steps 3000 --set save_every=500 \
   --set model.head=regression --set lr=0.001 \
+  --set model.focus_map=1 --set model.focus_input=true --set model.keep_prior=10 \
   $( [ -d "$work/run/checkpoints" ] && echo --resume )
 target=src/s2kit/plugins/executors/s2/default
 newest=$(ls -d "$work"/run/checkpoints/step_* | sort | tail -1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +86,15 @@ def test_s2_without_a_checkpoint_says_how_to_get_one(monkeypatch, tmp_path: Path
     monkeypatch.setattr(module, "default_checkpoint", lambda: tmp_path / "absent")
     with pytest.raises(ConfigError, match="ships no trained S2 checkpoint yet.*executor.checkpoint=RUN"):
         make("s2")
+
+
+def test_the_default_pipeline_runs_the_shipped_checkpoint_and_it_does_subtasks() -> None:
+    """`make demo`'s run: no executor named, the retrieval planner, the executor's own progress, held-out seeds."""
+    done = run_s2kit(
+        "run", "--suite", "id", "--episodes", "3", "--seed", "100000", "--set", "runtime.progress=executor", "--json",
+        env={"MUJOCO_GL": "osmesa"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["pipeline"]["executor"] == {"name": "s2"} and report["pipeline"]["planner"]["name"] == "retrieval"
+    assert report["summary"]["subtask_success"]["mean"] > 0
