@@ -245,8 +245,9 @@ def train(
     )  # fmt: skip
     model_config = model_config.model_copy(update={"state_dim": frames.state.shape[1], "action_dim": frames.actions.shape[1]})
     train_frames, val_frames = _split(frames, config.val_fraction, config.seed)
+    del frames  # the split copied the frames it keeps: one copy of the images in memory, not two
     norm = Normalizer.fit(train_frames.state.numpy(), train_frames.actions.numpy())
-    embeddings = torch.from_numpy(sentence_encoder().encode(frames.strings))  # (strings, 384)
+    embeddings = torch.from_numpy(sentence_encoder().encode(train_frames.strings))  # (strings, 384)
     if embeddings.shape[1] != model_config.text_dim:
         raise ConfigError(f"train: model.text_dim is {model_config.text_dim}, the sentence encoder gives {embeddings.shape[1]}")
 
@@ -264,8 +265,8 @@ def train(
 
     info = CheckpointInfo(
         executor=executor, variant="baseline" if executor == "baseline" else config.variant, model=model_config,
-        normalization=norm.to_dict(), state_names=frames.state_names, action_names=frames.action_names,
-        control_hz=frames.fps, datasets=frames.datasets, train=config.model_dump(),
+        normalization=norm.to_dict(), state_names=train_frames.state_names, action_names=train_frames.action_names,
+        control_hz=train_frames.fps, datasets=train_frames.datasets, train=config.model_dump(),
     )  # fmt: skip
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
