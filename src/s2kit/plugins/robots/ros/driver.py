@@ -392,6 +392,9 @@ class RosRobot(Robot):
             # quiet a camera looks stale first: it is a silent camera only if joint states go on.
             if not self._joint_states_flowing(max_age):
                 continue
+            stale = stale_cameras()  # an image may have come while joint states were awaited
+            if not stale:
+                return
             role, topic = stale[0]
             age = self._images[topic].age(time.monotonic())
             problem = self.complaints.latest.get(topic)
