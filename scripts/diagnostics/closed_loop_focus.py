@@ -1,13 +1,14 @@
 """Diagnostic: how far an S2 run's focus estimate is from the simulator's focus, in closed loop.
 
 For a run trained with ``model.focus_input`` (the focus estimate is an input to
-the action), runs episodes of the simulated HSR's ``id`` suite with the oracle
+the action), runs episodes of a simulated robot's ``id`` suite (HSR unless
+ROBOT names another) with the oracle
 planner and, at every chunk, compares the network's estimate with
 ``SimState.focus``, and the focus map's position in each camera (over the whole
 map) with ``SimState.focus_uv``. The errors are grouped by how far the focus
 is, to set beside the held-out expert frames (``focus_map_error.py``).
 
-    python scripts/diagnostics/closed_loop_focus.py RUN [EPISODES] [SEED]
+    python scripts/diagnostics/closed_loop_focus.py RUN [EPISODES] [SEED] [ROBOT]
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def main() -> None:
     run = sys.argv[1]
     episodes = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 100000
-    config = compose_pipeline(components={"robot": "hsr", "planner": "oracle", "executor": "s2"},
+    robot = sys.argv[4] if len(sys.argv) > 4 else "hsr"
+    config = compose_pipeline(components={"robot": robot, "planner": "oracle", "executor": "s2"},
                               runtime={"episodes": episodes, "seed": seed}, overrides=[f"executor.checkpoint={run}"])  # fmt: skip
     runtime = build_runtime(config, get_registry())
     rates = [runtime.run_episode(i, seed + i).subtask_success for i in range(episodes)]
