@@ -6,7 +6,8 @@ ROBOT names another) with the oracle
 planner and, at every chunk, compares the network's estimate with
 ``SimState.focus``, and the focus map's position in each camera (over the whole
 map) with ``SimState.focus_uv``. The errors are grouped by how far the focus
-is, to set beside the held-out expert frames (``focus_map_error.py``).
+is, to set beside the held-out expert frames (``focus_map_error.py``), and says
+how high the hand is above the focus, and whether it closes, once it is over it.
 
     python scripts/diagnostics/closed_loop_focus.py RUN [EPISODES] [SEED] [ROBOT]
 """
@@ -48,6 +49,7 @@ def _act_and_compare(self: Any, observation: Any, guidance: Any) -> Any:
         "focus": np.asarray(sim.focus, dtype=np.float64),
         "estimate": LAST["focus"][0].double().numpy() / FOCUS_SCALE,
         "map_px": focus_map_pixels(LAST["focus_map"][0], truth, LAST["image_size"]).numpy(),
+        "gripper": np.float64(chunk.actions[:, -1].mean()),  # the chunk's mean commanded opening (1: open)
     })  # fmt: skip
     return chunk
 
@@ -80,6 +82,12 @@ def main() -> None:
             median = np.median(np.abs(error[rows, :2]), axis=0)
             rms = np.sqrt(np.mean(error[rows, :2] ** 2, axis=0))
             print(f"  {lo}-{hi} cm ({rows.sum()} chunks): median {median[0]:.1f} / {median[1]:.1f}, RMS {rms[0]:.1f} / {rms[1]:.1f}")
+    over = distance < 3  # the hand over the item: how high above it, and is it closing?
+    if over.any():
+        height = np.percentile(-focus[over, 2], [10, 50, 90])
+        opening = np.array([r["gripper"] for r in ROWS])[over]
+        print(f"hand within 3 cm of the focus in x/y ({over.sum()} chunks): the focus is {height[0]:.1f} / {height[1]:.1f} / "
+              f"{height[2]:.1f} cm below it (10th / 50th / 90th percentile); commanded gripper opening {opening.mean():.2f} (1: open)")
     pixels = np.stack([r["map_px"] for r in ROWS])  # (chunks, cameras), NaN where the item is out of frame
     for k, role in enumerate(LAST["cameras"]):
         seen = pixels[:, k][np.isfinite(pixels[:, k])]
