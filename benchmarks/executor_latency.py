@@ -172,7 +172,7 @@ def profile(
         x, t = torch.from_numpy(noise), torch.ones(1)
         encoder = timed(lambda: policy.encode(batch, rho), calls, warmup)[0]
         decoder = timed(lambda: policy.decode(memory, bias, x, t), calls, warmup)[0]
-    passes = model.flow_steps if model.head == "flow" else 1
+    passes = model.decoder_passes
     if passes == 1:  # the regression head: one decoder pass, nothing to tell the graph's parts apart by
         return {"rho": rho, "threads": threads, "decoder_passes": 1, "torch_encoder_ms": encoder, "torch_decoder_pass_ms": decoder}
     # ONNX Runtime: the same weights with a single decoder pass; the difference is (steps - 1) passes

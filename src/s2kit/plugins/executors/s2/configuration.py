@@ -110,6 +110,11 @@ class ModelConfig(BaseModel):
     def patches(self) -> int:
         return self.grid * self.grid
 
+    @property
+    def decoder_passes(self) -> int:
+        """Decoder passes per action chunk: ``flow_steps`` Euler steps with the flow head, one with regression."""
+        return self.flow_steps if self.head == "flow" else 1
+
     def kept(self, rho: float | None = None) -> int:
         """Patch tokens kept per camera at inference (all of them with the budget off)."""
         if not self.budget:

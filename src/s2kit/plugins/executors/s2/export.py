@@ -195,7 +195,7 @@ def export_onnx(
             "kept": f"{model.kept(rho)} of {model.patches} patches per camera",
             "opset": opset,
             "batch": metadata["batch"],
-            "decoder_passes": model.flow_steps if model.head == "flow" else 1,
+            "decoder_passes": model.decoder_passes,
             "size_mb": round(tmp.stat().st_size / 1e6, 2),
         }
         if check:
