@@ -50,6 +50,10 @@ def _act_and_compare(self: Any, observation: Any, guidance: Any) -> Any:
         "estimate": LAST["focus"][0].double().numpy() / FOCUS_SCALE,
         "map_px": focus_map_pixels(LAST["focus_map"][0], truth, LAST["image_size"]).numpy(),
         "gripper": np.float64(chunk.actions[:, -1].mean()),  # the chunk's mean commanded opening (1: open)
+        "dz": np.float64(chunk.actions[:, 2].mean()),  # the chunk's mean commanded hand step up (m)
+        "z": np.float64(observation.state[LAST["ee_z"]]),  # where the hand is (m, base frame)
+        "t": np.float64(observation.timestamp),
+        "actions": np.array(chunk.actions),
     })  # fmt: skip
     return chunk
 
@@ -70,6 +74,7 @@ def main() -> None:
     config = compose_pipeline(components={"robot": robot, "planner": "oracle", "executor": "s2"},
                               runtime={"episodes": episodes, "seed": seed}, overrides=[f"executor.checkpoint={run}"])  # fmt: skip
     runtime = build_runtime(config, get_registry())
+    LAST["ee_z"] = runtime.spec.state_names.index("ee_z")
     rates = [runtime.run_episode(i, seed + i).subtask_success for i in range(episodes)]
     print(f"subtask success per episode: {[round(r, 2) for r in rates]}")
     focus = np.stack([r["focus"] for r in ROWS]) * 100
@@ -86,8 +91,16 @@ def main() -> None:
     if over.any():
         height = np.percentile(-focus[over, 2], [10, 50, 90])
         opening = np.array([r["gripper"] for r in ROWS])[over]
+        commanded = np.array([r["dz"] for r in ROWS])[over] * 1000
+        # how far the hand really moved up until the next chunk (NaN at an episode's last chunk)
+        z, t = (np.array([r[key] for r in ROWS]) for key in ("z", "t"))
+        moved = np.append(np.where(np.diff(t) > 0, np.diff(z), np.nan), np.nan)[over] * 1000
         print(f"hand within 3 cm of the focus in x/y ({over.sum()} chunks): the focus is {height[0]:.1f} / {height[1]:.1f} / "
               f"{height[2]:.1f} cm below it (10th / 50th / 90th percentile); commanded gripper opening {opening.mean():.2f} (1: open)")
+        print(f"  there, the estimate puts the focus {np.median(-error[over, 2] - focus[over, 2]):.1f} cm below the hand (median; "
+              f"z error median {np.median(error[over, 2]):.1f} cm, RMS {np.sqrt(np.mean(error[over, 2] ** 2)):.1f} cm)")
+        print(f"  there, commanded hand step up {np.median(commanded):.1f} mm per action (median); the hand moved "
+              f"{np.nanmedian(moved):.1f} mm up over the chunk (median)")
     pixels = np.stack([r["map_px"] for r in ROWS])  # (chunks, cameras), NaN where the item is out of frame
     for k, role in enumerate(LAST["cameras"]):
         seen = pixels[:, k][np.isfinite(pixels[:, k])]

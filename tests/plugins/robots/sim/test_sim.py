@@ -25,12 +25,12 @@ REGISTRY = load_registry(env={})
 ROBOTS = ("hsr", "txg2")
 
 
-def runtime(robot: str, suite: str = "id", max_steps: int = 400, **robot_options):
+def runtime(robot: str, suite: str = "id", max_steps: int = 400, approach: str = "gate", **robot_options):
     pipeline = validate_pipeline(
         {
             "robot": {"name": robot, "suite": suite, **robot_options},
             "planner": {"name": "oracle"},
-            "executor": {"name": "scripted"},
+            "executor": {"name": "scripted", "approach": approach},
             "runtime": {"max_steps": max_steps},
         }
     )
@@ -190,13 +190,46 @@ def test_same_seed_same_scene_trajectory_and_images(robot: str) -> None:
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
 
 
+@pytest.mark.parametrize("approach", ["gate", "funnel"])
 @pytest.mark.parametrize(("robot", "least"), [("hsr", 9), ("txg2", 9)])
-def test_scripted_expert_solves_id_episodes(robot: str, least: int) -> None:
+def test_scripted_expert_solves_id_episodes(robot: str, least: int, approach: str) -> None:
     # The full measurement (100 episodes per robot) is in docs/simulation.md.
-    rt = runtime(robot, image_height=16, image_width=16)
+    rt = runtime(robot, approach=approach, image_height=16, image_width=16)
     results = [rt.run_episode(i, seed=100 + i) for i in range(10)]
     rt.robot.close()
     assert sum(r.task_success for r in results) >= least
+
+
+def test_the_funnel_approach_lowers_the_hand_smoothly_with_the_sideways_error() -> None:
+    """A policy that cannot tell 1 cm from 1.5 cm must not be taught two far-apart heights for them."""
+    from dataclasses import replace
+
+    from s2kit.plugins.robots.sim.expert import ScriptedConfig, ScriptedExecutor
+
+    r = REGISTRY.create("robot", {"name": "txg2", "render": False})
+    try:
+        sim = r.reset(seed=next(s for s in range(50) if sample_episode(load_suite("id"), s, table_x=0.6)[1].subtasks[0].kind != "push")).privileged
+    finally:
+        r.close()
+    obj = sim.positions[sim.task.subtasks[0].obj]
+    hover = sim.table_height + ScriptedConfig().hover
+
+    def waypoint_z(approach: str, off: float, height: float) -> float | None:
+        expert = ScriptedExecutor.__new__(ScriptedExecutor)
+        expert.config = ScriptedConfig(approach=approach)
+        hand = np.array([obj[0] + off, obj[1], obj[2] + height])
+        waypoint, _ = expert._next(replace(sim, ee_pos=hand, held=None))
+        return None if waypoint is None else float(waypoint[2])
+
+    # the hand 5 cm above the object: a little too far to the side to descend
+    assert waypoint_z("gate", 0.02, 0.05) == pytest.approx(hover)  # gate: back up to travel height
+    offsets = np.arange(0.0, 0.049, 0.001)
+    heights = [waypoint_z("funnel", off, 0.05) for off in offsets]
+    assert heights[0] == pytest.approx(obj[2])  # aligned: straight down to the grasp
+    assert all(h is not None and h <= hover + 1e-9 for h in heights)
+    steps = np.diff(np.array(heights))
+    assert np.all(steps >= -1e-9) and np.all(steps <= 0.0031)  # higher the further off, 3 mm per mm at most
+    assert waypoint_z("funnel", 0.005, 0.01) is None  # aligned and low: close in place
 
 
 def test_oracle_keeps_the_goal_and_refines_each_subtask() -> None:

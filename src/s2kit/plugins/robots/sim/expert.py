@@ -11,6 +11,8 @@ taken on fresh state.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import Field
 
@@ -23,6 +25,10 @@ from s2kit.plugins.robots.sim.base import SimState
 from s2kit.plugins.robots.sim.world import CONTAINERS, object_half_height
 
 OPEN, CLOSED = 1.0, 0.0
+#: Picking: the hand closes when within this far of the object sideways (and 2.5 cm in height).
+ALIGNED = 0.012
+#: ``approach: funnel``: where the cone starts (sideways), and how many cm higher per cm off.
+FUNNEL_RADIUS, FUNNEL_SLOPE = 0.05, 3.0
 
 
 class ScriptedConfig(PluginConfig):
@@ -32,6 +38,13 @@ class ScriptedConfig(PluginConfig):
     hover: float = Field(0.14, gt=0.05, description="Height above the table to travel at, metres.")
     horizon: int = Field(8, ge=1, le=64, description="Longest chunk.")
     tolerance: float = Field(0.008, gt=0, description="Distance at which a waypoint counts as reached.")
+    approach: Literal["gate", "funnel"] = Field(
+        "gate",
+        description="How the hand comes down on an object to pick. gate: over it at travel height to within 1.2 cm, "
+        "then straight down (rising to travel height again whenever it is lower and more than 1.2 cm off); funnel: "
+        "within 5 cm sideways, down a cone over it whose height grows with the sideways error, so the height "
+        "is a smooth function of how far off the hand is (a policy that cannot see 1.2 cm does not oscillate).",
+    )
 
 
 class ScriptedExecutor(Executor):
@@ -72,8 +85,14 @@ class ScriptedExecutor(Executor):
         if sim.held not in (None, sub.obj):  # holding the wrong thing: let go
             return np.array([ee[0], ee[1], hover_z]), OPEN
         if sim.held != sub.obj:
+            off = float(np.linalg.norm(ee[:2] - obj[:2]))
+            if cfg.approach == "funnel" and off < FUNNEL_RADIUS:
+                if off <= ALIGNED and abs(ee[2] - obj[2]) <= 0.025:  # the fingers close on it from within 2.5 cm
+                    return None, CLOSED
+                cone = obj[2] + FUNNEL_SLOPE * max(0.0, off - ALIGNED)  # the lowest the hand may be, this far off
+                return np.array([obj[0], obj[1], min(hover_z, cone)]), OPEN
             above = np.array([obj[0], obj[1], hover_z])
-            if np.linalg.norm(ee[:2] - obj[:2]) > 0.012:
+            if off > ALIGNED:
                 if ee[2] < hover_z - 0.03:  # rise before travelling
                     return np.array([ee[0], ee[1], hover_z]), OPEN
                 return above, OPEN
