@@ -50,7 +50,6 @@ def _act_and_compare(self: Any, observation: Any, guidance: Any) -> Any:
         "estimate": LAST["focus"][0].double().numpy() / FOCUS_SCALE,
         "map_px": focus_map_pixels(LAST["focus_map"][0], truth, LAST["image_size"]).numpy(),
         "gripper": np.float64(chunk.actions[:, -1].mean()),  # the chunk's mean commanded opening (1: open)
-        "dz": np.float64(chunk.actions[:, 2].mean()),  # the chunk's mean commanded hand step up (m)
         "z": np.float64(observation.state[LAST["ee_z"]]),  # where the hand is (m, base frame)
         "t": np.float64(observation.timestamp),
         "actions": np.array(chunk.actions),
@@ -78,7 +77,8 @@ def main() -> None:
     rates = [runtime.run_episode(i, seed + i).subtask_success for i in range(episodes)]
     print(f"subtask success per episode: {[round(r, 2) for r in rates]}")
     focus = np.stack([r["focus"] for r in ROWS]) * 100
-    error = np.stack([r["estimate"] for r in ROWS]) * 100 - focus
+    estimate = np.stack([r["estimate"] for r in ROWS]) * 100
+    error = estimate - focus
     distance = np.linalg.norm(focus[:, :2], axis=1)
     print(f"{len(ROWS)} chunks; focus estimate error x / y (cm), median and RMS, by how far the focus is:")
     for lo, hi in DISTANCES:
@@ -91,13 +91,13 @@ def main() -> None:
     if over.any():
         height = np.percentile(-focus[over, 2], [10, 50, 90])
         opening = np.array([r["gripper"] for r in ROWS])[over]
-        commanded = np.array([r["dz"] for r in ROWS])[over] * 1000
+        commanded = np.array([r["actions"][:, 2].mean() for r in ROWS])[over] * 1000  # mean hand step up per action
         # how far the hand really moved up until the next chunk (NaN at an episode's last chunk)
         z, t = (np.array([r[key] for r in ROWS]) for key in ("z", "t"))
         moved = np.append(np.where(np.diff(t) > 0, np.diff(z), np.nan), np.nan)[over] * 1000
         print(f"hand within 3 cm of the focus in x/y ({over.sum()} chunks): the focus is {height[0]:.1f} / {height[1]:.1f} / "
               f"{height[2]:.1f} cm below it (10th / 50th / 90th percentile); commanded gripper opening {opening.mean():.2f} (1: open)")
-        print(f"  there, the estimate puts the focus {np.median(-error[over, 2] - focus[over, 2]):.1f} cm below the hand (median; "
+        print(f"  there, the estimate puts the focus {np.median(-estimate[over, 2]):.1f} cm below the hand (median; "
               f"z error median {np.median(error[over, 2]):.1f} cm, RMS {np.sqrt(np.mean(error[over, 2] ** 2)):.1f} cm)")
         print(f"  there, commanded hand step up {np.median(commanded):.1f} mm per action (median); the hand moved "
               f"{np.nanmedian(moved):.1f} mm up over the chunk (median)")

@@ -25,8 +25,8 @@ from s2kit.plugins.robots.sim.base import SimState
 from s2kit.plugins.robots.sim.world import CONTAINERS, object_half_height
 
 OPEN, CLOSED = 1.0, 0.0
-#: Picking: the hand closes when within this far of the object sideways (and 2.5 cm in height).
-ALIGNED = 0.012
+#: Picking: the hand closes when within ALIGNED of the object sideways and GRIP_REACH in height.
+ALIGNED, GRIP_REACH = 0.012, 0.025
 #: ``approach: funnel``: where the cone starts (sideways), and how many cm higher per cm off.
 FUNNEL_RADIUS, FUNNEL_SLOPE = 0.05, 3.0
 
@@ -86,20 +86,16 @@ class ScriptedExecutor(Executor):
             return np.array([ee[0], ee[1], hover_z]), OPEN
         if sim.held != sub.obj:
             off = float(np.linalg.norm(ee[:2] - obj[:2]))
+            if off <= ALIGNED and abs(ee[2] - obj[2]) <= GRIP_REACH:
+                return None, CLOSED
             if cfg.approach == "funnel" and off < FUNNEL_RADIUS:
-                if off <= ALIGNED and abs(ee[2] - obj[2]) <= 0.025:  # the fingers close on it from within 2.5 cm
-                    return None, CLOSED
                 cone = obj[2] + FUNNEL_SLOPE * max(0.0, off - ALIGNED)  # the lowest the hand may be, this far off
                 return np.array([obj[0], obj[1], min(hover_z, cone)]), OPEN
-            above = np.array([obj[0], obj[1], hover_z])
             if off > ALIGNED:
                 if ee[2] < hover_z - 0.03:  # rise before travelling
                     return np.array([ee[0], ee[1], hover_z]), OPEN
-                return above, OPEN
-            grasp = np.array([obj[0], obj[1], obj[2]])
-            if abs(ee[2] - grasp[2]) > 0.025:  # the fingers close on it from within 2.5 cm
-                return grasp, OPEN
-            return None, CLOSED
+                return np.array([obj[0], obj[1], hover_z]), OPEN
+            return np.array([obj[0], obj[1], obj[2]]), OPEN  # straight down to the grasp
         # holding the object
         if sub.kind == "pick":
             return np.array([ee[0], ee[1], hover_z]), CLOSED
