@@ -14,6 +14,7 @@ how high the hand is above the focus, and whether it closes, once it is over it.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -36,7 +37,7 @@ _act = s2_executor.S2Executor.act
 
 def _sample_and_keep(self: S2Policy, *args: Any, **kwargs: Any) -> Any:
     out = _sample(self, *args, **kwargs)
-    LAST.update(out[2], image_size=self.config.image_size, cameras=self.config.cameras)
+    LAST.update(out[2], image_size=self.config.image_size, cameras=self.config.cameras, patches=self.config.patches)
     return out
 
 
@@ -53,6 +54,7 @@ def _act_and_compare(self: Any, observation: Any, guidance: Any) -> Any:
         "z": np.float64(observation.state[LAST["ee_z"]]),  # where the hand is (m, base frame)
         "t": np.float64(observation.timestamp),
         "actions": np.array(chunk.actions),
+        "keep": LAST["keep_index"][0].numpy() if "keep_index" in LAST else None,  # (cameras, kept) patch indices
     })  # fmt: skip
     return chunk
 
@@ -105,6 +107,23 @@ def main() -> None:
     for k, role in enumerate(LAST["cameras"]):
         seen = pixels[:, k][np.isfinite(pixels[:, k])]
         print(f"{role} map (whole map): median {np.median(seen):.1f} px, 90th percentile {np.percentile(seen, 90):.1f} px over {len(seen)} chunks")
+    if ROWS[0]["keep"] is not None:
+        _report_kept(np.stack([r["keep"] for r in ROWS]), LAST["cameras"])
+
+
+def _report_kept(keep: np.ndarray, cameras: list[str]) -> None:
+    """How often each patch was kept over the chunks (chunks, cameras, kept): a patch kept in nearly every chunk,
+    whatever the scene and the subtask, is budget spent on a fixed place rather than on the task."""
+    chunks, _, kept = keep.shape
+    for k, role in enumerate(cameras):
+        counts = np.bincount(keep[:, k].ravel(), minlength=LAST["patches"]) / chunks
+        fixed = np.flatnonzero(counts >= 0.9)
+        print(f"{role}: {len(fixed)} of the {kept} kept patches are kept in at least 90% of the {chunks} chunks "
+              f"(patch indices {fixed.tolist()}); the rest change with the scene")
+        side = math.isqrt(len(counts))
+        if side * side == len(counts):
+            for row in counts.reshape(side, side):
+                print("    " + " ".join(f"{c:4.2f}" for c in row))
 
 
 if __name__ == "__main__":

@@ -248,6 +248,7 @@ def test_a_graph_that_disagrees_with_torch_is_not_written(
         ("baseline", "flow", {}),
         ("s2", "regression", {}),
         ("s2", "regression", {"focus_map": 1.0, "focus_input": True, "keep_prior": 10.0}),
+        ("s2", "regression", {"focus_map": 1.0, "keep_prior": 10.0, "registers": 2}),
     ],
 )
 def test_every_head_and_the_baseline_export_with_a_dynamic_batch(

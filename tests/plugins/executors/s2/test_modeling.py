@@ -221,3 +221,22 @@ def test_the_keep_prior_keeps_the_patches_the_focus_map_points_at() -> None:
         with torch.inference_mode():
             kept[prior] = model.encode(batch, 0.25)[2]["keep_index"][0, 0].tolist()
     assert kept == {0.0: [0, 1, 2, 3], 10.0: [0, 1, 2, 5]}
+
+
+def test_registers_are_learned_tokens_outside_the_budget() -> None:
+    """Registers add tokens to the encoder, not patches: the budget still keeps k patches per camera and reads nothing
+    else of the image, and the action loss trains the registers."""
+    torch.manual_seed(0)
+    model = S2Policy(ModelConfig(focus_map=1.0, registers=3, **SMALL))
+    batch = toy_batch(2)
+    model.loss(batch)["action"].backward()
+    assert model.register_tokens.grad is not None and model.register_tokens.grad.abs().sum() > 0
+    model.eval()
+    model.scorer = FixedRanking()  # keeps patches 0-3 (the top row of the 4x4 grid) at rho 0.25
+    images = batch["images"].clone()
+    images[:, :, :, 8:] = 255 - images[:, :, :, 8:]  # every row of patches but the kept one
+    with torch.inference_mode():
+        memory, bias, extras = model.encode(batch, 0.25)
+        assert memory.shape[1] == 3 + 1 + 4 + 1 + 1 + 3 and bias is not None and bias.shape[1] == memory.shape[1]
+        assert extras["keep_index"].shape == (2, 1, 4)
+        assert torch.equal(model.encode({**batch, "images": images}, 0.25)[0], memory)

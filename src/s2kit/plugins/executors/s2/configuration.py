@@ -93,6 +93,11 @@ class ModelConfig(BaseModel):
         description="Adds this times the focus map's probability mass in each patch (detached) to that patch's keep logit, so the "
         "patches where the map places the focus item are kept first. Needs focus_map > 0. 0: keep-scores from the action loss alone.",
     )  # fmt: skip
+    registers: int = Field(
+        0, ge=0, le=16,
+        description="Learned tokens added to the encoder's input, outside the budget, for the network's scratch work (as ViT "
+        "registers). Without them a network may spend its kept patches on a fixed, uninformative region (docs/experiments.md, session 11).",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _needs_the_map(self) -> ModelConfig:

@@ -234,6 +234,8 @@ class S2Policy(nn.Module):
         if c.keypoints:
             self.keypoint_logits = nn.Linear(cell_dim, c.keypoints)
             self.keypoint_proj = nn.Linear(2 * c.keypoints, D)
+        if c.registers:
+            self.register_tokens = nn.Parameter(torch.randn(1, c.registers, D) * 0.02)
         self.encoder = nn.ModuleList(Block(D, c.heads, c.mlp_ratio, c.dropout) for _ in range(c.encoder_layers))
         self.encoder_norm = nn.LayerNorm(D)
         self.decoder = nn.ModuleList(Block(D, c.heads, c.mlp_ratio, c.dropout, cross=True) for _ in range(c.decoder_layers))
@@ -339,7 +341,11 @@ class S2Policy(nn.Module):
                 extras["focus"] = focus = self.lift(torch.cat([seen.flatten(1), text[:, -1], state[:, 0]], dim=-1))  # (batch, 3) dm
                 state = state + self.focus_in(focus.detach())[:, None]
         parts = [text, state, patches.flatten(1, 2), *extra_tokens]
-        tokens = torch.cat(parts, dim=1)  # (batch, texts + 1 + cameras*kept [+ cameras], dim)
+        if c.registers:  # last, so the text and state tokens keep their places
+            parts.append(self.register_tokens.expand(B, -1, -1))
+            if bias is not None:
+                bias = torch.cat([bias, torch.zeros(B, c.registers, device=bias.device)], dim=1)
+        tokens = torch.cat(parts, dim=1)  # (batch, texts + 1 + cameras*kept [+ cameras] [+ registers], dim)
         for block in self.encoder:
             tokens = block(tokens, bias=bias)
         return self.encoder_norm(tokens), bias, extras
