@@ -14,7 +14,6 @@ how high the hand is above the focus, and whether it closes, once it is over it.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -37,7 +36,7 @@ _act = s2_executor.S2Executor.act
 
 def _sample_and_keep(self: S2Policy, *args: Any, **kwargs: Any) -> Any:
     out = _sample(self, *args, **kwargs)
-    LAST.update(out[2], image_size=self.config.image_size, cameras=self.config.cameras, patches=self.config.patches)
+    LAST.update(out[2], image_size=self.config.image_size, cameras=self.config.cameras, grid=self.config.grid)
     return out
 
 
@@ -108,22 +107,20 @@ def main() -> None:
         seen = pixels[:, k][np.isfinite(pixels[:, k])]
         print(f"{role} map (whole map): median {np.median(seen):.1f} px, 90th percentile {np.percentile(seen, 90):.1f} px over {len(seen)} chunks")
     if ROWS[0]["keep"] is not None:
-        _report_kept(np.stack([r["keep"] for r in ROWS]), LAST["cameras"])
+        _report_kept(np.stack([r["keep"] for r in ROWS]), LAST["cameras"], LAST["grid"])
 
 
-def _report_kept(keep: np.ndarray, cameras: list[str]) -> None:
+def _report_kept(keep: np.ndarray, cameras: list[str], grid: int) -> None:
     """How often each patch was kept over the chunks (chunks, cameras, kept): a patch kept in nearly every chunk,
     whatever the scene and the subtask, is budget spent on a fixed place rather than on the task."""
     chunks, _, kept = keep.shape
     for k, role in enumerate(cameras):
-        counts = np.bincount(keep[:, k].ravel(), minlength=LAST["patches"]) / chunks
+        counts = np.bincount(keep[:, k].ravel(), minlength=grid * grid) / chunks
         fixed = np.flatnonzero(counts >= 0.9)
         print(f"{role}: {len(fixed)} of the {kept} kept patches are kept in at least 90% of the {chunks} chunks "
               f"(patch indices {fixed.tolist()}); the rest change with the scene")
-        side = math.isqrt(len(counts))
-        if side * side == len(counts):
-            for row in counts.reshape(side, side):
-                print("    " + " ".join(f"{c:4.2f}" for c in row))
+        for row in counts.reshape(grid, grid):
+            print("    " + " ".join(f"{c:4.2f}" for c in row))
 
 
 if __name__ == "__main__":

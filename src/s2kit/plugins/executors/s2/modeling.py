@@ -278,7 +278,7 @@ class S2Policy(nn.Module):
         text = self.text_proj(batch[TEXT][:, : self.texts]) + self.text_type  # (batch, texts, dim)
         state = self.state_proj(batch[STATE])[:, None]  # (batch, 1, dim)
         extras: dict[str, Tensor] = {}
-        bias = None
+        log_gates: Tensor | None = None  # with the budget: the kept patches' attention bias
         xy = self.cell_xy.expand(B, C, -1, -1, -1)  # (batch, cameras, patches, cells, 2): cell centres, for the keypoints
         if SHIFT in batch:  # where each cell's content is in the unshifted image
             xy = xy - batch[SHIFT][:, :, None, None]
@@ -311,9 +311,6 @@ class S2Policy(nn.Module):
             kept_logits = logits.gather(2, index)  # (batch, cameras, k)
             threshold = kept_logits.min(dim=-1, keepdim=True).values.detach()
             log_gates = F.logsigmoid((kept_logits - threshold) / c.gate_temperature + 1.0)  # the weakest kept: sigmoid(1)
-            bias = torch.cat([torch.zeros(B, self.texts + 1, device=logits.device), log_gates.flatten(1)], dim=1)
-            if c.keypoints:
-                bias = torch.cat([bias, torch.zeros(B, C, device=logits.device)], dim=1)
             extras["keep_index"] = index
             extras["keep_rate"] = torch.sigmoid(logits).mean(-1)  # (batch, cameras): the soft rate the penalty calibrates
         extra_tokens = []
@@ -335,17 +332,16 @@ class S2Policy(nn.Module):
                 uv = uv - batch[SHIFT]
             seen = torch.cat([uv, confidence], dim=-1)  # (batch, cameras, 3)
             extra_tokens.append(self.map_proj(seen) + self.camera_embed[:, :, 0])
-            if bias is not None:
-                bias = torch.cat([bias, torch.zeros(B, C, device=bias.device)], dim=1)
             if c.focus_input:
                 extras["focus"] = focus = self.lift(torch.cat([seen.flatten(1), text[:, -1], state[:, 0]], dim=-1))  # (batch, 3) dm
                 state = state + self.focus_in(focus.detach())[:, None]
-        parts = [text, state, patches.flatten(1, 2), *extra_tokens]
         if c.registers:  # last, so the text and state tokens keep their places
-            parts.append(self.register_tokens.expand(B, -1, -1))
-            if bias is not None:
-                bias = torch.cat([bias, torch.zeros(B, c.registers, device=bias.device)], dim=1)
-        tokens = torch.cat(parts, dim=1)  # (batch, texts + 1 + cameras*kept [+ cameras] [+ registers], dim)
+            extra_tokens.append(self.register_tokens.expand(B, -1, -1))
+        tokens = torch.cat([text, state, patches.flatten(1, 2), *extra_tokens], dim=1)  # (batch, texts + 1 + cameras*kept [+ extras], dim)
+        bias = None
+        if log_gates is not None:  # only the kept patches are gated; every other token is read in full
+            extra = sum(t.shape[1] for t in extra_tokens)
+            bias = torch.cat([torch.zeros(B, self.texts + 1, device=tokens.device), log_gates.flatten(1), torch.zeros(B, extra, device=tokens.device)], dim=1)
         for block in self.encoder:
             tokens = block(tokens, bias=bias)
         return self.encoder_norm(tokens), bias, extras
