@@ -19,7 +19,7 @@ from s2kit.plugins.executors.s2.checkpoint import (
     load_policy,
     read_info,
 )
-from s2kit.plugins.executors.s2.training import _recolour, _shift
+from s2kit.plugins.executors.s2.training import _recolour, _recolour_background, _shift
 from tests.conftest import ROOT, run_s2kit
 from tests.plugins.executors.s2.conftest import train_args
 
@@ -150,6 +150,24 @@ def test_the_shift_augmentation_says_how_far_each_image_moved() -> None:
         for c in range(2):
             row, column = (shifted[b, c, 0] == 255).nonzero()[0].tolist()
             assert (column - 20, row - 10) == tuple(round(x) for x in (moved[b, c] * 16).tolist())
+
+
+def test_the_background_augmentation_recolours_the_backdrop_and_keeps_the_items() -> None:
+    """A wood table with a shaded band and a white wall takes new colours; the red item on it keeps its own."""
+    scene = torch.empty(32, 2, 3, 24, 24, dtype=torch.uint8)
+    scene[:] = torch.tensor([158, 115, 77], dtype=torch.uint8)[:, None, None]  # the training table
+    scene[..., 16:, :] = torch.tensor([126, 92, 62], dtype=torch.uint8)[:, None, None]  # the same wood in shade (0.8)
+    scene[..., :6, :] = torch.tensor([204, 204, 199], dtype=torch.uint8)[:, None, None]  # the wall
+    scene[..., 8:12, 8:12] = torch.tensor([217, 31, 26], dtype=torch.uint8)[:, None, None]  # a red cube
+    out = _recolour_background(scene, 1.0, torch.Generator().manual_seed(0))
+    assert out.shape == scene.shape and out.dtype == torch.uint8
+    assert torch.equal(out[..., 8:12, 8:12], scene[..., 8:12, 8:12])  # the item is untouched
+    lit, shade, wall = out[..., 0, 12, 20].float(), out[..., 0, 20, 20].float(), out[..., 0, 2, 2].float()  # (32, 2) red channel
+    assert (lit - 158).abs().median() > 20 and (wall - 204).abs().median() > 20  # table and wall recoloured
+    assert (lit[:, None] - lit[None]).abs().max() > 50  # each image draws its own colour
+    unclipped = lit < 250
+    assert torch.allclose(shade[unclipped] / lit[unclipped].clamp(min=1), torch.full_like(lit[unclipped], 126 / 158), atol=0.06)  # shading kept
+    assert torch.equal(_recolour_background(scene, 0.0, torch.Generator().manual_seed(0)), scene)
 
 
 def test_the_colour_augmentation_changes_each_image_within_its_bounds() -> None:

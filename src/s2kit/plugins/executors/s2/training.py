@@ -89,6 +89,11 @@ class TrainConfig(BaseModel):
         description="Photometric augmentation per image: brightness and contrast by a factor in [1-j, 1+j], each colour channel by "
         "one in [1-j/2, 1+j/2] (0: none).",
     )
+    background_jitter: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Probability per image that its large plain, unsaturated regions (table, floor, wall) take new random colours, "
+        "keeping their shading; coloured items keep theirs (0: never).",
+    )
     done_window: int = Field(8, ge=1, description="Frames after a subtask ends that, with the ended subtask's text, are labelled done.")
     stale_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of each batch that is such stale-guidance samples.")
     # bookkeeping
@@ -169,6 +174,42 @@ def _recolour(images: torch.Tensor, strength: float, generator: torch.Generator)
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
+def _recolour_background(images: torch.Tensor, probability: float, generator: torch.Generator, modes: int = 3) -> torch.Tensor:
+    """New colours for the backdrop of each image of (B, C, 3, S, S) uint8, with ``probability`` per image.
+
+    The backdrop is found without a segmentation: the ``modes`` most common colours of an image (binned by
+    chromaticity and brightness) that each cover at least 5% of it and are not saturated (the table, floor
+    and wall; the task's items have saturated colours). Pixels of about the same chromaticity as such a mode,
+    and within a factor of 1.6 of its brightness, are scaled channel by channel so that the mode's mean colour
+    becomes a random one; shading and edges stay.
+    """
+    B, C, _, S, _ = images.shape
+    x = images.flatten(0, 1).float()  # (N, 3, S, S)
+    N = x.shape[0]
+    brightness = x.sum(1) + 1.0  # (N, S, S)
+    chroma = x[:, :2] / brightness[:, None]  # (N, 2, S, S): r and g shares
+    bins = (chroma * 16).long().clamp(0, 15)
+    key = (bins[:, 0] * 16 + bins[:, 1]) * 8 + (brightness / (766 / 8)).long().clamp(0, 7)  # (N, S, S)
+    counts = torch.zeros(N, 16 * 16 * 8).scatter_add_(1, key.flatten(1), torch.ones(N, S * S))
+    share, top = counts.topk(modes, dim=1)  # (N, modes)
+    apply = torch.rand(N, generator=generator) < probability
+    out = x.clone()
+    for m in range(modes):
+        members = (key == top[:, m, None, None]).float()  # (N, S, S)
+        colour = (x * members[:, None]).sum((2, 3)) / members.sum((1, 2)).clamp(min=1)[:, None]  # (N, 3) the mode's mean colour
+        saturation = (colour.max(1).values - colour.min(1).values) / colour.max(1).values.clamp(min=1)
+        chosen = apply & (share[:, m] >= 0.05 * S * S) & (saturation < 0.6)  # (N,)
+        centre = chroma.mul(members[:, None]).sum((2, 3)) / members.sum((1, 2)).clamp(min=1)[:, None]  # (N, 2)
+        level = colour.sum(1) + 1.0
+        ratio = brightness / level[:, None, None]
+        near = ((chroma - centre[:, :, None, None]).abs().amax(1) < 0.03) & (ratio > 1 / 1.6) & (ratio < 1.6)  # (N, S, S)
+        target = 20 + torch.rand(N, 3, generator=generator) * 225
+        gain = target / colour.clamp(min=1.0)  # (N, 3)
+        mask = (near & chosen[:, None, None])[:, None]
+        out = torch.where(mask, x * gain[:, :, None, None], out)
+    return out.round().clamp(0, 255).to(torch.uint8).view(B, C, 3, S, S)
+
+
 class _Sampler:
     """Batches of training samples: ordinary frames plus a share of stale-guidance ones."""
 
@@ -191,6 +232,8 @@ class _Sampler:
             batch[IMAGES], batch[SHIFT] = _shift(batch[IMAGES], 4, g)
             if FOCUS_UV in batch:
                 batch[FOCUS_UV] = batch[FOCUS_UV] + batch[SHIFT]
+        if self.config.background_jitter:
+            batch[IMAGES] = _recolour_background(batch[IMAGES], self.config.background_jitter, g)
         if self.config.colour_jitter:
             batch[IMAGES] = _recolour(batch[IMAGES], self.config.colour_jitter, g)
         return batch
