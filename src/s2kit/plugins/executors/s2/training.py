@@ -196,10 +196,11 @@ def _recolour_background(images: torch.Tensor, probability: float, generator: to
     out = x.clone()
     for m in range(modes):
         members = (key == top[:, m, None, None]).float()  # (N, S, S)
-        colour = (x * members[:, None]).sum((2, 3)) / members.sum((1, 2)).clamp(min=1)[:, None]  # (N, 3) the mode's mean colour
+        size = share[:, m, None].clamp(min=1)  # (N, 1): the mode's pixel count
+        colour = (x * members[:, None]).sum((2, 3)) / size  # (N, 3) the mode's mean colour
+        centre = (chroma * members[:, None]).sum((2, 3)) / size  # (N, 2) and its mean chromaticity
         saturation = (colour.max(1).values - colour.min(1).values) / colour.max(1).values.clamp(min=1)
         chosen = apply & (share[:, m] >= 0.05 * S * S) & (saturation < 0.6)  # (N,)
-        centre = chroma.mul(members[:, None]).sum((2, 3)) / members.sum((1, 2)).clamp(min=1)[:, None]  # (N, 2)
         level = colour.sum(1) + 1.0
         ratio = brightness / level[:, None, None]
         near = ((chroma - centre[:, :, None, None]).abs().amax(1) < 0.03) & (ratio > 1 / 1.6) & (ratio < 1.6)  # (N, S, S)
