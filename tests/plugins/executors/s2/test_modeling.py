@@ -11,6 +11,7 @@ from s2kit.plugins.executors.s2.modeling import (
     FOCUS,
     FOCUS_UV,
     S2Policy,
+    _patch_cells,
     focus_map_pixels,
     rho_schedule,
 )
@@ -105,6 +106,35 @@ def test_both_stems_give_the_patch_grid() -> None:
         assert torch.isfinite(memory).all()
 
 
+@pytest.mark.parametrize("patch_size", [8, 16])
+def test_the_per_patch_layers_are_their_convolutions_run_on_each_patch_alone(patch_size: int) -> None:
+    """The stem's last layer and the focus map's 1x1, 3x3, 1x1 layers run as matrix products on each patch's cells; they must
+    give what the convolutions give on each patch cut out as its own image (zero-padded at its edges), and nothing else."""
+    torch.manual_seed(0)
+    config = ModelConfig(focus_map=1.0, **{**SMALL, "cameras": ["head", "wrist"], "patch_size": patch_size})
+    model = S2Policy(config).eval()
+    for p in model.parameters():  # away from zero-initialized biases, so every term shows
+        p.data.add_(0.05 * torch.randn_like(p))
+    N, G, side = 2, config.grid, patch_size // 4
+    pixels = torch.rand(N, 3, config.image_size, config.image_size) - 0.5
+    guidance, state = torch.randn(1, config.dim), torch.randn(1, config.dim)
+    with torch.inference_mode():
+        fine = model.stem[:-1](pixels)  # (N, F, H, W)
+        cells = _patch_cells(fine.permute(0, 2, 3, 1), G)
+        expected_patches = model.stem[-1](fine).flatten(2).transpose(1, 2)
+        stem_last = model.stem[-1]
+        patches = torch.nn.functional.linear(cells.flatten(2), stem_last.weight.permute(0, 2, 3, 1).flatten(1), stem_last.bias)
+        assert torch.allclose(patches, expected_patches, atol=1e-5)
+
+        gain, shift = model.map_film(torch.cat([guidance, state], dim=-1)).view(N, -1).chunk(2, -1)
+        x = torch.nn.functional.gelu(fine * (1 + gain[:, :, None, None]) + shift[:, :, None, None])
+        F_ = x.shape[1]
+        alone = x.view(N, F_, G, side, G, side).permute(0, 2, 4, 1, 3, 5).reshape(N * G * G, F_, side, side)
+        expected = model.map_logits(alone).view(N, G, G, side, side).permute(0, 1, 3, 2, 4).reshape(1, N, G * side, G * side)
+        maps = model.focus_map(cells, guidance, state, 1)
+    assert maps.shape == expected.shape and torch.allclose(maps, expected, atol=1e-5)
+
+
 def test_the_focus_loss_shapes_the_patches_but_never_the_keep_scorer() -> None:
     """The auxiliary target is privileged: it may teach the stem where things are, not which patches to keep."""
     torch.manual_seed(0)
@@ -183,8 +213,8 @@ def test_the_focus_estimate_is_an_input_that_the_action_loss_never_trains() -> N
 class FixedRanking(torch.nn.Module):
     """A keep-scorer that prefers the same patches whatever the image: patch p scores -p."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return -torch.arange(x.shape[2], dtype=x.dtype).expand(*x.shape[:3])[..., None]
+    def forward(self, patches: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        return -torch.arange(patches.shape[2], dtype=patches.dtype).expand(*patches.shape[:3])
 
 
 @pytest.mark.parametrize("grid", ["patch", "fine"])

@@ -45,6 +45,7 @@ Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -103,6 +104,23 @@ class Block(nn.Module):
         if self.cross is not None and self.norm_c is not None:
             x = x + self.cross(self.norm_c(x), memory, bias=memory_bias)
         return x + self.mlp(self.norm2(x))
+
+
+class KeepScorer(nn.Sequential):
+    """A patch's keep logit from [the patch token, the mean guidance token]: Linear(2D, D), GELU, Linear(D, 1).
+
+    The first layer is applied in two halves, so the guidance's half runs once per image rather than once per patch.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+
+    def forward(self, patches: Tensor, guidance: Tensor) -> Tensor:
+        """patches (B, C, P, D), guidance (B, D) -> logits (B, C, P)."""
+        first, _, out = self
+        D = patches.shape[-1]
+        hidden = F.linear(patches, first.weight[:, :D]) + F.linear(guidance, first.weight[:, D:], first.bias)[:, None, None]
+        return out(F.gelu(hidden)).squeeze(-1)
 
 
 def rho_schedule(step: int, total_steps: int, rho: float, warmup: float) -> float:
@@ -187,11 +205,27 @@ def focus_map_loss(logits: Tensor, uv: Tensor, sigma: float = 0.6) -> tuple[Tens
     return (entropy * known).sum(), known.sum()
 
 
-def _cells_per_patch(fine: Tensor, batch: int, grid: int, cells: int) -> Tensor:
-    """The stem's stride-4 map (batch*cameras, F, grid*cells, grid*cells) as (batch, cameras, patches, cells*cells, F)."""
-    F_ = fine.shape[1]
-    x = fine.view(batch, -1, F_, grid, cells, grid, cells).permute(0, 1, 3, 5, 4, 6, 2)  # (batch, cameras, gy, gx, cy, cx, F)
-    return x.reshape(batch, x.shape[1], grid * grid, cells * cells, F_)
+def _patch_cells(fine: Tensor, grid: int) -> Tensor:
+    """The stem's stride-4 map, channels last (N, H, W, F), as (N, patches, cells per patch, F): each patch's cells in row order.
+
+    Everything that runs inside a patch (the stem's last layer, the focus map, fine keypoints) reads this layout,
+    so the map is rearranged once, with the channels innermost (the copy moves runs of cells * F floats).
+    """
+    N, H, _, F_ = fine.shape
+    s = H // grid
+    return fine.view(N, grid, s, grid, s, F_).permute(0, 1, 3, 2, 4, 5).reshape(N, grid * grid, s * s, F_)
+
+
+def _in_patch_shifts(side: int, kernel: int) -> Tensor:
+    """(side², side², kernel, kernel) 0/1: entry [p, q, dy, dx] is 1 where a ``kernel`` x ``kernel`` convolution, zero-padded at
+    the edges of a ``side`` x ``side`` patch, reads cell q through tap (dy, dx) when computing cell p."""
+    shifts = torch.zeros(side * side, side * side, kernel, kernel)
+    half = kernel // 2
+    for py, px, dy, dx in itertools.product(range(side), range(side), range(kernel), range(kernel)):
+        qy, qx = py + dy - half, px + dx - half
+        if 0 <= qy < side and 0 <= qx < side:
+            shifts[py * side + px, qy * side + qx, dy, dx] = 1.0
+    return shifts
 
 
 def patch_mass(maps: Tensor, grid: int) -> Tensor:
@@ -218,7 +252,7 @@ class S2Policy(nn.Module):
         self.text_proj = nn.Linear(c.text_dim, D)
         self.text_type = nn.Parameter(torch.randn(1, self.texts, D) * 0.02)
         self.state_proj = nn.Linear(c.state_dim, D)
-        self.scorer = nn.Sequential(nn.Linear(2 * D, D), nn.GELU(), nn.Linear(D, 1))
+        self.scorer = KeepScorer(D)
         # Spatial softmax (Levine et al. 2016): each keypoint channel's softmax over a camera's
         # kept patches gives an expected (x, y); an explicit coordinate readout, since where the
         # object is relative to the hand is most of what the action needs.
@@ -262,6 +296,8 @@ class S2Policy(nn.Module):
                 nn.Conv2d(fine_dim, narrow, 1), nn.GELU(), nn.Conv2d(narrow, narrow, 3, padding=1), nn.GELU(), nn.Conv2d(narrow, 1, 1)
             )  # fmt: skip
             self.map_proj = nn.Linear(3, D)
+            side = c.patch_size // 4
+            self.register_buffer("map_shifts", _in_patch_shifts(side, 3), persistent=False)
 
     # --- encoder: guidance, state and the evidence budget ------------------------------------
 
@@ -271,10 +307,12 @@ class S2Policy(nn.Module):
         images = batch[IMAGES]
         B, C = images.shape[:2]
         pixels = images.flatten(0, 1).float() / 255.0 - 0.5  # (batch*cameras, 3, S, S)
-        fine = self.stem[:-1](pixels)  # (batch*cameras, cell_dim, grid*cells', same): the stem's stride-4 map
-        patches = self.stem[-1](fine).flatten(2).transpose(1, 2)  # (batch*cameras, patches, dim)
+        # the stem's stride-4 map, channels last, split into patches: (batch*cameras, patches, cells per patch, F)
+        fine = _patch_cells(self.stem[:-1](pixels.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1), c.grid)
+        last = self.stem[-1]  # kernel = stride = one patch: a linear map of each patch's cells
+        patches = F.linear(fine.flatten(2), last.weight.permute(0, 2, 3, 1).flatten(1), last.bias)  # (batch*cameras, patches, dim)
         patches = patches.view(B, C, c.patches, c.dim) + self.patch_sincos + self.patch_pos + self.camera_embed  # (batch, cameras, patches, dim)
-        cells = patches[:, :, :, None] if self.cells == 1 else _cells_per_patch(fine, B, c.grid, self.cells)  # (batch, cameras, patches, cells, F)
+        cells = patches[:, :, :, None] if self.cells == 1 else fine.view(B, C, *fine.shape[1:])  # (batch, cameras, patches, cells, F)
         text = self.text_proj(batch[TEXT][:, : self.texts]) + self.text_type  # (batch, texts, dim)
         state = self.state_proj(batch[STATE])[:, None]  # (batch, 1, dim)
         extras: dict[str, Tensor] = {}
@@ -288,8 +326,7 @@ class S2Policy(nn.Module):
             # the current subtask names the object (the goal may name several); the baseline reads the goal
             extras["focus_map"] = maps = self.focus_map(fine, text[:, -1], state[:, 0], B)  # (batch, cameras, h, w)
         if c.budget:
-            context = text.mean(1)[:, None, None].expand(B, C, c.patches, c.dim)
-            logits = self.scorer(torch.cat([patches, context], dim=-1)).squeeze(-1)  # (batch, cameras, patches)
+            logits = self.scorer(patches, text.mean(1))  # (batch, cameras, patches)
             if c.keep_prior > 0:  # the map's mass per patch votes for keeping it; the scorer still learns from the action alone
                 logits = logits + c.keep_prior * patch_mass(maps.detach(), c.grid)
             extras["keep_logits"] = logits
@@ -347,16 +384,27 @@ class S2Policy(nn.Module):
         return self.encoder_norm(tokens), bias, extras
 
     def focus_map(self, fine: Tensor, guidance: Tensor, state: Tensor, batch: int) -> Tensor:
-        """The stem's stride-4 map (B*C, F, h, w), FiLM-ed by a guidance token and the state (B, D) -> logits (B, C, h, w).
+        """The stem's stride-4 cells per patch (B*C, patches, cells, F), FiLM-ed by a guidance token and the state (B, D) ->
+        logits (B, C, h, w).
 
-        The convolutions run inside each patch (padded at its edges), so a cell's logit reads its own patch's pixels only.
+        The convolutions (``map_logits``: 1x1, 3x3, 1x1) run inside each patch, zero-padded at its edges, so a cell's logit
+        reads its own patch's pixels only. They run as matrix products on the cells: the 1x1 layers per cell, the 3x3 one as
+        the dense map it is on a patch's cells (`_in_patch_shifts`), which costs the same arithmetic as the convolution
+        on patch-sized images and far less time.
         """
-        gain, shift = self.map_film(torch.cat([guidance, state], dim=-1)).view(fine.shape[0], -1).chunk(2, -1)  # (batch*cameras, F) each
-        x = F.gelu(fine * (1 + gain[:, :, None, None]) + shift[:, :, None, None])
-        N, F_, side = x.shape[0], x.shape[1], x.shape[-1] // self.config.grid
-        G = self.config.grid
-        x = x.view(N, F_, G, side, G, side).permute(0, 2, 4, 1, 3, 5).reshape(N * G * G, F_, side, side)  # one image per patch
-        logits = self.map_logits(x).view(N, G, G, side, side).permute(0, 1, 3, 2, 4)  # (N, gy, cy, gx, cx)
+        N, P, cells, _ = fine.shape
+        gain, shift = self.map_film(torch.cat([guidance, state], dim=-1)).view(N, -1).chunk(2, -1)  # (batch*cameras, F) each
+        x = F.gelu(fine * (1 + gain[:, None, None]) + shift[:, None, None])
+        inner, spatial, out = self.map_logits[0], self.map_logits[2], self.map_logits[4]
+        narrow = inner.out_channels
+        x = F.gelu(F.linear(x, inner.weight.flatten(1), inner.bias))  # (N, patches, cells, narrow)
+        taps = spatial.weight.permute(2, 3, 0, 1).flatten(0, 1).flatten(1)  # (kernel², narrow * narrow)
+        dense = (self.map_shifts.flatten(0, 1).flatten(1) @ taps).view(cells, cells, narrow, narrow).transpose(1, 2)
+        dense = dense.reshape(cells * narrow, cells * narrow)  # [cell p, out channel] x [cell q, in channel]
+        x = F.gelu(F.linear(x.flatten(2), dense, spatial.bias.repeat(cells))).view(N, P, cells, narrow)
+        logits = F.linear(x, out.weight.flatten(1), out.bias)  # (N, patches, cells, 1)
+        G, side = self.config.grid, math.isqrt(cells)
+        logits = logits.view(N, G, G, side, side).permute(0, 1, 3, 2, 4)  # (N, gy, cy, gx, cx)
         return logits.reshape(batch, -1, G * side, G * side)
 
     def focus(self, patches: Tensor, xy: Tensor, guidance: Tensor, state: Tensor) -> Tensor:
