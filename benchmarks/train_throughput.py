@@ -4,11 +4,13 @@ A step is what `s2kit train` does per batch: `S2Policy.loss` (training mode,
 the ranking noise on), backward, gradient clipping, an AdamW step; batch 64
 of synthetic samples (random images, state, guidance embeddings and actions:
 the cost does not depend on the values), the default `ModelConfig` (two 96x96
-cameras). Variants: ``s2`` at its target rho 0.25 (the end of the rho
+cameras) unless ``--model KEY=VALUE`` changes it (e.g. the experiments' recipe:
+``--model head=regression --model focus_map=1 --model focus_input=true --model keep_prior=10``).
+Variants: ``s2`` at its target rho 0.25 (the end of the rho
 annealing; early steps run near rho 1, like the baseline's patch count) and
 ``baseline`` (every patch, the goal only). Data loading is not included.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--warmup 2] [--threads 1,2] [--batch 64] [--json]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--warmup 2] [--threads 1,2] [--batch 64] [--model KEY=VALUE ...] [--json]
 
 Steps of the variants are taken in turns (see `executor_latency.interleaved`),
 so a change in the machine's load weighs on both alike.
@@ -27,6 +29,8 @@ from s2kit.plugins.executors.s2.modeling import (
     ACTION_MASK,
     ACTIONS,
     DONE,
+    FOCUS,
+    FOCUS_UV,
     IMAGES,
     STATE,
     TEXT,
@@ -50,13 +54,18 @@ def synthetic_batch(
         ACTIONS: torch.randn(n, config.chunk, config.action_dim, generator=g),
         ACTION_MASK: torch.ones(n, config.chunk, dtype=torch.bool),
         DONE: torch.zeros(n),
+        FOCUS: torch.randn(n, 3, generator=g),  # the auxiliary targets real data carries
+        FOCUS_UV: torch.rand(n, C, 2, generator=g) * 2 - 1,
     }
 
 
-def trainer(variant: str, rho: float | None, batch_size: int) -> tuple[object, int]:
+def trainer(variant: str, rho: float | None, batch_size: int, model: dict[str, str]) -> tuple[object, int]:
     """(one training step as a function, parameter count)."""
     torch.manual_seed(0)
-    config = ModelConfig.variant(variant)
+    overrides = dict(model)
+    if variant == "baseline":  # the budget's own settings do not apply to it
+        overrides.pop("keep_prior", None)
+    config = ModelConfig.variant(variant, **overrides)
     model = S2Policy(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
     batch = synthetic_batch(config, batch_size)
@@ -81,13 +90,17 @@ def main() -> None:
     parser.add_argument(
         "--threads", default="1,2", help="Thread counts, comma-separated."
     )
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="KEY=VALUE", help="A ModelConfig field (repeatable)."
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    model = dict(item.split("=", 1) for item in args.model)
     rows = []
     for n in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(n)
         steps = {
-            variant: trainer(variant, rho, args.batch)
+            variant: trainer(variant, rho, args.batch, model)
             for variant, rho in VARIANTS.items()
         }
         times = interleaved(
@@ -109,10 +122,10 @@ def main() -> None:
             )
     machine = machine_info()
     if args.json:
-        print(json.dumps({"machine": machine, "rows": rows}, indent=2))
+        print(json.dumps({"machine": machine, "model": model, "rows": rows}, indent=2))
         return
     print(
-        f"{machine}\nbatch {args.batch}, median / p90 over {args.steps} steps after {args.warmup} warm-up"
+        f"{machine}\nmodel {model or 'default'}, batch {args.batch}, median / p90 over {args.steps} steps after {args.warmup} warm-up"
     )
     print(f"{'variant':>8} {'rho':>5} {'thr':>3} | {'ms per step':>17} | samples/s")
     for r in rows:
