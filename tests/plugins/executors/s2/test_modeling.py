@@ -120,11 +120,9 @@ def test_the_per_patch_layers_are_their_convolutions_run_on_each_patch_alone(pat
     guidance, state = torch.randn(1, config.dim), torch.randn(1, config.dim)
     with torch.inference_mode():
         fine = model.stem[:-1](pixels)  # (N, F, H, W)
-        cells = _patch_cells(fine.permute(0, 2, 3, 1), G)
-        expected_patches = model.stem[-1](fine).flatten(2).transpose(1, 2)
-        stem_last = model.stem[-1]
-        patches = torch.nn.functional.linear(cells.flatten(2), stem_last.weight.permute(0, 2, 3, 1).flatten(1), stem_last.bias)
-        assert torch.allclose(patches, expected_patches, atol=1e-5)
+        cells, patches = model.patch_features(pixels)
+        assert torch.allclose(cells, _patch_cells(fine.permute(0, 2, 3, 1), G), atol=1e-6)
+        assert torch.allclose(patches, model.stem[-1](fine).flatten(2).transpose(1, 2), atol=1e-5)
 
         gain, shift = model.map_film(torch.cat([guidance, state], dim=-1)).view(N, -1).chunk(2, -1)
         x = torch.nn.functional.gelu(fine * (1 + gain[:, :, None, None]) + shift[:, :, None, None])

@@ -296,10 +296,20 @@ class S2Policy(nn.Module):
                 nn.Conv2d(fine_dim, narrow, 1), nn.GELU(), nn.Conv2d(narrow, narrow, 3, padding=1), nn.GELU(), nn.Conv2d(narrow, 1, 1)
             )  # fmt: skip
             self.map_proj = nn.Linear(3, D)
-            side = c.patch_size // 4
-            self.register_buffer("map_shifts", _in_patch_shifts(side, 3), persistent=False)
+            spatial = self.map_logits[2]
+            self.register_buffer("map_shifts", _in_patch_shifts(c.patch_size // 4, spatial.kernel_size[0]), persistent=False)
 
     # --- encoder: guidance, state and the evidence budget ------------------------------------
+
+    def patch_features(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """Pixels (N, 3, S, S) -> (the stem's stride-4 map, channels last, split into patches: (N, patches, cells per patch, F),
+        the patch features (N, patches, dim)).
+
+        The stem's last layer has kernel = stride = one patch: it is a linear map of each patch's cells, run as one.
+        """
+        fine = _patch_cells(self.stem[:-1](pixels.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1), self.config.grid)
+        last = self.stem[-1]
+        return fine, F.linear(fine.flatten(2), last.weight.permute(0, 2, 3, 1).flatten(1), last.bias)
 
     def encode(self, batch: dict[str, Tensor], rho: float | None = None) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """(memory (B, L, D), attention bias over it or None, extras: keep_rate, keep_index, keep_logits)."""
@@ -307,10 +317,7 @@ class S2Policy(nn.Module):
         images = batch[IMAGES]
         B, C = images.shape[:2]
         pixels = images.flatten(0, 1).float() / 255.0 - 0.5  # (batch*cameras, 3, S, S)
-        # the stem's stride-4 map, channels last, split into patches: (batch*cameras, patches, cells per patch, F)
-        fine = _patch_cells(self.stem[:-1](pixels.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1), c.grid)
-        last = self.stem[-1]  # kernel = stride = one patch: a linear map of each patch's cells
-        patches = F.linear(fine.flatten(2), last.weight.permute(0, 2, 3, 1).flatten(1), last.bias)  # (batch*cameras, patches, dim)
+        fine, patches = self.patch_features(pixels)
         patches = patches.view(B, C, c.patches, c.dim) + self.patch_sincos + self.patch_pos + self.camera_embed  # (batch, cameras, patches, dim)
         cells = patches[:, :, :, None] if self.cells == 1 else fine.view(B, C, *fine.shape[1:])  # (batch, cameras, patches, cells, F)
         text = self.text_proj(batch[TEXT][:, : self.texts]) + self.text_type  # (batch, texts, dim)
@@ -403,7 +410,7 @@ class S2Policy(nn.Module):
         dense = dense.reshape(cells * narrow, cells * narrow)  # [cell p, out channel] x [cell q, in channel]
         x = F.gelu(F.linear(x.flatten(2), dense, spatial.bias.repeat(cells))).view(N, P, cells, narrow)
         logits = F.linear(x, out.weight.flatten(1), out.bias)  # (N, patches, cells, 1)
-        G, side = self.config.grid, math.isqrt(cells)
+        G, side = self.config.grid, self.config.patch_size // 4
         logits = logits.view(N, G, G, side, side).permute(0, 1, 3, 2, 4)  # (N, gy, cy, gx, cx)
         return logits.reshape(batch, -1, G * side, G * side)
 
