@@ -106,21 +106,22 @@ def test_both_stems_give_the_patch_grid() -> None:
         assert torch.isfinite(memory).all()
 
 
-@pytest.mark.parametrize("patch_size", [8, 16])
-def test_the_per_patch_layers_are_their_convolutions_run_on_each_patch_alone(patch_size: int) -> None:
-    """The stem's last layer and the focus map's 1x1, 3x3, 1x1 layers run as matrix products on each patch's cells; they must
-    give what the convolutions give on each patch cut out as its own image (zero-padded at its edges), and nothing else."""
+@pytest.mark.parametrize(("patch_size", "stem"), [(8, "patch"), (16, "patch"), (8, "conv")])
+def test_the_per_patch_layers_are_their_convolutions_run_on_each_patch_alone(patch_size: int, stem: str) -> None:
+    """The stems' per-patch layers (the patch stem's first and last, the conv stem's last) and the focus map's 1x1, 3x3, 1x1
+    layers run as matrix products on each patch's cells; they must give what the convolutions give on each patch cut out as
+    its own image (zero-padded at its edges), and nothing else."""
     torch.manual_seed(0)
-    config = ModelConfig(focus_map=1.0, **{**SMALL, "cameras": ["head", "wrist"], "patch_size": patch_size})
+    config = ModelConfig(focus_map=1.0, stem=stem, **{**SMALL, "cameras": ["head", "wrist"], "patch_size": patch_size})
     model = S2Policy(config).eval()
     for p in model.parameters():  # away from zero-initialized biases, so every term shows
         p.data.add_(0.05 * torch.randn_like(p))
     N, G, side = 2, config.grid, patch_size // 4
-    pixels = torch.rand(N, 3, config.image_size, config.image_size) - 0.5
+    images = torch.randint(0, 256, (N, 3, config.image_size, config.image_size), dtype=torch.uint8)
     guidance, state = torch.randn(1, config.dim), torch.randn(1, config.dim)
     with torch.inference_mode():
-        fine = model.stem[:-1](pixels)  # (N, F, H, W)
-        cells, patches = model.patch_features(pixels)
+        fine = model.stem[:-1](images.float() / 255 - 0.5)  # (N, F, H, W)
+        cells, patches = model.patch_features(images)
         assert torch.allclose(cells, _patch_cells(fine.permute(0, 2, 3, 1), G), atol=1e-6)
         assert torch.allclose(patches, model.stem[-1](fine).flatten(2).transpose(1, 2), atol=1e-5)
 
@@ -131,6 +132,32 @@ def test_the_per_patch_layers_are_their_convolutions_run_on_each_patch_alone(pat
         expected = model.map_logits(alone).view(N, G, G, side, side).permute(0, 1, 3, 2, 4).reshape(1, N, G * side, G * side)
         maps = model.focus_map(cells, guidance, state, 1)
     assert maps.shape == expected.shape and torch.allclose(maps, expected, atol=1e-5)
+
+
+def test_inference_reads_the_weights_as_they_are_now() -> None:
+    """Inference keeps what it derives from the weights alone (rearranged kernels, the regression decoder's constant
+    queries) between calls; an optimizer step or a checkpoint load must still be seen by the next chunk."""
+    torch.manual_seed(0)
+    config = ModelConfig(head="regression", focus_map=1.0, **SMALL)
+    model, batch = S2Policy(config), toy_batch(4)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def chunk(net: S2Policy) -> torch.Tensor:
+        net.eval()
+        with torch.inference_mode():
+            return net.sample(batch, 0.5)[0]
+
+    before = chunk(model)
+    model.train()
+    model.loss(batch)["loss"].backward()
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    after = chunk(model)
+    fresh = S2Policy(config)
+    fresh.load_state_dict(model.state_dict())
+    assert not torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(after, chunk(fresh), atol=1e-6)
+    model.load_state_dict(saved)
+    assert torch.allclose(chunk(model), before, atol=1e-6)
 
 
 def test_the_focus_loss_shapes_the_patches_but_never_the_keep_scorer() -> None:

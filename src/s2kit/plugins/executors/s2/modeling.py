@@ -47,6 +47,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +69,30 @@ __all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "SHI
 # the image are moved back by it, so a position means the same place in the camera's view with or without augmentation.
 IMAGES, STATE, TEXT, ACTIONS, DONE, FOCUS, FOCUS_UV, SHIFT = "images", "state", "text", "actions", "done", "focus", "focus_uv", "shift"
 ACTION_MASK = "action_mask"
+_T = TypeVar("_T")
+
+# per module: name -> (the weights' (address, version) when built, the built value); see `derived`
+_DERIVED: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple[tuple[int, int], ...], Any]]] = weakref.WeakKeyDictionary()
+
+
+def derived(owner: nn.Module, name: str, build: Callable[[], _T], *weights: Tensor) -> _T:
+    """``build()``, a function of ``weights`` alone: a kernel rearranged into the matrix the hot path multiplies by, two
+    projections stacked into one, a constant the weights fix.
+
+    Without gradients (inference, validation) the result is kept per ``owner`` and reused until one of ``weights`` changes
+    (an optimizer step or a checkpoint load bumps a tensor's version). At batch 1 rebuilding them costs as much as the small
+    layers they feed, and none of it depends on rho. With gradients, and while tracing for export, it is built each call, so
+    training back-propagates through it and an exported graph holds the computation. Kept outside the module (a weak
+    mapping), so copying or pickling a module never meets a tensor made in inference mode.
+    """
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return build()
+    key = tuple((w.data_ptr(), w._version) for w in weights)
+    cache = _DERIVED.setdefault(owner, {})
+    kept = cache.get(name)
+    if kept is None or kept[0] != key:
+        kept = cache[name] = (key, build())
+    return kept[1]
 
 
 class Attention(nn.Module):
@@ -78,13 +105,17 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, context: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
-        ctx = x if context is None else context
         B, L, D = x.shape
-        Lk, H = ctx.shape[1], self.heads
-        q = self.q(x).view(B, L, H, D // H).transpose(1, 2)  # (batch, heads, queries, head_dim)
-        kv = self.kv(ctx).view(B, Lk, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (2, batch, heads, keys, head_dim)
+        H = self.heads
+        if context is None:  # self-attention: queries, keys and values in one product
+            weight, b = derived(self, "qkv", lambda: (torch.cat([self.q.weight, self.kv.weight]), torch.cat([self.q.bias, self.kv.bias])),
+                                self.q.weight, self.q.bias, self.kv.weight, self.kv.bias)  # fmt: skip
+            q, k, v = F.linear(x, weight, b).view(B, L, 3, H, D // H).permute(2, 0, 3, 1, 4)  # each (batch, heads, tokens, head_dim)
+        else:
+            q = self.q(x).view(B, L, H, D // H).transpose(1, 2)  # (batch, heads, queries, head_dim)
+            k, v = self.kv(context).view(B, context.shape[1], 2, H, D // H).permute(2, 0, 3, 1, 4)  # each (batch, heads, keys, head_dim)
         mask = None if bias is None else bias[:, None, None, :].to(q.dtype)  # (batch, 1, 1, keys)
-        out = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(B, L, D))
 
 
@@ -100,7 +131,10 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_ratio * dim, dim))
 
     def forward(self, x: Tensor, bias: Tensor | None = None, memory: Tensor | None = None, memory_bias: Tensor | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), bias=bias)
+        return self.read(x + self.attn(self.norm1(x), bias=bias), memory, memory_bias)
+
+    def read(self, x: Tensor, memory: Tensor | None = None, memory_bias: Tensor | None = None) -> Tensor:
+        """The block after its self-attention: the cross-attention to ``memory`` (if any), then the MLP."""
         if self.cross is not None and self.norm_c is not None:
             x = x + self.cross(self.norm_c(x), memory, bias=memory_bias)
         return x + self.mlp(self.norm2(x))
@@ -301,23 +335,38 @@ class S2Policy(nn.Module):
 
     # --- encoder: guidance, state and the evidence budget ------------------------------------
 
-    def patch_features(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
-        """Pixels (N, 3, S, S) -> (the stem's stride-4 map, channels last, split into patches: (N, patches, cells per patch, F),
-        the patch features (N, patches, dim)).
+    def patch_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Images (N, 3, S, S), 0-255 -> (the stem's stride-4 map, channels last, split into patches: (N, patches, cells per
+        patch, F), the patch features (N, patches, dim)).
 
-        The stem's last layer has kernel = stride = one patch: it is a linear map of each patch's cells, run as one.
+        The stem's last layer has kernel = stride = one patch: it is a linear map of each patch's cells, run as one. So is
+        the patch stem's first layer (kernel = stride = 4) on each cell's pixels: the pixels are put in patch and cell order
+        once, still as bytes, and the map comes out in that order, with the scaling to [-0.5, 0.5] folded into its weights.
         """
-        fine = _patch_cells(self.stem[:-1](pixels.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1), self.config.grid)
+        c = self.config
+        if c.stem == "patch":
+            first, act = self.stem[0], self.stem[1]
+            N, G, s = images.shape[0], c.grid, c.patch_size // 4
+            # as floats: a strided copy of bytes is slower than the conversion and a copy of floats
+            x = images.float().view(N, 3, G, s, 4, G, s, 4).permute(0, 2, 5, 3, 6, 1, 4, 7)  # (N, gy, gx, cy, cx, colour, py, px)
+            x = x.reshape(N, G * G, s * s, 3 * 16)  # (N, patches, cells, a cell's pixels in the kernel's order)
+            weight, bias = derived(
+                self, "stem_first", lambda: (first.weight.flatten(1) / 255.0, first.bias - 0.5 * first.weight.flatten(1).sum(1)), first.weight, first.bias
+            )  # fmt: skip
+            fine = act(F.linear(x, weight, bias))
+        else:
+            pixels = images.float() / 255.0 - 0.5
+            fine = _patch_cells(self.stem[:-1](pixels.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1), c.grid)
         last = self.stem[-1]
-        return fine, F.linear(fine.flatten(2), last.weight.permute(0, 2, 3, 1).flatten(1), last.bias)
+        weight = derived(self, "stem_last", lambda: last.weight.permute(0, 2, 3, 1).flatten(1), last.weight)  # (dim, cells * F)
+        return fine, F.linear(fine.flatten(2), weight, last.bias)
 
     def encode(self, batch: dict[str, Tensor], rho: float | None = None) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """(memory (B, L, D), attention bias over it or None, extras: keep_rate, keep_index, keep_logits)."""
         c = self.config
         images = batch[IMAGES]
         B, C = images.shape[:2]
-        pixels = images.flatten(0, 1).float() / 255.0 - 0.5  # (batch*cameras, 3, S, S)
-        fine, patches = self.patch_features(pixels)
+        fine, patches = self.patch_features(images.flatten(0, 1))  # images: (batch*cameras, 3, S, S)
         patches = patches.view(B, C, c.patches, c.dim) + self.patch_sincos + self.patch_pos + self.camera_embed  # (batch, cameras, patches, dim)
         cells = patches[:, :, :, None] if self.cells == 1 else fine.view(B, C, *fine.shape[1:])  # (batch, cameras, patches, cells, F)
         text = self.text_proj(batch[TEXT][:, : self.texts]) + self.text_type  # (batch, texts, dim)
@@ -360,7 +409,7 @@ class S2Policy(nn.Module):
         extra_tokens = []
         if c.keypoints:
             weights = self.keypoint_logits(cells.flatten(2, 3)).softmax(dim=2)  # (batch, cameras, kept cells, keypoints)
-            points = torch.einsum("bckn,bckj->bcnj", weights, xy.flatten(2, 3))  # (batch, cameras, keypoints, 2)
+            points = weights.transpose(-1, -2) @ xy.flatten(2, 3)  # (batch, cameras, keypoints, 2)
             extra_tokens.append(self.keypoint_proj(points.flatten(2)) + self.camera_embed[:, :, 0])  # (batch, cameras, dim)
         if c.focus_map > 0:
             visible = maps
@@ -401,14 +450,18 @@ class S2Policy(nn.Module):
         """
         N, P, cells, _ = fine.shape
         gain, shift = self.map_film(torch.cat([guidance, state], dim=-1)).view(N, -1).chunk(2, -1)  # (batch*cameras, F) each
-        x = F.gelu(fine * (1 + gain[:, None, None]) + shift[:, None, None])
+        x = F.gelu(torch.addcmul(shift[:, None, None], fine, 1 + gain[:, None, None]))  # fine * (1 + gain) + shift
         inner, spatial, out = self.map_logits[0], self.map_logits[2], self.map_logits[4]
         narrow = inner.out_channels
         x = F.gelu(F.linear(x, inner.weight.flatten(1), inner.bias))  # (N, patches, cells, narrow)
-        taps = spatial.weight.permute(2, 3, 0, 1).flatten(0, 1).flatten(1)  # (kernel², narrow * narrow)
-        dense = (self.map_shifts.flatten(0, 1).flatten(1) @ taps).view(cells, cells, narrow, narrow).transpose(1, 2)
-        dense = dense.reshape(cells * narrow, cells * narrow)  # [cell p, out channel] x [cell q, in channel]
-        x = F.gelu(F.linear(x.flatten(2), dense, spatial.bias.repeat(cells))).view(N, P, cells, narrow)
+
+        def dense_map() -> tuple[Tensor, Tensor]:
+            taps = spatial.weight.permute(2, 3, 0, 1).flatten(0, 1).flatten(1)  # (kernel², narrow * narrow)
+            dense = (self.map_shifts.flatten(0, 1).flatten(1) @ taps).view(cells, cells, narrow, narrow).transpose(1, 2)
+            return dense.reshape(cells * narrow, cells * narrow), spatial.bias.repeat(cells)  # [cell p, out channel] x [cell q, in channel]
+
+        dense, bias = derived(self, "map_dense", dense_map, spatial.weight, spatial.bias)
+        x = F.gelu(F.linear(x.flatten(2), dense, bias)).view(N, P, cells, narrow)
         logits = F.linear(x, out.weight.flatten(1), out.bias)  # (N, patches, cells, 1)
         G, side = self.config.grid, self.config.patch_size // 4
         logits = logits.view(N, G, G, side, side).permute(0, 1, 3, 2, 4)  # (N, gy, cy, gx, cx)
@@ -431,12 +484,18 @@ class S2Policy(nn.Module):
     def decode(self, memory: Tensor, bias: Tensor | None, x_t: Tensor | None = None, t: Tensor | None = None) -> Tensor:
         """Flow: the velocity at (x_t, t); regression: the chunk itself. (B, H, A)."""
         B = memory.shape[0]
+        blocks = list(self.decoder)
         if self.config.head == "flow":
             assert x_t is not None and t is not None
             h = self.action_in(x_t) + self.action_pos + self.time_mlp(time_embedding(t, self.config.dim))[:, None]
         else:
-            h = self.action_pos.expand(B, -1, -1)
-        for block in self.decoder:
+            # the queries are the learned action positions alone, so the first block's self-attention over them is a
+            # constant of the weights: built once at inference
+            first = blocks.pop(0)
+            start = derived(self, "decoder_start", lambda: self.action_pos + first.attn(first.norm1(self.action_pos)),
+                            self.action_pos, *first.norm1.parameters(), *first.attn.parameters())  # fmt: skip
+            h = first.read(start.expand(B, -1, -1), memory, bias)
+        for block in blocks:
             h = block(h, memory=memory, memory_bias=bias)
         return self.action_out(self.decoder_norm(h))
 
