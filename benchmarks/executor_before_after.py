@@ -1,0 +1,87 @@
+"""S2 network latency, this tree's `modeling.py` against another revision's, in one process.
+
+Both networks get the same weights (a checkpoint's) and the same inputs, and
+their calls are taken in turns, so a change in the machine's load weighs on
+both alike: the way to see a small change in per-chunk cost on a noisy
+machine. The other revision's `S2Policy` must load this tree's checkpoints
+(same parameter names and shapes).
+
+    .venv/bin/python benchmarks/executor_before_after.py --before a0df40b [--checkpoint RUN] [--rhos 1.0,0.25] [--rounds 60]
+
+Prints median milliseconds per chunk (`S2Policy.sample`, batch 1, inference
+mode, one thread) for each revision and rho, and rho 1.0 against the lowest rho.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from s2kit.plugins.executors.s2.checkpoint import load_policy, read_info
+from s2kit.plugins.executors.s2.executor import default_checkpoint
+from s2kit.plugins.executors.s2.export import _random_inputs
+from s2kit.plugins.executors.s2.modeling import IMAGES, STATE, TEXT
+
+MODELING = "src/s2kit/plugins/executors/s2/modeling.py"
+
+
+def modeling_at(revision: str, folder: Path) -> object:
+    """The ``modeling`` module as it was at ``revision``, imported under another name."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "show", f"{revision}:{MODELING}"], cwd=root, check=True, capture_output=True, text=True).stdout
+    path = folder / "modeling_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("modeling_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", required=True, help="A git revision whose modeling.py to compare against.")
+    parser.add_argument("--checkpoint", type=Path, help="A checkpoint or run; default: the shipped one.")
+    parser.add_argument("--rhos", default="1.0,0.25")
+    parser.add_argument("--rounds", type=int, default=60, help="Rounds of 10 timed calls per network and rho.")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    checkpoint = args.checkpoint or default_checkpoint()
+    after, info, _ = load_policy(checkpoint)
+    with tempfile.TemporaryDirectory() as tmp:
+        before = modeling_at(args.before, Path(tmp)).S2Policy(info.model)  # type: ignore[attr-defined]
+    before.load_state_dict(after.state_dict())
+    before.eval()
+    images, state, text, noise = _random_inputs(read_info(checkpoint).model, 1)[0]
+    batch = {IMAGES: torch.from_numpy(images), STATE: torch.from_numpy(state), TEXT: torch.from_numpy(text)}
+    rhos = [float(r) for r in args.rhos.split(",")]
+    nets = {args.before: before, "this tree": after}
+    times: dict[tuple[str, float], list[float]] = {(n, r): [] for n in nets for r in rhos}
+    with torch.inference_mode():
+        for (name, rho) in times:
+            for _ in range(20):
+                nets[name].sample(batch, rho, torch.from_numpy(noise))
+        for _ in range(args.rounds):
+            for (name, rho), out in times.items():
+                nets[name].sample(batch, rho, torch.from_numpy(noise))  # one untimed call after the other network's
+                for _ in range(10):
+                    start = time.perf_counter()
+                    nets[name].sample(batch, rho, torch.from_numpy(noise))
+                    out.append((time.perf_counter() - start) * 1e3)
+    for name in nets:
+        medians = {r: statistics.median(times[name, r]) for r in rhos}
+        cells = "  ".join(f"rho {r}: {m:.2f} ms" for r, m in medians.items())
+        print(f"{name:>12}  {cells}  rho {rhos[0]} / rho {rhos[-1]}: {medians[rhos[0]] / medians[rhos[-1]]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
