@@ -158,6 +158,10 @@ def test_inference_reads_the_weights_as_they_are_now() -> None:
     assert torch.allclose(after, chunk(fresh), atol=1e-6)
     model.load_state_dict(saved)
     assert torch.allclose(chunk(model), before, atol=1e-6)
+    with torch.inference_mode():  # a network made under inference mode: its weights keep no version, nothing is kept
+        made = S2Policy(config).eval()
+        made.load_state_dict(saved)
+        assert torch.allclose(made.sample(batch, 0.5)[0], before, atol=1e-6)
 
 
 def test_the_focus_loss_shapes_the_patches_but_never_the_keep_scorer() -> None:

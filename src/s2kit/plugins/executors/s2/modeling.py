@@ -82,11 +82,12 @@ def derived(owner: nn.Module, name: str, build: Callable[[], _T], *weights: Tens
     Without gradients (inference, validation) the result is kept per ``owner`` and reused until one of ``weights`` changes
     (an optimizer step or a checkpoint load bumps a tensor's version). At batch 1 rebuilding them costs as much as the small
     layers they feed, and none of it depends on rho. With gradients, and while tracing for export, it is built each call, so
-    training back-propagates through it and an exported graph holds the computation. Kept outside the module (a weak
+    training back-propagates through it and an exported graph holds the computation; so it is for weights made under
+    inference mode, which keep no version. Kept outside the module (a weak
     mapping), so copying or pickling a module never meets a tensor made in inference mode.
     """
-    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return build()
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or any(w.is_inference() for w in weights):
+        return build()  # (a network made under inference mode: its weights keep no version to tell a change by)
     key = tuple((w.data_ptr(), w._version) for w in weights)
     cache = _DERIVED.setdefault(owner, {})
     kept = cache.get(name)
