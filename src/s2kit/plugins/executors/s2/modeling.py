@@ -83,8 +83,8 @@ def derived(owner: nn.Module, name: str, build: Callable[[], _T], *weights: Tens
     (an optimizer step or a checkpoint load bumps a tensor's version). At batch 1 rebuilding them costs as much as the small
     layers they feed, and none of it depends on rho. With gradients, and while tracing for export, it is built each call, so
     training back-propagates through it and an exported graph holds the computation; so it is for weights made under
-    inference mode, which keep no version. Kept outside the module (a weak
-    mapping), so copying or pickling a module never meets a tensor made in inference mode.
+    inference mode, which keep no version. Kept outside the module (a weak mapping), so copying or pickling a module never
+    meets a tensor made in inference mode.
     """
     if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or any(w.is_inference() for w in weights):
         return build()  # (a network made under inference mode: its weights keep no version to tell a change by)
@@ -342,14 +342,14 @@ class S2Policy(nn.Module):
 
         The stem's last layer has kernel = stride = one patch: it is a linear map of each patch's cells, run as one. So is
         the patch stem's first layer (kernel = stride = 4) on each cell's pixels: the pixels are put in patch and cell order
-        once, still as bytes, and the map comes out in that order, with the scaling to [-0.5, 0.5] folded into its weights.
+        once, and the map comes out in that order, with the scaling to [-0.5, 0.5] folded into its weights.
         """
         c = self.config
         if c.stem == "patch":
             first, act = self.stem[0], self.stem[1]
             N, G, s = images.shape[0], c.grid, c.patch_size // 4
             # as floats: a strided copy of bytes is slower than the conversion and a copy of floats
-            x = images.float().view(N, 3, G, s, 4, G, s, 4).permute(0, 2, 5, 3, 6, 1, 4, 7)  # (N, gy, gx, cy, cx, colour, py, px)
+            x = images.float().reshape(N, 3, G, s, 4, G, s, 4).permute(0, 2, 5, 3, 6, 1, 4, 7)  # (N, gy, gx, cy, cx, colour, py, px)
             x = x.reshape(N, G * G, s * s, 3 * 16)  # (N, patches, cells, a cell's pixels in the kernel's order)
             weight, bias = derived(
                 self, "stem_first", lambda: (first.weight.flatten(1) / 255.0, first.bias - 0.5 * first.weight.flatten(1).sum(1)), first.weight, first.bias
