@@ -20,10 +20,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from executor_latency import interleaved  # this folder's: calls taken in turns, 10 at a time
 
 from s2kit.plugins.executors.s2.checkpoint import load_policy, read_info
 from s2kit.plugins.executors.s2.executor import default_checkpoint
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="A git revision whose modeling.py to compare against.")
     parser.add_argument("--checkpoint", type=Path, help="A checkpoint or run; default: the shipped one.")
     parser.add_argument("--rhos", default="1.0,0.25")
-    parser.add_argument("--rounds", type=int, default=60, help="Rounds of 10 timed calls per network and rho.")
+    parser.add_argument("--rounds", type=int, default=60, help="Rounds of 10 timed calls per network and rho (each after an untimed one).")
     args = parser.parse_args()
     torch.set_num_threads(1)
     checkpoint = args.checkpoint or default_checkpoint()
@@ -65,18 +65,10 @@ def main() -> None:
     batch = {IMAGES: torch.from_numpy(images), STATE: torch.from_numpy(state), TEXT: torch.from_numpy(text)}
     rhos = [float(r) for r in args.rhos.split(",")]
     nets = {args.before: before, "this tree": after}
-    times: dict[tuple[str, float], list[float]] = {(n, r): [] for n in nets for r in rhos}
+    noise_t = torch.from_numpy(noise)
+    fns = {(name, rho): (lambda n=net, r=rho: n.sample(batch, r, noise_t)) for name, net in nets.items() for rho in rhos}
     with torch.inference_mode():
-        for (name, rho) in times:
-            for _ in range(20):
-                nets[name].sample(batch, rho, torch.from_numpy(noise))
-        for _ in range(args.rounds):
-            for (name, rho), out in times.items():
-                nets[name].sample(batch, rho, torch.from_numpy(noise))  # one untimed call after the other network's
-                for _ in range(10):
-                    start = time.perf_counter()
-                    nets[name].sample(batch, rho, torch.from_numpy(noise))
-                    out.append((time.perf_counter() - start) * 1e3)
+        times = interleaved(fns, calls=10 * args.rounds, warmup=20)
     for name in nets:
         medians = {r: statistics.median(times[name, r]) for r in rhos}
         cells = "  ".join(f"rho {r}: {m:.2f} ms" for r, m in medians.items())
