@@ -9,8 +9,10 @@ cameras) unless ``--model KEY=VALUE`` changes it (e.g. the experiments' recipe:
 Variants: ``s2`` at its target rho 0.25 (the end of the rho
 annealing; early steps run near rho 1, like the baseline's patch count) and
 ``baseline`` (every patch, the goal only). Data loading is not included.
+``--device cuda`` times the step on a GPU (the batch already there, each step
+waited for), as `s2kit train --set device=cuda` runs it.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--warmup 2] [--threads 1,2] [--batch 64] [--model KEY=VALUE ...] [--json]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--warmup 2] [--threads 1,2] [--batch 64] [--device cpu] [--model KEY=VALUE ...] [--json]
 
 Steps of the variants are taken in turns (see `executor_latency.interleaved`),
 so a change in the machine's load weighs on both alike.
@@ -59,16 +61,16 @@ def synthetic_batch(
     }
 
 
-def trainer(variant: str, rho: float | None, batch_size: int, model: dict[str, str]) -> tuple[object, int]:
+def trainer(variant: str, rho: float | None, batch_size: int, model: dict[str, str], device: str = "cpu") -> tuple[object, int]:
     """(one training step as a function, parameter count)."""
     torch.manual_seed(0)
     overrides = dict(model)
     if variant == "baseline":  # the budget's own settings do not apply to it
         overrides.pop("keep_prior", None)
     config = ModelConfig.variant(variant, **overrides)
-    model = S2Policy(config).train()
+    model = S2Policy(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
-    batch = synthetic_batch(config, batch_size)
+    batch = {k: v.to(device) for k, v in synthetic_batch(config, batch_size).items()}
 
     def step() -> None:
         losses = model.loss(batch, rho)
@@ -76,6 +78,8 @@ def trainer(variant: str, rho: float | None, batch_size: int, model: dict[str, s
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if device != "cpu":
+            torch.cuda.synchronize()  # the step's kernels have run, not only been queued
 
     return step, sum(p.numel() for p in model.parameters())
 
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument(
         "--model", action="append", default=[], metavar="KEY=VALUE", help="A ModelConfig field (repeatable)."
     )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N].")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     model = dict(item.split("=", 1) for item in args.model)
@@ -100,7 +105,7 @@ def main() -> None:
     for n in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(n)
         steps = {
-            variant: trainer(variant, rho, args.batch, model)
+            variant: trainer(variant, rho, args.batch, model, args.device)
             for variant, rho in VARIANTS.items()
         }
         times = interleaved(
@@ -113,6 +118,7 @@ def main() -> None:
                     "variant": variant,
                     "rho": rho,
                     "threads": n,
+                    "device": args.device,
                     "batch": args.batch,
                     "parameters": steps[variant][1],
                     "step_ms": median,
@@ -125,7 +131,7 @@ def main() -> None:
         print(json.dumps({"machine": machine, "model": model, "rows": rows}, indent=2))
         return
     print(
-        f"{machine}\nmodel {model or 'default'}, batch {args.batch}, median / p90 over {args.steps} steps after {args.warmup} warm-up"
+        f"{machine}\nmodel {model or 'default'}, batch {args.batch} on {args.device}, median / p90 over {args.steps} steps after {args.warmup} warm-up"
     )
     print(f"{'variant':>8} {'rho':>5} {'thr':>3} | {'ms per step':>17} | samples/s")
     for r in rows:

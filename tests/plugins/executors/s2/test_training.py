@@ -14,12 +14,21 @@ import torch
 from safetensors.torch import load_file
 
 from s2kit.core.checkpoints import find_checkpoint
+from s2kit.core.config import validate_overrides
+from s2kit.core.errors import ConfigError
 from s2kit.plugins.executors.s2.checkpoint import (
     CheckpointError,
     load_policy,
     read_info,
 )
-from s2kit.plugins.executors.s2.training import _recolour, _recolour_background, _shift
+from s2kit.plugins.executors.s2.training import (
+    TrainConfig,
+    _device,
+    _Prefetcher,
+    _recolour,
+    _recolour_background,
+    _shift,
+)
 from tests.conftest import ROOT, run_s2kit
 from tests.plugins.executors.s2.conftest import train_args
 
@@ -184,3 +193,35 @@ def test_the_colour_augmentation_changes_each_image_within_its_bounds() -> None:
     assert torch.equal(_recolour(grey, 0.0, torch.Generator().manual_seed(0)), grey)
     white = torch.full((4, 1, 3, 8, 8), 250, dtype=torch.uint8)
     assert _recolour(white, 0.4, torch.Generator().manual_seed(1)).min() >= 250 * 0.6 * 0.8 - 1  # brightened past 255: clipped, not wrapped
+
+
+class _Counter:
+    """A stand-in for the training sampler: batches drawn from its own generator."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, size: int) -> dict[str, torch.Tensor]:
+        return {"x": torch.rand(size, generator=self.generator)}
+
+
+def test_batches_drawn_ahead_are_the_samplers_and_a_resume_draws_the_one_not_yet_taken() -> None:
+    ahead = _Prefetcher(_Counter(7), 4, torch.device("cpu"))
+    plain = _Counter(7)
+    try:
+        taken = [ahead()["x"] for _ in range(3)]
+        assert all(torch.equal(t, plain(4)["x"]) for t in taken)
+        resumed = _Counter(0)
+        resumed.generator.set_state(ahead.state())  # what a checkpoint saved now holds
+        assert torch.equal(resumed(4)["x"], ahead()["x"])
+    finally:
+        ahead.close()
+
+
+def test_training_on_a_gpu_that_is_not_there_is_one_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="device=cuda but torch sees no GPU"):
+        _device("cuda")
+    with pytest.raises(ConfigError, match="device"):
+        validate_overrides(TrainConfig, ["device=gpu"], "train s2")

@@ -101,6 +101,11 @@ class TrainConfig(BaseModel):
     save_every: int = Field(1000, ge=1)
     log_every: int = Field(50, ge=1)
     threads: int | None = Field(None, ge=1, description="torch threads per process (default: torch's).")
+    device: str = Field(
+        "cpu", pattern=r"^(cpu|cuda(:\d+)?)$",
+        description="Where the network trains: cpu, cuda or cuda:N (batches are drawn on the CPU and copied over). Under torchrun "
+        "each process takes the GPU of its local rank. A checkpoint written on either device loads and resumes on the other.",
+    )  # fmt: skip
 
     def model_settings(self, executor: str) -> ModelConfig:
         variant = "baseline" if executor == "baseline" else self.variant
@@ -110,18 +115,36 @@ class TrainConfig(BaseModel):
         return validate_model(ModelConfig, base, "train: model")  # type: ignore[return-value]
 
 
-_BOOKKEEPING = {"steps", "val_every", "save_every", "log_every", "threads"}
+_BOOKKEEPING = {"steps", "val_every", "save_every", "log_every", "threads", "device"}
 
 
 # --- set-up --------------------------------------------------------------------------------
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), joining the process group when torchrun started us."""
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size), joining the process group when torchrun started us (gloo on the CPU, NCCL on GPUs)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _device(name: str) -> torch.device:
+    """The torch device that ``TrainConfig.device`` names; under torchrun, "cuda" is the local rank's GPU."""
+    device = torch.device(name)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise ConfigError(f"train: device={name} but torch sees no GPU (torch {torch.__version__}); use device=cpu")
+    if device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"train: device={name} but torch sees {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return batch if device.type == "cpu" else {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def _lr_factor(step: int, config: TrainConfig) -> float:
@@ -240,6 +263,37 @@ class _Sampler:
         return batch
 
 
+class _Prefetcher:
+    """Draws the next batch (and copies it to the GPU) on a worker thread while the current step runs.
+
+    ``state()`` is the sampler's generator state before the batch that has been drawn but not yet
+    taken, so a run resumed from a checkpoint draws exactly the batches it would have drawn.
+    """
+
+    def __init__(self, sampler: _Sampler, size: int, device: torch.device) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.sampler, self.size, self.device = sampler, size, device
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="s2-batches")
+        self.pending: Any = None
+        self.before_pending = sampler.generator.get_state()
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        batch = self._draw().result() if self.pending is None else self.pending.result()
+        self.pending = self._draw()
+        return batch
+
+    def _draw(self) -> Any:
+        self.before_pending = self.sampler.generator.get_state()  # taken before the worker starts drawing
+        return self.pool.submit(lambda: _to(self.sampler(self.size), self.device))
+
+    def state(self) -> torch.Tensor:
+        return self.before_pending if self.pending is not None else self.sampler.generator.get_state()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 # --- the loop ------------------------------------------------------------------------------
 
 
@@ -258,7 +312,10 @@ def train(
     ``progress(step, losses)`` is called on rank 0 after every step.
     """
     out = Path(out)
-    rank, world = _distributed()
+    device = _device(config.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    rank, world = _distributed(device)
     if config.threads:
         torch.set_num_threads(config.threads)
     start_step, state = 0, None
@@ -276,7 +333,7 @@ def train(
         folder = find_checkpoint(out)
         if not (folder / TRAINING).is_file():
             raise CheckpointError(f"--resume: {folder} has no {TRAINING}")
-        state = torch.load(folder / TRAINING, weights_only=False)
+        state = torch.load(folder / TRAINING, weights_only=False, map_location="cpu")
         start_step = int(state["step"])
     elif (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):  # every rank, so none waits alone
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or another --out")
@@ -295,17 +352,24 @@ def train(
     if embeddings.shape[1] != model_config.text_dim:
         raise ConfigError(f"train: model.text_dim is {model_config.text_dim}, the sentence encoder gives {embeddings.shape[1]}")
 
-    model = S2Policy(model_config)
+    model = S2Policy(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+        optimizer.load_state_dict(state["optimizer"])  # moves the moments onto the parameters' device
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
     per_rank = max(1, config.batch_size // world)
     sampler = _Sampler(train_frames, config, model_config.chunk, embeddings, norm, seed=config.seed * 1000 + rank)
     if state is not None:
         sampler.generator.set_state(state["sampler"][rank] if rank < len(state["sampler"]) else state["sampler"][0])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+    # On a GPU the next batch is drawn while the step runs; on the CPU the step already has every core.
+    prefetch = _Prefetcher(sampler, per_rank, device) if device.type == "cuda" else None
+    next_batch = prefetch if prefetch is not None else (lambda: sampler(per_rank))
+    sampler_state = prefetch.state if prefetch is not None else sampler.generator.get_state
 
     info = CheckpointInfo(
         executor=executor, variant="baseline" if executor == "baseline" else config.variant, model=model_config,
@@ -322,20 +386,21 @@ def train(
             f"{n_val} episodes held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
             f"{world} process(es); steps {start_step}..{config.steps}"
         )
-    val_batches = _validation_batches(val_frames, config, model_config.chunk, embeddings, norm) if rank == 0 else []
+    val_batches = [_to(b, device) for b in _validation_batches(val_frames, config, model_config.chunk, embeddings, norm)] if rank == 0 else []
 
     def save(step: int) -> Path:
-        sampler_states = [sampler.generator.get_state()]
+        sampler_states = [sampler_state()]
         if world > 1:
             gathered: list[Any] = [None] * world
-            torch.distributed.all_gather_object(gathered, sampler.generator.get_state())
+            torch.distributed.all_gather_object(gathered, sampler_state())
             sampler_states = gathered
         if rank != 0:
             return out
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise TrainingError(f"training diverged by step {step}: non-finite weights, not saved; the earlier checkpoints in {out / 'checkpoints'} are intact")
         training = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "sampler": sampler_states, "torch_rng": torch.get_rng_state()}  # fmt: skip
+                    "sampler": sampler_states, "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}  # fmt: skip
         return save_checkpoint(out / "checkpoints" / f"step_{step:07d}", model, info.model_copy(update={"step": step}), training)
 
     metrics = open(out / "metrics.jsonl", "a") if rank == 0 else None  # noqa: SIM115 - closed below
@@ -347,7 +412,7 @@ def train(
             rho = rho_schedule(step, config.steps, model_config.rho, model_config.budget_warmup)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * _lr_factor(step, config)
-            batch = sampler(per_rank)
+            batch = next_batch()
             losses = ddp(batch, rho)  # S2Policy.forward is its loss, so DDP's hooks see the pass
             if not torch.isfinite(losses["loss"]):
                 raise TrainingError(
@@ -376,6 +441,8 @@ def train(
             if done_step % config.save_every == 0 or done_step == config.steps:
                 last = save(done_step)
     finally:
+        if prefetch is not None:
+            prefetch.close()
         if metrics is not None:
             metrics.close()
         if world > 1:
@@ -412,7 +479,7 @@ def validate(model: S2Policy, batches: list[dict[str, torch.Tensor]], rho: float
     with torch.inference_mode():
         g = torch.Generator().manual_seed(0)
         for batch in batches:
-            noise = torch.randn(batch[ACTIONS].shape, generator=g)
+            noise = torch.randn(batch[ACTIONS].shape, generator=g).to(batch[ACTIONS].device)
             actions, done, extras = model.sample(batch, rho, noise)
             if "focus" in extras:
                 squared, rows = focus_error(extras["focus"], batch[FOCUS])
