@@ -299,3 +299,16 @@ def test_registers_are_learned_tokens_outside_the_budget() -> None:
         assert memory.shape[1] == 3 + 1 + 4 + 1 + 1 + 3 and bias is not None and bias.shape[1] == memory.shape[1]
         assert extras["keep_index"].shape == (2, 1, 4)
         assert torch.equal(model.encode({**batch, "images": images}, 0.25)[0], memory)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("head", ["flow", "regression"])
+@pytest.mark.parametrize("focus_input", [False, True])
+def test_the_parameters_named_unused_are_exactly_those_the_loss_leaves_without_a_gradient(variant: str, head: str, focus_input: bool) -> None:
+    """Training freezes them, so torchrun's DistributedDataParallel does not wait for their gradients (it did, and failed)."""
+    torch.manual_seed(0)
+    config = ModelConfig.variant(variant, head=head, focus_map=1.0, focus_input=focus_input, **SMALL)
+    model = S2Policy(config).train()
+    model.loss(toy_batch(3), 0.5)["loss"].backward()
+    without = {name for name, p in model.named_parameters() if p.grad is None}
+    assert without == set(model.unused_parameters())

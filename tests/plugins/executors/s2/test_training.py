@@ -91,15 +91,16 @@ def test_corrupt_or_mismatched_checkpoints_are_one_clear_error(tiny_run: Path, t
         load_policy(tmp_path)
 
 
+def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": "osmesa", "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+    return subprocess.run([*torchrun, "-m", "s2kit.cli.main", *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
 def test_two_processes_train_data_parallel_over_gloo(hsr_dataset: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes: the ranks average gradients; rank 0 writes one run."""
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": "osmesa", "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
-    done = subprocess.run(
-        [*torchrun, "-m", "s2kit.cli.main", *train_args("s2", hsr_dataset, out, 3)],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-    )  # fmt: skip
+    done = _torchrun(train_args("s2", hsr_dataset, out, 3), 29533)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stderr
     assert read_info(out).step == 3
@@ -107,6 +108,14 @@ def test_two_processes_train_data_parallel_over_gloo(hsr_dataset: Path, tmp_path
     assert run_s2kit(*train_args("s2", hsr_dataset, single, 3)).returncode == 0
     a, b = weights(out), weights(single)
     assert any(not (a[k] == b[k]).all() for k in a)  # each rank drew its own half-batch: another trajectory
+
+
+def test_data_parallel_trains_a_network_with_parameters_its_loss_does_not_read(hsr_dataset: Path, tmp_path: Path) -> None:
+    """The baseline with the regression head has no keep-scorer input and no flow embeddings in its loss."""
+    out = tmp_path / "ddp_baseline"
+    done = _torchrun(train_args("baseline", hsr_dataset, out, 2, "model.head=regression"), 29534)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_info(out).step == 2
 
 
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoints(hsr_dataset: Path, tmp_path: Path) -> None:

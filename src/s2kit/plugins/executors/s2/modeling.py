@@ -505,6 +505,17 @@ class S2Policy(nn.Module):
 
     # --- training and sampling --------------------------------------------------------------
 
+    def unused_parameters(self) -> list[str]:
+        """Names of the parameters that this configuration's loss and sampling never read: the flow head's action
+        and time embeddings under the regression head, the keep-scorer with the budget off.
+
+        They stay in the network, so checkpoints keep one layout whatever the head and variant; training freezes
+        them (DistributedDataParallel waits for a gradient of every parameter that requires one).
+        """
+        c = self.config
+        prefixes = (("action_in.", "time_mlp.") if c.head != "flow" else ()) + (("scorer.",) if not c.budget else ())
+        return [name for name, _ in self.named_parameters() if name.startswith(prefixes)] if prefixes else []
+
     def loss(self, batch: dict[str, Tensor], rho: float | None = None) -> dict[str, Tensor]:
         """Loss terms: ``action`` (flow velocity or regression MSE), ``budget``, ``done``, and ``loss``, their sum.
 

@@ -353,6 +353,9 @@ def train(
         raise ConfigError(f"train: model.text_dim is {model_config.text_dim}, the sentence encoder gives {embeddings.shape[1]}")
 
     model = S2Policy(model_config).to(device)
+    unused = set(model.unused_parameters())
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name not in unused)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if state is not None:
         model.load_state_dict(state["model"])
