@@ -79,7 +79,7 @@ def make_executor(kind: str, folder: Path) -> Any:
 
 
 def server_process(kind: str, ports: Any, stop: Any) -> None:
-    from s2kit.core.serving import PolicyServer
+    from s2kit.plugins.executors.remote.server import PolicyServer
 
     with tempfile.TemporaryDirectory() as tmp:
         server = PolicyServer(make_executor(kind, Path(tmp)), spec(), port=0).start()

@@ -25,7 +25,7 @@ import numpy as np
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 from s2kit.core.config import validate_pipeline  # noqa: E402
-from s2kit.core.data.collect import LeRobotRecorder  # noqa: E402
+from s2kit.workflows.collect import LeRobotRecorder  # noqa: E402
 from s2kit.core.registry import load_registry  # noqa: E402
 from s2kit.core.runtime import build_runtime  # noqa: E402
 

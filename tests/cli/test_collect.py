@@ -13,7 +13,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from s2kit.cli.main import build_app
-from s2kit.core.data.lerobot import LeRobotDatasetReader
+from s2kit.datasets.lerobot import LeRobotDatasetReader
 from s2kit.core.registry import reset_registry
 from tests.conftest import BIN, ROOT
 
@@ -117,7 +117,7 @@ def test_collect_with_noise_records_the_experts_corrections_from_perturbed_state
 
 
 def test_perturbed_commands_stay_within_the_action_space() -> None:
-    from s2kit.core.data.collect import PerturbedRobot
+    from s2kit.workflows.collect import PerturbedRobot
     from s2kit.core.types import ee_delta_space
 
     space = ee_delta_space(max_translation=0.05, max_rotation=0.25)
@@ -141,7 +141,7 @@ def test_perturbed_commands_stay_within_the_action_space() -> None:
 def test_noise_in_a_space_without_translation_is_one_clear_error() -> None:
     import pytest
 
-    from s2kit.core.data.collect import PerturbedRobot
+    from s2kit.workflows.collect import PerturbedRobot
     from s2kit.core.errors import ConfigError
     from s2kit.core.types import ActionSpace
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from s2kit.cli._common import state
 from s2kit.cli.main import build_app
-from s2kit.core.data.images import png_encode
+from s2kit.datasets.images import png_encode
 from tests.conftest import run_s2kit
 
 runner = CliRunner()

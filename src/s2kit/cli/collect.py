@@ -20,7 +20,7 @@ from s2kit.cli._common import (
 from s2kit.cli._tables import results_table
 from s2kit.cli.run import run_with_progress
 from s2kit.core.config import compose_pipeline
-from s2kit.core.data.collect import LeRobotRecorder, PerturbedRobot
+from s2kit.workflows.collect import LeRobotRecorder, PerturbedRobot
 from s2kit.core.errors import DataError
 from s2kit.core.metrics import summarize
 from s2kit.core.registry import get_registry

@@ -25,7 +25,7 @@ from s2kit.cli._tables import suites_table
 from s2kit.core.checkpoints import checkpoint_executor
 from s2kit.core.config import PipelineConfig, compose_pipeline, parse_override
 from s2kit.core.errors import ConfigError
-from s2kit.core.evaluation import (
+from s2kit.workflows.evaluate import (
     ID_SUITE,
     WorkerError,
     evaluate,

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from s2kit import __version__
-from s2kit.cli import bridge, eval, plan, plugins, relabel, run, serve, train
+from s2kit.cli import eval, plan, plugins, relabel, run, train
 from s2kit.cli._common import setup_logging, state
 from s2kit.core.registry import get_registry
 
@@ -41,7 +41,7 @@ def build_app() -> typer.Typer:
         setup_logging()
 
     app.add_typer(plugins.app, name="plugins")
-    for group in (run, eval, plan, relabel, train, serve, bridge):  # single commands, not groups
+    for group in (run, eval, plan, relabel, train):  # single commands, not groups
         app.registered_commands.extend(group.app.registered_commands)
     get_registry().call_each("s2kit_register_commands", cli=app)
     return app

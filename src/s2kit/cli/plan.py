@@ -51,7 +51,7 @@ def plan(
     """
     images = {}
     if image is not None:
-        from s2kit.core.data.images import read_image
+        from s2kit.datasets.images import read_image
 
         images[camera] = read_image(image)
     component = get_registry().create("planner", component_section("planner", planner, set_))

@@ -25,7 +25,7 @@ from s2kit.cli._common import (
     print_json,
 )
 from s2kit.cli.plan import guidance_table
-from s2kit.core.data.relabel import relabel as relabel_dataset
+from s2kit.workflows.relabel import relabel as relabel_dataset
 from s2kit.core.registry import get_registry
 
 app = typer.Typer()

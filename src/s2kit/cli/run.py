@@ -20,8 +20,9 @@ from s2kit.cli._common import (
 )
 from s2kit.cli._tables import results_table, suites_table
 from s2kit.core.config import compose_pipeline
-from s2kit.core.data import Recorder, VideoRecorder
-from s2kit.core.evaluation import run_to_end
+from s2kit.core.data import Recorder
+from s2kit.workflows.video import VideoRecorder
+from s2kit.workflows.evaluate import run_to_end
 from s2kit.core.interfaces import Subscriber
 from s2kit.core.metrics import MetricsLog, summarize
 from s2kit.core.registry import get_registry

@@ -211,7 +211,7 @@ class IncontextPlanner(Planner):
         content: list[dict[str, Any]] = [{"type": "text", "text": self._user_text(instruction, observation.scene, done)}]
         image = observation.images.get(cfg.camera) if observation.images else None
         if cfg.image_size and image is not None:
-            from s2kit.core.data.images import png_encode, resize
+            from s2kit.datasets.images import png_encode, resize
 
             png = png_encode(resize(image, cfg.image_size)[None])[0]
             url = "data:image/png;base64," + base64.b64encode(png).decode()

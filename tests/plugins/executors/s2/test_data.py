@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2kit.core.data.lerobot import LeRobotDatasetReader
+from s2kit.datasets.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
 from s2kit.plugins.executors.s2.data import (
     EE_STATE,
@@ -105,8 +105,8 @@ def test_the_hand_angles_wrap_without_a_jump() -> None:
 
 
 def test_datasets_that_do_not_match_are_refused_by_name(hsr_dataset: Path, tmp_path: Path) -> None:
-    from tests.core.data.test_lerobot import make_episode
-    from tests.core.data.test_relabel import write
+    from tests.datasets.test_lerobot import make_episode
+    from tests.workflows.test_relabel import write
 
     other = tmp_path / "other"
     write(other, [make_episode(0, 6), make_episode(1, 8)])

@@ -4,7 +4,7 @@ Each sample is one frame: every camera's image, the selected state entries,
 the next ``chunk`` actions of its episode (steps past the episode's end are
 masked out of the loss), and its three texts (goal = the LeRobot task,
 trajectory, current subtask from the ``annotation.*`` columns; see
-`s2kit.core.data.collect`), embedded once per distinct string.
+`s2kit.workflows.collect`), embedded once per distinct string.
 
 Subtask-done labels (the executor's non-privileged progress signal) come from
 the subtask boundaries: the runtime asks the executor whether the subtask its
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from s2kit.core.data.collect import FOCUS as FOCUS_FEATURE
-from s2kit.core.data.collect import FOCUS_UV as FOCUS_UV_FEATURE
-from s2kit.core.data.images import resize
-from s2kit.core.data.lerobot import LeRobotDatasetReader
+from s2kit.workflows.collect import FOCUS as FOCUS_FEATURE
+from s2kit.workflows.collect import FOCUS_UV as FOCUS_UV_FEATURE
+from s2kit.datasets.images import resize
+from s2kit.datasets.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
 from s2kit.plugins.executors.s2.modeling import (
     ACTION_MASK,

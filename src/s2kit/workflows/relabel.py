@@ -46,8 +46,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from s2kit.core.data.collect import ANNOTATIONS
-from s2kit.core.data.lerobot import (
+from s2kit.workflows.collect import ANNOTATIONS
+from s2kit.datasets.lerobot import (
     INFO_PATH,
     STATS_PATH,
     LeRobotDatasetReader,

@@ -9,12 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
+from s2kit import hookimpl
 from s2kit.cli._common import SetOption, command, console, warn
 from s2kit.core.checkpoints import checkpoint_executor, read_config
 from s2kit.core.config import apply_overrides, validate_model
 from s2kit.core.errors import ConfigError
 from s2kit.core.registry import get_registry
-from s2kit.core.serving import DEFAULT_MAX_BYTES, ObservationKeys, PolicyServer
+from s2kit.plugins.executors.remote.server import DEFAULT_MAX_BYTES, ObservationKeys, PolicyServer
 
 app = typer.Typer()
 
@@ -129,3 +130,8 @@ def _announce(server: PolicyServer, run: Path | None) -> None:
         "Ctrl-C stops.",
     ]
     console.print("\n".join(lines), highlight=False, markup=False)
+
+
+@hookimpl
+def s2kit_register_commands(cli: typer.Typer) -> None:
+    cli.command("serve")(serve)

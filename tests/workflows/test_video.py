@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from s2kit.core.config import validate_pipeline
-from s2kit.core.data import VideoRecorder
-from s2kit.core.data.video import overlay_keep, tile_frames, write_video
+from s2kit.workflows.video import VideoRecorder
+from s2kit.workflows.video import overlay_keep, tile_frames, write_video
 from s2kit.core.errors import DataError
 from s2kit.core.runtime import build_runtime
 

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from s2kit.core.data.lerobot import INDEX_FEATURES, LeRobotDatasetReader, LeRobotWriter
-from s2kit.core.data.video import write_video
+from s2kit.datasets.lerobot import INDEX_FEATURES, LeRobotDatasetReader, LeRobotWriter
+from s2kit.workflows.video import write_video
 from s2kit.core.errors import DataError
 
 HEAD, WRIST = "observation.images.head", "observation.images.wrist"
@@ -268,7 +268,7 @@ CHILD = textwrap.dedent(
     spec = importlib.util.spec_from_file_location("lerobot_tests", sys.argv[1])
     tests = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tests)
-    from s2kit.core.data.lerobot import LeRobotWriter
+    from s2kit.datasets.lerobot import LeRobotWriter
 
     root, crash_at = sys.argv[2], int(sys.argv[3])
     writer = LeRobotWriter(root, fps=10, robot_type="sim_arm", features=tests.FEATURES)
@@ -434,6 +434,6 @@ def test_corrupt_dataset_is_a_data_error_naming_the_file(
 
 
 def test_importing_the_module_stays_light() -> None:
-    code = "import sys, s2kit.core.data.lerobot\nprint(','.join(m for m in ('pyarrow', 'av') if m in sys.modules))"
+    code = "import sys, s2kit.datasets.lerobot\nprint(','.join(m for m in ('pyarrow', 'av') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

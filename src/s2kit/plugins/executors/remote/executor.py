@@ -26,7 +26,7 @@ from pydantic import Field
 from s2kit import hookimpl
 from s2kit.core.errors import ConfigError
 from s2kit.core.interfaces import Executor
-from s2kit.core.serving import (
+from s2kit.plugins.executors.remote.server import (
     SERVER_NAME,
     ObservationKeys,
     PolicyServerError,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from s2kit import hookimpl
 from s2kit.cli._common import (
     SetOption,
     command,
@@ -92,3 +93,8 @@ def bridge(
             transport.close()
     finally:
         sim.close()
+
+
+@hookimpl
+def s2kit_register_commands(cli: typer.Typer) -> None:
+    cli.command("bridge")(bridge)

@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from s2kit.core.data.images import png_encode
+from s2kit.datasets.images import png_encode
 from s2kit.core.errors import DataError
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from s2kit.core.config import PipelineConfig
-from s2kit.core.data.video import VideoRecorder
+from s2kit.workflows.video import VideoRecorder
 from s2kit.core.errors import S2kitError
 from s2kit.core.interfaces import Subscriber
 from s2kit.core.metrics import Summary

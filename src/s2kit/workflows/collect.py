@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from s2kit.core.data.lerobot import LeRobotWriter
+from s2kit.datasets.lerobot import LeRobotWriter
 from s2kit.core.errors import ConfigError
 from s2kit.core.interfaces import Robot, Subscriber
 from s2kit.core.types import (

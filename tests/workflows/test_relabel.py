@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2kit.core.data.lerobot import LeRobotDatasetReader
-from s2kit.core.data.relabel import MANIFEST, relabel, segment_frames
+from s2kit.datasets.lerobot import LeRobotDatasetReader
+from s2kit.workflows.relabel import MANIFEST, relabel, segment_frames
 from s2kit.core.errors import DataError
 from s2kit.core.interfaces import Planner
 from s2kit.core.types import Guidance, Observation, RobotStatus
 from tests.conftest import run_s2kit
-from tests.core.data.test_lerobot import HEAD, LENGTHS, pack_into_one_file, write
+from tests.datasets.test_lerobot import HEAD, LENGTHS, pack_into_one_file, write
 
 
 class Splitter(Planner):
@@ -43,7 +43,7 @@ def digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    from tests.core.data.test_lerobot import make_episode
+    from tests.datasets.test_lerobot import make_episode
 
     root = tmp_path / "source"
     write(root, [make_episode(seed, n) for seed, n in enumerate(LENGTHS)])
@@ -109,7 +109,7 @@ def test_in_place_swaps_files_atomically_and_resumes(dataset: Path, tmp_path: Pa
 
 
 def test_relabels_a_dataset_lerobot_packed_into_one_file(tmp_path: Path, dataset: Path) -> None:
-    from tests.core.data.test_lerobot import make_episode
+    from tests.datasets.test_lerobot import make_episode
 
     packed = pack_into_one_file(dataset, tmp_path / "packed", [make_episode(s, n) for s, n in enumerate(LENGTHS)])
     report = relabel(packed, Splitter(), out=tmp_path / "out")

@@ -17,7 +17,7 @@ from s2kit.core.config import validate_pipeline
 from s2kit.core.data import list_episodes, read_episode
 from s2kit.core.errors import ConfigError
 from s2kit.core.runtime import build_runtime
-from s2kit.core.serving import (
+from s2kit.plugins.executors.remote.server import (
     ObservationKeys,
     PolicyServer,
     PolicyServerError,
@@ -25,7 +25,7 @@ from s2kit.core.serving import (
     unpackb,
 )
 from s2kit.core.types import Guidance, Observation
-from s2kit.plugins.executors.remote import RemoteConfig, RemoteExecutor
+from s2kit.plugins.executors.remote.executor import RemoteConfig, RemoteExecutor
 from tests.cli.test_serve import free_port, serve_process
 from tests.conftest import run_s2kit
 from tests.doubles import (

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from s2kit.core.config import PluginConfig
 from s2kit.core.errors import ConfigError
 from s2kit.core.interfaces import Executor
-from s2kit.core.serving import (
+from s2kit.plugins.executors.remote.server import (
     ObservationKeys,
     PolicyServer,
     PolicyServerError,
