@@ -57,8 +57,7 @@ ANNOTATIONS: dict[str, dict] = {
 }
 
 #: Privileged per-frame targets (training-time only; NaN where the robot has no privileged state).
-FOCUS = "privileged.focus"
-FOCUS_UV = "privileged.focus_uv"
+from s2kit.plugins.executors.s2.columns import FOCUS, FOCUS_UV  # noqa: E402 - moves behind a hook (the model declares its columns)
 PRIVILEGED: dict[str, dict] = {FOCUS: {"dtype": "float32", "shape": [3], "names": ["dx", "dy", "dz"]}}
 
 

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from s2kit.workflows.collect import FOCUS as FOCUS_FEATURE
-from s2kit.workflows.collect import FOCUS_UV as FOCUS_UV_FEATURE
+from s2kit.plugins.executors.s2.columns import FOCUS as FOCUS_FEATURE
+from s2kit.plugins.executors.s2.columns import FOCUS_UV as FOCUS_UV_FEATURE
 from s2kit.datasets.images import resize
 from s2kit.datasets.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
