@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from executor_latency import interleaved  # this folder's: calls taken in turns, 10 at a time
 
-from s2kit.plugins.executors.s2.checkpoint import load_policy, read_info
+from s2kit.learning.checkpoints import load_policy, read_info
 from s2kit.plugins.executors.s2.executor import default_checkpoint
-from s2kit.plugins.executors.s2.export import _random_inputs
+from s2kit.learning.export import _random_inputs
 from s2kit.plugins.executors.s2.modeling import IMAGES, STATE, TEXT
 
 MODELING = "src/s2kit/plugins/executors/s2/modeling.py"

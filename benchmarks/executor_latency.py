@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2kit.plugins.executors.s2.checkpoint import (
+from s2kit.learning.checkpoints import (
     CheckpointInfo,
     load_policy,
     read_info,
@@ -47,7 +47,7 @@ from s2kit.plugins.executors.s2.checkpoint import (
 )
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 from s2kit.plugins.executors.s2.executor import TorchBackend
-from s2kit.plugins.executors.s2.export import OnnxBackend, _random_inputs, export_onnx
+from s2kit.learning.export import OnnxBackend, _random_inputs, export_onnx
 from s2kit.plugins.executors.s2.modeling import IMAGES, STATE, TEXT, S2Policy
 
 RHOS = (1.0, 0.5, 0.25, 0.1)

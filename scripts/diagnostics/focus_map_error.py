@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from s2kit.plugins._sentence import sentence_encoder
-from s2kit.plugins.executors.s2.checkpoint import find_checkpoint, load_policy
-from s2kit.plugins.executors.s2.data import Normalizer, load_frames
+from s2kit.learning.text import sentence_encoder
+from s2kit.learning.checkpoints import find_checkpoint, load_policy
+from s2kit.learning.data import Normalizer, load_frames
 from s2kit.plugins.executors.s2.modeling import FOCUS_UV, focus_map_pixels
-from s2kit.plugins.executors.s2.training import TrainConfig, _split
+from s2kit.learning.trainer import TrainConfig, _split
 
 
 def main() -> None:

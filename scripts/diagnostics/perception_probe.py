@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s2kit.plugins._sentence import DIM, sentence_encoder
-from s2kit.plugins.executors.s2.data import EE_STATE, FOCUS_SCALE, load_frames
+from s2kit.learning.text import DIM, sentence_encoder
+from s2kit.learning.data import EE_STATE, FOCUS_SCALE, load_frames
 from s2kit.plugins.executors.s2.modeling import (
     focus_map_loss,
     focus_map_pixels,

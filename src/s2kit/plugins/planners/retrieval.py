@@ -89,7 +89,7 @@ class RetrievalPlanner(Planner):
         self._keys: np.ndarray | None = None
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        from s2kit.plugins._sentence import sentence_encoder
+        from s2kit.learning.text import sentence_encoder
 
         return sentence_encoder().encode(texts)
 

@@ -11,7 +11,7 @@ import torch
 
 from s2kit.datasets.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
-from s2kit.plugins.executors.s2.data import (
+from s2kit.learning.data import (
     EE_STATE,
     Normalizer,
     StateEncoder,

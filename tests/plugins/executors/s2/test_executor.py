@@ -11,7 +11,7 @@ import pytest
 from s2kit.core.errors import ConfigError
 from s2kit.core.registry import get_registry
 from s2kit.core.types import Guidance
-from s2kit.plugins.executors.s2.checkpoint import read_info
+from s2kit.learning.checkpoints import read_info
 from tests.conftest import run_s2kit
 from tests.plugins.executors.s2.conftest import train_args
 

@@ -16,9 +16,9 @@ from s2kit.core.checkpoints import CheckpointError
 from s2kit.core.errors import ConfigError
 from s2kit.core.registry import get_registry
 from s2kit.plugins.executors.s2 import export
-from s2kit.plugins.executors.s2.checkpoint import CheckpointInfo, save_checkpoint
+from s2kit.learning.checkpoints import CheckpointInfo, save_checkpoint
 from s2kit.plugins.executors.s2.configuration import ModelConfig
-from s2kit.plugins.executors.s2.data import EE_STATE
+from s2kit.learning.data import EE_STATE
 from s2kit.plugins.executors.s2.modeling import S2Policy
 from tests.conftest import run_s2kit
 

@@ -16,12 +16,12 @@ from safetensors.torch import load_file
 from s2kit.core.checkpoints import find_checkpoint
 from s2kit.core.config import validate_overrides
 from s2kit.core.errors import ConfigError
-from s2kit.plugins.executors.s2.checkpoint import (
+from s2kit.learning.checkpoints import (
     CheckpointError,
     load_policy,
     read_info,
 )
-from s2kit.plugins.executors.s2.training import (
+from s2kit.learning.trainer import (
     TrainConfig,
     _device,
     _Prefetcher,

@@ -26,10 +26,12 @@ from s2kit.core.config import PluginConfig
 from s2kit.core.errors import ConfigError
 from s2kit.core.interfaces import Executor
 from s2kit.core.types import ActionChunk, Guidance, Observation, RobotSpec
+from s2kit.plugins.executors.s2.columns import s2kit_dataset_columns  # noqa: F401 - a hook of this plugin
+from s2kit.plugins.executors.s2.overlay import s2kit_video_overlays  # noqa: F401 - a hook of this plugin
 
 if TYPE_CHECKING:
-    from s2kit.plugins.executors.s2.checkpoint import CheckpointInfo
-    from s2kit.plugins.executors.s2.data import Normalizer, StateEncoder
+    from s2kit.learning.checkpoints import CheckpointInfo
+    from s2kit.learning.data import Normalizer, StateEncoder
 
 __all__ = ["BaselineExecutor", "S2Config", "S2Executor", "current_subtask", "default_checkpoint", "prepare_inputs"]
 
@@ -63,7 +65,7 @@ class S2Executor(Executor):
 
     def __init__(self, config: S2Config | None = None) -> None:
         super().__init__(config)
-        from s2kit.plugins.executors.s2.checkpoint import read_info
+        from s2kit.learning.checkpoints import read_info
 
         cfg: S2Config = self.config  # type: ignore[assignment]
         path = cfg.checkpoint
@@ -87,7 +89,7 @@ class S2Executor(Executor):
         self.rho = cfg.rho if cfg.rho is not None else model.rho
         self.action_space = self.info.action_space
         self.backend = _make_backend(cfg, path)
-        from s2kit.plugins.executors.s2.data import Normalizer
+        from s2kit.learning.data import Normalizer
 
         self.norm = Normalizer.from_dict(self.info.normalization)
         self.rng = np.random.default_rng(cfg.seed)
@@ -104,7 +106,7 @@ class S2Executor(Executor):
         log: Callable[[str], None] = print,
     ) -> Path:
         from s2kit.core.config import validate_overrides
-        from s2kit.plugins.executors.s2.training import TrainConfig, train
+        from s2kit.learning.trainer import TrainConfig, train
 
         config: TrainConfig = validate_overrides(TrainConfig, overrides, f"train {cls.name}")  # type: ignore[assignment]
         report = None if progress is None else (lambda step, losses: progress(step, config.steps, losses))
@@ -113,7 +115,7 @@ class S2Executor(Executor):
     @classmethod
     def export(cls, checkpoint: Path, out: Path, *, format: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
         from s2kit.core.config import validate_overrides
-        from s2kit.plugins.executors.s2.export import FORMATS, ExportConfig, export_onnx
+        from s2kit.learning.export import FORMATS, ExportConfig, export_onnx
 
         if format not in FORMATS:
             raise ConfigError(f"export {cls.name}: unknown format {format!r} (known: {', '.join(FORMATS)})")
@@ -127,7 +129,7 @@ class S2Executor(Executor):
 
     def setup(self, spec: RobotSpec) -> None:
         super().setup(spec)
-        from s2kit.plugins.executors.s2.data import StateEncoder
+        from s2kit.learning.data import StateEncoder
 
         roles = {c.role for c in spec.cameras}
         missing = [c for c in self.info.model.cameras if c not in roles]
@@ -178,8 +180,8 @@ def prepare_inputs(
     Images (1, cameras, 3, S, S) uint8; state (1, state_dim) encoded and normalized; text
     (1, 3, 384): goal, trajectory, current subtask; flow noise (1, H, A) drawn from ``rng``.
     """
-    from s2kit.plugins._sentence import sentence_encoder
-    from s2kit.plugins.executors.s2.data import square_frames
+    from s2kit.learning.text import sentence_encoder
+    from s2kit.learning.data import square_frames
 
     model = info.model
     images = np.stack([square_frames(observation.images[c][None], model.image_size)[0] for c in model.cameras])  # (cameras, S, S, 3)
@@ -202,7 +204,7 @@ class TorchBackend:
     def __init__(self, path: Path, threads: int | None) -> None:
         import torch
 
-        from s2kit.plugins.executors.s2.checkpoint import load_policy
+        from s2kit.learning.checkpoints import load_policy
 
         if threads:
             torch.set_num_threads(threads)
@@ -225,7 +227,7 @@ def _make_backend(cfg: S2Config, checkpoint: Path) -> Any:
     if cfg.backend == "torch":
         return TorchBackend(checkpoint, cfg.threads)
     from s2kit.core.checkpoints import find_checkpoint
-    from s2kit.plugins.executors.s2.export import OnnxBackend
+    from s2kit.learning.export import OnnxBackend
 
     graph = cfg.onnx if cfg.onnx is not None else find_checkpoint(checkpoint) / "model.onnx"
     return OnnxBackend(graph, cfg.threads)

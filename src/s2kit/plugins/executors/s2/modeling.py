@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, SHIFT, STATE, TEXT
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
 __all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "SHIFT", "STATE", "TEXT", "S2Policy", "focus_error", "focus_map_loss", "focus_map_pixels",
@@ -67,8 +68,7 @@ __all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "SHI
 # focus_uv (B, C, 2), optional: the focus map's target per camera, (u, v) in [-1, 1] (NaN: none).
 # shift (B, C, 2), training only: how far augmentation moved each image's content, in (u, v) units; coordinates read from
 # the image are moved back by it, so a position means the same place in the camera's view with or without augmentation.
-IMAGES, STATE, TEXT, ACTIONS, DONE, FOCUS, FOCUS_UV, SHIFT = "images", "state", "text", "actions", "done", "focus", "focus_uv", "shift"
-ACTION_MASK = "action_mask"
+FOCUS, FOCUS_UV = "focus", "focus_uv"
 _T = TypeVar("_T")
 
 # per module: name -> (the weights' (address, version) when built, the built value); see `derived`

@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from s2kit.core.checkpoints import CheckpointError
 from s2kit.core.errors import ConfigError, PluginError, S2kitError
 from s2kit.core.interfaces import Executor, Planner, Robot
-from s2kit.plugins.executors.s2.checkpoint import CheckpointInfo
+from s2kit.learning.checkpoints import CheckpointInfo
 from s2kit.plugins.executors.s2.configuration import ModelConfig
 
 __all__ = [
@@ -145,7 +145,7 @@ def export_onnx(
     not fit the checkpoint.
     """
     from s2kit.core.checkpoints import find_checkpoint
-    from s2kit.plugins.executors.s2.checkpoint import WEIGHTS, read_info
+    from s2kit.learning.checkpoints import WEIGHTS, read_info
     from s2kit.plugins.executors.s2.executor import TorchBackend
 
     start = time.perf_counter()
@@ -386,7 +386,7 @@ def observed_inputs(
     oracle planner, flow noise from one seeded generator.
     """
     from s2kit.core.registry import get_registry
-    from s2kit.plugins.executors.s2.data import Normalizer, StateEncoder
+    from s2kit.learning.data import Normalizer, StateEncoder
     from s2kit.plugins.executors.s2.executor import prepare_inputs
 
     registry = get_registry()

@@ -34,9 +34,9 @@ from torch import Tensor
 
 from s2kit.plugins.executors.s2.columns import FOCUS as FOCUS_FEATURE
 from s2kit.plugins.executors.s2.columns import FOCUS_UV as FOCUS_UV_FEATURE
-from s2kit.datasets.images import resize
 from s2kit.datasets.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
+from s2kit.learning.inputs import EE_STATE, Normalizer, StateEncoder, square_frames
 from s2kit.plugins.executors.s2.modeling import (
     ACTION_MASK,
     ACTIONS,
@@ -50,93 +50,9 @@ from s2kit.plugins.executors.s2.modeling import (
 
 __all__ = ["EE_STATE", "FrameData", "Normalizer", "StateEncoder", "load_frames", "square_frames"]
 
-#: The state entries every s2kit arm shares (the hand pose in the base frame
-#: and the gripper opening): a policy reading only these runs on either robot.
-EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
-
 TRAJECTORY, SUBTASK, SUBTASK_INDEX = "annotation.trajectory", "annotation.subtask", "annotation.subtask_index"
 #: ``privileged.focus`` is in metres; the focus head predicts decimetres, values of order one.
 FOCUS_SCALE = 10.0
-
-
-def square_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames as (T, size, size, 3): scaled so the longer side fits, then centred on black."""
-    T, H, W = frames.shape[:3]
-    if H == W == size:
-        return frames
-    out = np.zeros((T, size, size, 3), dtype=np.uint8)
-    for t in range(T):
-        image = resize(frames[t], size)
-        h, w = image.shape[:2]
-        y, x = (size - h) // 2, (size - w) // 2
-        out[t, y : y + h, x : x + w] = image
-    return out
-
-
-class StateEncoder:
-    """The model's state input from a robot's state vector: the chosen entries, angles as (sin, cos).
-
-    The hand's roll and yaw sit at +-pi when it points down, so they are fed as
-    sine and cosine: a wrap from pi to -pi is no jump. ``names`` are the
-    chosen entries of the robot's state, in order; ``dim`` the input size.
-    """
-
-    def __init__(self, robot_names: Sequence[str], wanted: Sequence[str] | None) -> None:
-        robot_names = list(robot_names)
-        names = robot_names if wanted is None else list(wanted)
-        missing = [n for n in names if n not in robot_names]
-        if missing:
-            raise DataError(f"the state has no entries {missing} (it has {robot_names})")
-        self.names = names
-        self.index = np.array([robot_names.index(n) for n in names], dtype=np.int64)
-        self.angle = np.array([n.endswith(("_roll", "_pitch", "_yaw")) for n in names])
-        self.dim = len(names) + int(self.angle.sum())
-
-    def __call__(self, state: np.ndarray) -> np.ndarray:
-        x = np.asarray(state, dtype=np.float32)[..., self.index]
-        angles = x[..., self.angle]
-        return np.concatenate([x[..., ~self.angle], np.sin(angles), np.cos(angles)], axis=-1).astype(np.float32)
-
-
-@dataclass
-class Normalizer:
-    """Per-dimension mean and standard deviation of the state and the actions."""
-
-    state_mean: np.ndarray
-    state_std: np.ndarray
-    action_mean: np.ndarray
-    action_std: np.ndarray
-
-    @classmethod
-    def fit(cls, state: np.ndarray, actions: np.ndarray, state_floor: float = 1e-2, action_floor: float = 1e-3) -> Normalizer:
-        """Mean and std per dimension, the std no smaller than a floor.
-
-        A dimension that barely moves (HSR's hand x and y in its base frame, which the
-        base's motion takes over; a wrist roll increment of 0.3 mrad) is IK jitter:
-        divided by its own tiny std it would become inputs and targets of full size
-        made of noise. Floors of 1 cm (or 0.01 of a sine) for the state and 1 mm
-        (1 mrad) per step for actions keep such dimensions small.
-        """
-        return cls(
-            state.mean(0).astype(np.float32), np.maximum(state.std(0), state_floor).astype(np.float32),
-            actions.mean(0).astype(np.float32), np.maximum(actions.std(0), action_floor).astype(np.float32),
-        )  # fmt: skip
-
-    def to_dict(self) -> dict[str, list[float]]:
-        return {k: [float(v) for v in getattr(self, k)] for k in ("state_mean", "state_std", "action_mean", "action_std")}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, list[float]]) -> Normalizer:
-        return cls(**{k: np.asarray(data[k], dtype=np.float32) for k in ("state_mean", "state_std", "action_mean", "action_std")})
-
-    def state(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.state_mean) / self.state_std
-
-    def action(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.action_mean) / self.action_std
-
-    def unaction(self, x: np.ndarray) -> np.ndarray:
-        return x * self.action_std + self.action_mean
 
 
 @dataclass

@@ -119,7 +119,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointI
             f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
         )
     model.load_state_dict(state)
-    from s2kit.plugins.executors.s2.data import StateEncoder
+    from s2kit.learning.data import StateEncoder
 
     if StateEncoder(info.state_names, None).dim != info.model.state_dim or len(info.action_names) != info.model.action_dim:
         raise CheckpointError(f"{folder / CONFIG}: state/action names do not match the model's sizes")

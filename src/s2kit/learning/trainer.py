@@ -9,7 +9,7 @@ random states.
 
 A run folder holds ``train.json`` (the config and datasets it was started
 with), ``metrics.jsonl`` (losses) and ``checkpoints/step_NNNNNNN/``
-(`s2kit.plugins.executors.s2.checkpoint`).
+(`s2kit.learning.checkpoints`).
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from s2kit.core.checkpoints import find_checkpoint
 from s2kit.core.config import validate_model
 from s2kit.core.errors import ConfigError, S2kitError
-from s2kit.plugins._sentence import sentence_encoder
-from s2kit.plugins.executors.s2.checkpoint import (
+from s2kit.learning.text import sentence_encoder
+from s2kit.learning.checkpoints import (
     TRAINING,
     CheckpointError,
     CheckpointInfo,
     save_checkpoint,
 )
 from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
-from s2kit.plugins.executors.s2.data import (
+from s2kit.learning.data import (
     EE_STATE,
     FOCUS_SCALE,
     FrameData,
