@@ -1,0 +1,74 @@
+"""The policy contract: what a learned model gives the kit, so training, checkpoints and export need nothing else.
+
+A policy is a pydantic config (`PolicyConfig` or a subclass: everything that
+shapes the network and its inputs, saved in every checkpoint) and an
+``nn.Module`` (`Policy`) built from it alone. Its batches are
+``dict[str, Tensor]`` under the keys of `s2kit.learning.batch` (plus keys of
+its own). Training calls `Policy.loss` (through ``forward``, so that
+DistributedDataParallel sees the pass) with the keyword arguments
+`Policy.schedule` gives for the step; inference calls `Policy.sample`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+__all__ = ["Policy", "PolicyConfig"]
+
+
+class PolicyConfig(BaseModel):
+    """The inputs every kit policy reads; a model's own config subclasses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cameras: list[str] = Field(default_factory=lambda: ["head", "wrist"], description="Camera roles, in order.")
+    image_size: int = Field(96, ge=16, description="Images are letterboxed to this square size.")
+    state_dim: int = Field(15, ge=1, description="Size of the encoded state input (set from the data by training).")
+    action_dim: int = Field(7, ge=1, description="Size of an action (set from the data by training).")
+    chunk: int = Field(10, ge=1, description="Actions predicted per chunk (H).")
+    text_dim: int = Field(384, description="Sentence-embedding size (MiniLM: 384).")
+
+
+class Policy(nn.Module):
+    """A learned model on the kit: losses for a batch, actions for inputs.
+
+    ``config_class`` is the config it is built from; ``presets`` names config
+    settings a user can start from (``--set variant=NAME``), e.g. an ablation.
+    """
+
+    config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    def loss(self, batch: dict[str, Tensor], **schedule: Any) -> dict[str, Tensor]:
+        """Loss terms for a training batch; ``loss`` is the total that is minimized."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, Tensor], **schedule: Any) -> dict[str, Tensor]:
+        """The training loss (`loss`), so that DistributedDataParallel wraps the training pass."""
+        return self.loss(batch, **schedule)
+
+    def sample(self, batch: dict[str, Tensor], noise: Tensor | None = None, **options: Any) -> dict[str, Tensor]:
+        """Inference: ``actions`` (B, H, A) normalized, ``done`` (B,) probability where the model predicts it, extras."""
+        raise NotImplementedError
+
+    def schedule(self, step: int, total: int) -> dict[str, Any]:
+        """Keyword arguments of `loss` at training step ``step`` of ``total`` (annealed settings); none by default."""
+        return {}
+
+    def unused_parameters(self) -> list[str]:
+        """Parameters this configuration never reads (frozen in training, kept in checkpoints)."""
+        return []
+
+    @torch.no_grad()
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
