@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from s2kit.core.config import validate_pipeline
-from s2kit.workflows.video import VideoRecorder
-from s2kit.workflows.video import overlay_keep, tile_frames, write_video
+from s2kit.workflows.video import VideoRecorder, tile_frames, video_overlays, write_video
 from s2kit.core.errors import DataError
 from s2kit.core.runtime import build_runtime
 
@@ -58,57 +57,34 @@ def test_cameras_are_tiled_and_odd_sizes_padded(tmp_path: Path) -> None:
         tile_frames({"head": head}, ["left_wrist"])
 
 
-# --- kept-patch overlay, captions, numbering ------------------------------------------------
+# --- overlays, captions, numbering ------------------------------------------------------
 
 
-def test_overlay_darkens_unkept_patches_and_outlines_the_kept_region() -> None:
-    frame = np.full((96, 96, 3), 200, np.uint8)
-    keep = np.zeros((12, 12), bool)  # 8-pixel patches
-    keep[2:5, 3:6] = True  # rows 16..39, cols 24..47
-    out = overlay_keep(frame, keep, dim=0.35, outline=(255, 0, 0))
-    assert out.shape == frame.shape and out.dtype == np.uint8
-    assert (out[20:36, 28:44] == 200).all()  # inside the kept region: unchanged
-    assert (
-        (out[:16] == 70).all() and (out[40:] == 70).all() and (out[:, 48:] == 70).all()
-    )  # outside: 35%
-    assert out[16, 30].tolist() == [255, 0, 0] and out[30, 47].tolist() == [
-        255,
-        0,
-        0,
-    ]  # the inner edge
-    assert out[15, 30].tolist() == [
-        70,
-        70,
-        70,
-    ]  # the edge is drawn inside the kept patches
-    np.testing.assert_array_equal(
-        overlay_keep(frame, np.ones((12, 12), bool)), frame
-    )  # all kept: as it was
-    # a mask of another grid is stretched to the frame (here 4 x 4 patches of 24 pixels)
-    assert (overlay_keep(frame, np.eye(4, dtype=bool))[30:40, 30:40] == 200).all()
-    with pytest.raises(DataError, match="2-D"):
-        overlay_keep(frame, np.ones(12, bool))
-
-
-def test_an_executors_kept_patches_darken_the_video(registry, tmp_path: Path) -> None:
+def test_plugin_overlays_draw_on_each_camera_with_the_steps_info(registry, tmp_path: Path) -> None:
     pipeline = validate_pipeline(
         {
-            "robot": {"name": "point", "image_size": 32, "background": 200},
+            "robot": {"name": "point", "image_size": 16, "background": 200},
             "planner": {"name": "waypoints"},
-            "executor": {"name": "masked", "grid": 4},  # keeps the left half
-            "runtime": {"episodes": 1, "max_steps": 20},
+            "executor": {"name": "masked", "grid": 4},  # its chunks' info carries "keep"
+            "runtime": {"episodes": 1, "max_steps": 5},
         }
     )
-    video = VideoRecorder(tmp_path, start=7)
-    (result,) = build_runtime(pipeline, registry, [video]).run()
-    assert [p.name for p in video.written] == ["episode_000007.mp4"]
-    frames = decode(video.written[0])
-    assert len(frames) == result.steps > 1 and frames[0].shape == (32, 32, 3)
-    for frame in frames:
-        assert (
-            abs(frame[2:30, 2:12].mean() - 200) < 8
-        )  # kept (away from the point and the outline)
-        assert abs(frame[2:30, 18:30].mean() - 70) < 8  # darkened to 35%
+    seen: list[tuple[str, bool]] = []
+
+    def blacken(image: np.ndarray, camera: str, info: dict) -> np.ndarray | None:
+        seen.append((camera, "keep" in info))
+        return np.zeros_like(image) if "keep" in info else None
+
+    drawn, plain = VideoRecorder(tmp_path / "drawn", overlays=[blacken]), VideoRecorder(tmp_path / "plain", overlay=False)
+    (result,) = build_runtime(pipeline, registry, [drawn, plain]).run()
+    assert seen == [("head", True)] * result.steps
+    assert decode(drawn.written[0])[0].max() < 20 and decode(plain.written[0])[0].mean() > 150
+
+
+def test_the_installed_plugins_overlays_are_the_default() -> None:
+    from s2kit.plugins.executors.s2.overlay import draw_kept_patches
+
+    assert draw_kept_patches in video_overlays()
 
 
 def test_captions_show_the_goal_and_subtask_under_upscaled_frames(

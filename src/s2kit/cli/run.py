@@ -20,11 +20,9 @@ from s2kit.cli._common import (
 )
 from s2kit.cli._tables import results_table, suites_table
 from s2kit.core.config import compose_pipeline
-from s2kit.core.data import Recorder
-from s2kit.workflows.video import VideoRecorder
 from s2kit.workflows.evaluate import run_to_end
 from s2kit.core.interfaces import Subscriber
-from s2kit.core.metrics import MetricsLog, summarize
+from s2kit.core.metrics import summarize
 from s2kit.core.registry import get_registry
 from s2kit.core.runtime import Runtime, build_runtime
 from s2kit.core.types import EpisodeInfo, EpisodeResult, Step
@@ -126,16 +124,9 @@ def run(
 
 
 def _run_pipeline(config: Any, outputs: dict[str, Path | None], show_progress: bool) -> tuple[list[EpisodeResult], bool]:
-    """Build the pipeline's runtime with the asked-for subscribers and run it."""
-    subscribers: list[Subscriber] = []
-    if outputs["record"] is not None:
-        subscribers.append(Recorder(outputs["record"]))
-    if outputs["video"] is not None:
-        subscribers.append(VideoRecorder(outputs["video"]))
-    if outputs["metrics"] is not None:
-        subscribers.append(MetricsLog(outputs["metrics"]))
+    """Build the pipeline's runtime with the asked-for subscribers (record, video, metrics: plugins make them) and run it."""
     options = {k: str(v) for k, v in outputs.items() if v is not None}
-    runtime = build_runtime(config, get_registry(), subscribers, options=options)
+    runtime = build_runtime(config, get_registry(), options=options)
     results = run_with_progress(runtime, show_progress)
     for sub, why in runtime.detached:  # the run went on without it: say so, do not hide it in a log
         warn(f"{type(sub).__name__} stopped during the run ({why})")

@@ -8,9 +8,11 @@ hooks evolve by gaining arguments, never by losing them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pluggy
 
 if TYPE_CHECKING:  # typer stays inside cli/; these are only annotations
@@ -18,13 +20,34 @@ if TYPE_CHECKING:  # typer stays inside cli/; these are only annotations
 
     from s2kit.core.config import PipelineConfig
     from s2kit.core.interfaces import Executor, Planner, Robot, Skill, Subscriber
+    from s2kit.core.types import Observation, RobotSpec
 
 PROJECT = "s2kit"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = ["PROJECT", "hookimpl", "hookspec"]
+__all__ = ["PROJECT", "DatasetColumn", "VideoOverlay", "hookimpl", "hookspec"]
+
+#: What ``s2kit_video_overlays`` returns a list of: ``overlay(image, camera, info)``
+#: draws on one camera's frame (uint8 H x W x 3) of a step whose executed chunk
+#: had ``info`` (`Step.info`), and returns the frame to show, or None to leave it.
+VideoOverlay = Callable[[np.ndarray, str, Mapping[str, Any]], "np.ndarray | None"]
+
+
+@dataclass(frozen=True)
+class DatasetColumn:
+    """One extra per-frame column a plugin wants in recorded datasets (``s2kit_dataset_columns``).
+
+    ``feature`` is the column's LeRobot feature spec (``dtype``, ``shape``,
+    optionally ``names``). ``read(observation)`` gives a frame's value from
+    the observation its command followed (typically from
+    ``observation.privileged``), as an array of that dtype and shape; where
+    the robot cannot say, the column's "unknown" value (NaN for floats).
+    """
+
+    feature: dict[str, Any]
+    read: Callable[[Observation], np.ndarray]
 
 
 # --- components --------------------------------------------------------------
@@ -94,4 +117,34 @@ def s2kit_subscribers(pipeline: PipelineConfig, options: dict[str, Any]) -> Sequ
     ``{"record": "DIR"}``). Returns a list of `Subscriber` objects, or None to
     add none. Not first-result: every implementation's subscribers are
     attached.
+    """
+
+
+# --- what a model needs recorded or drawn ----------------------------------------------
+
+
+@hookspec
+def s2kit_dataset_columns(spec: RobotSpec) -> Mapping[str, DatasetColumn] | None:
+    """Extra per-frame columns to record in datasets of ``spec``'s robot (``s2kit collect``).
+
+    A learned model that trains on labels beyond images, state, action and
+    guidance (auxiliary targets from a simulator's privileged state, say)
+    declares them here, so the dataset writer records them without knowing
+    the model. ``spec`` is the robot being recorded (its cameras, for
+    per-camera columns). Returns column name -> `DatasetColumn`, or None for
+    none. Not first-result: every plugin's columns are recorded; a name
+    declared twice, or one the writer already records, is an error.
+    """
+
+
+@hookspec
+def s2kit_video_overlays() -> Sequence[VideoOverlay] | None:
+    """Drawings to add to episode videos (``s2kit run --video``, ``s2kit eval --video``).
+
+    A model that reports something visual in its chunks' ``info`` (the image
+    patches it kept, an attention map) draws it here, so the video writer
+    knows no model. Takes no arguments. Returns a list of `VideoOverlay`
+    callables, or None. Not first-result: every plugin's overlays are applied,
+    each to the frame the previous one returned; an overlay returns None for
+    steps whose ``info`` holds nothing of its model.
     """

@@ -121,10 +121,13 @@ class Registry:
 
     # --- calling hooks, one plugin at a time --------------------------------
 
-    def call_each(self, hook: str, **kwargs: Any) -> list[tuple[PluginInfo, Any]]:
+    def call_each(self, hook: str, *, raise_errors: bool = False, **kwargs: Any) -> list[tuple[PluginInfo, Any]]:
         """Call ``hook`` on each plugin separately; a plugin that raises is marked, not fatal.
 
-        Calls go through the plugin manager, so ``S2KIT_TRACE_PLUGINS`` sees them.
+        With ``raise_errors`` the exception propagates instead (for hooks whose
+        failure is the caller's, such as a subscriber that cannot open its
+        output). Calls go through the plugin manager, so ``S2KIT_TRACE_PLUGINS``
+        sees them.
         """
         results = []
         for info in self.plugins:
@@ -137,6 +140,8 @@ class Registry:
             try:
                 out = caller(**kwargs)
             except Exception as err:  # a plugin's bug must not take the CLI down
+                if raise_errors:
+                    raise
                 info.fail(hook, err)
                 log.error("%s failed in %s: %s: %s", info.describe(), hook, type(err).__name__, err)
                 continue

@@ -503,7 +503,10 @@ def build_runtime(
 
     Every section is validated before any component is built, so a config
     error never leaves a half-started robot. Subscribers from plugins
-    (``s2kit_subscribers``) are attached after ``subscribers``.
+    (``s2kit_subscribers``, given ``options``: the recorder, videos and the
+    metrics log are built-in ones) are attached after ``subscribers``; one
+    that cannot be made (an output it cannot open) is the caller's error and
+    propagates.
     """
     for section in ("robot", "planner", "executor"):
         registry.config(section, getattr(pipeline, section)["name"], pipeline.options(section))
@@ -517,7 +520,9 @@ def build_runtime(
         built.append(executor)
         extra = [
             sub
-            for _, subs in registry.call_each("s2kit_subscribers", pipeline=pipeline, options=dict(options or {}))
+            for _, subs in registry.call_each(
+                "s2kit_subscribers", raise_errors=True, pipeline=pipeline, options=dict(options or {})
+            )
             for sub in subs
         ]
         return Runtime(

@@ -1,4 +1,4 @@
-"""Recording episodes as a LeRobot v3.0 dataset, with S2's language annotations.
+"""Recording episodes as a LeRobot v3.0 dataset, with the planner's language annotations.
 
 `LeRobotRecorder` is a subscriber: each control step becomes one frame that
 pairs what the robot saw before the command (``observation.images.<role>``,
@@ -11,17 +11,14 @@ guidance the executor acted on:
 | ``annotation.subtask`` | string | the current subtask's refined text |
 | ``annotation.subtask_index`` | int64 | index of that subtask (its changes are the subtask boundaries) |
 | ``annotation.subtasks`` | string | all subtasks, JSON-encoded |
-| ``privileged.focus`` | float32 (3,) | where the subtask needs the hand next, relative to it (NaN where the robot cannot say) |
-| ``privileged.focus_uv`` | float32 (2 per camera) | where that item is in each camera's image, (u, v) in [-1, 1] (NaN where out of frame or unknown) |
 
-``privileged.focus`` comes from the robot's privileged state when it has a
-``focus`` (the simulator's `SimState` does; a real robot has none, and the
-frames say NaN), and ``privileged.focus_uv`` from its ``focus_uv``. They are
-training-time targets only (S2's auxiliary losses): models never read them
-as inputs.
+and the columns installed plugins declare (``s2kit_dataset_columns``): a
+model that trains on more (S2's privileged focus targets, say) names them,
+their feature specs and how to read them from the observation, and every
+frame records them.
 
-The frame's LeRobot *task* is the goal (the original instruction), as S2
-keeps it; a LeRobot reader loads the annotations as ordinary string and
+The frame's LeRobot *task* is the goal (the original instruction, kept
+verbatim); a LeRobot reader loads the annotations as ordinary string and
 integer columns. Episodes that did not succeed are dropped unless ``keep`` is
 ``"all"``.
 """
@@ -35,8 +32,10 @@ from typing import Literal
 import numpy as np
 
 from s2kit.datasets.lerobot import LeRobotWriter
-from s2kit.core.errors import ConfigError
+from s2kit.core.errors import ConfigError, PluginError
+from s2kit.core.hookspecs import DatasetColumn
 from s2kit.core.interfaces import Robot, Subscriber
+from s2kit.core.registry import Registry, get_registry
 from s2kit.core.types import (
     ActionSpace,
     EpisodeInfo,
@@ -46,9 +45,9 @@ from s2kit.core.types import (
     Step,
 )
 
-__all__ = ["ANNOTATIONS", "FOCUS", "FOCUS_UV", "PRIVILEGED", "LeRobotRecorder", "PerturbedRobot", "dataset_features"]
+__all__ = ["ANNOTATIONS", "LeRobotRecorder", "PerturbedRobot", "dataset_columns", "dataset_features"]
 
-#: S2's per-frame guidance features, as `collect` and `relabel` write them.
+#: The per-frame guidance features, as `collect` and `relabel` write them.
 ANNOTATIONS: dict[str, dict] = {
     "annotation.trajectory": {"dtype": "string", "shape": [1]},
     "annotation.subtask": {"dtype": "string", "shape": [1]},
@@ -56,22 +55,36 @@ ANNOTATIONS: dict[str, dict] = {
     "annotation.subtask_index": {"dtype": "int64", "shape": [1]},
 }
 
-#: Privileged per-frame targets (training-time only; NaN where the robot has no privileged state).
-from s2kit.plugins.executors.s2.columns import FOCUS, FOCUS_UV  # noqa: E402 - moves behind a hook (the model declares its columns)
-PRIVILEGED: dict[str, dict] = {FOCUS: {"dtype": "float32", "shape": [3], "names": ["dx", "dy", "dz"]}}
+
+def dataset_columns(spec: RobotSpec, registry: Registry | None = None) -> dict[str, DatasetColumn]:
+    """The extra columns the plugins of ``registry`` (default: the process's) declare for ``spec``'s robot."""
+    registry = registry if registry is not None else get_registry()
+    columns: dict[str, DatasetColumn] = {}
+    owners: dict[str, str] = {}
+    for plugin, declared in registry.call_each("s2kit_dataset_columns", spec=spec):
+        for name, column in declared.items():
+            if name in owners:
+                raise PluginError(f"dataset column {name!r} is declared by both plugin {owners[name]!r} and plugin {plugin.name!r}")
+            owners[name] = plugin.name
+            columns[name] = column
+    return columns
 
 
-def dataset_features(spec: RobotSpec, action_space: str) -> dict[str, dict]:
-    """The LeRobot features of a robot's episodes in one action space."""
+def dataset_features(
+    spec: RobotSpec, action_space: str, columns: dict[str, DatasetColumn] | None = None
+) -> dict[str, dict]:
+    """The LeRobot features of a robot's episodes in one action space, with ``columns`` (default: the plugins')."""
     space = spec.action_space(action_space)
     features: dict[str, dict] = {
         f"observation.images.{cam.role}": {"dtype": "video", "shape": [cam.height, cam.width, 3]} for cam in spec.cameras
     }
     features["observation.state"] = {"dtype": "float32", "shape": [len(spec.state_names)], "names": list(spec.state_names)}
     features["action"] = {"dtype": "float32", "shape": [space.dim], "names": list(space.names)}
-    features.update({key: dict(ft) for key, ft in (ANNOTATIONS | PRIVILEGED).items()})
-    uv_names = [f"{cam.role}.{axis}" for cam in spec.cameras for axis in "uv"]
-    features[FOCUS_UV] = {"dtype": "float32", "shape": [len(uv_names)], "names": uv_names}
+    features.update({key: dict(ft) for key, ft in ANNOTATIONS.items()})
+    for name, column in (dataset_columns(spec) if columns is None else columns).items():
+        if name in features:
+            raise PluginError(f"a plugin declares dataset column {name!r}, which s2kit records itself")
+        features[name] = dict(column.feature)
     return features
 
 
@@ -81,6 +94,8 @@ class LeRobotRecorder(Subscriber):
     The dataset is opened (created, or appended to when ``root`` holds one
     with the same features) when the recorder is made, so a folder that
     cannot take these episodes is an error before any episode runs.
+    ``columns``: the extra columns to record (default: what the installed
+    plugins declare, `dataset_columns`).
     """
 
     def __init__(
@@ -91,9 +106,10 @@ class LeRobotRecorder(Subscriber):
         *,
         keep: Literal["success", "all"] = "success",
         use_videos: bool = True,
+        columns: dict[str, DatasetColumn] | None = None,
     ) -> None:
         self.root = Path(root)
-        self.roles = [cam.role for cam in spec.cameras]
+        self.columns = dataset_columns(spec) if columns is None else dict(columns)
         self.keep = keep
         self.saved = 0
         self.dropped = 0
@@ -101,7 +117,7 @@ class LeRobotRecorder(Subscriber):
             self.root,
             fps=spec.control_hz,
             robot_type=spec.name,
-            features=dataset_features(spec, action_space),
+            features=dataset_features(spec, action_space, self.columns),
             use_videos=use_videos,
             mode="append" if (self.root / "meta" / "info.json").exists() else "create",
         )
@@ -120,11 +136,8 @@ class LeRobotRecorder(Subscriber):
         frame["annotation.subtask"] = g.subtask
         frame["annotation.subtasks"] = json.dumps(g.subtasks)
         frame["annotation.subtask_index"] = np.array([g.current], dtype=np.int64)
-        focus = getattr(obs.privileged, "focus", None)
-        frame[FOCUS] = np.full(3, np.nan, dtype=np.float32) if focus is None else np.asarray(focus, dtype=np.float32).reshape(3)
-        uv = getattr(obs.privileged, "focus_uv", None) or {}
-        unknown = np.full(2, np.nan, dtype=np.float32)
-        frame[FOCUS_UV] = np.concatenate([np.asarray(uv.get(role, unknown), dtype=np.float32) for role in self.roles])
+        for name, column in self.columns.items():
+            frame[name] = column.read(obs)
         self.writer.add_frame(frame, task=g.goal)
 
     def on_episode_end(self, result: EpisodeResult) -> None:

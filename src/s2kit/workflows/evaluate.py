@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from s2kit.core.config import PipelineConfig
-from s2kit.workflows.video import VideoRecorder
 from s2kit.core.errors import S2kitError
-from s2kit.core.interfaces import Subscriber
 from s2kit.core.metrics import Summary
 from s2kit.core.registry import Registry, get_registry, load_registry, reset_registry
 from s2kit.core.runtime import Runtime, build_runtime, ctrl_c_requests_stop
@@ -189,19 +187,12 @@ def run_block(
     ``on_episode(suite)`` is called as each episode ends; once ``stop`` is
     set the runtime stops at the next control step, as on Ctrl-C.
     """
-    subscribers: list[Subscriber] = []
     options: dict[str, Any] = {}
-    if block.video is not None:
-        subscribers.append(
-            VideoRecorder(
-                block.video,
-                start=block.start,
-                caption=True,
-                min_height=VIDEO_MIN_HEIGHT,
-            )
+    if block.video is not None:  # the built-in video subscriber (workflows.subscribers) makes it
+        options.update(
+            video=str(block.video), video_start=block.start, video_caption=True, video_min_height=VIDEO_MIN_HEIGHT
         )
-        options["video"] = str(block.video)
-    runtime = build_runtime(block.config, registry, subscribers, options=options)
+    runtime = build_runtime(block.config, registry, options=options)
     on_result = (lambda _: on_episode(block.suite)) if on_episode is not None else None
     with _stop_watch(runtime, stop):
         results = run_to_end(runtime, on_result)

@@ -6,11 +6,11 @@ episode and encoded when it ends, so the control loop pays only for keeping
 a reference to each frame. Files are written under a temporary name and
 renamed into place.
 
-Optionally (`VideoRecorder` options): small frames are upscaled; where the
-executor reports the image patches it kept (``Step.info["keep"]``, S2's
-visual evidence budget) the other patches are darkened and the kept region
-outlined (`overlay_keep`); a caption band under the frames shows the goal
-and the current subtask.
+Optionally (`VideoRecorder` options): small frames are upscaled; plugins
+draw on each camera's frame what their model reported in the step's chunk
+``info`` (``s2kit_video_overlays``: S2 darkens the patches its evidence
+budget left out); a caption band under the frames shows the goal and the
+current subtask.
 
 PyAV (FFmpeg) and Pillow (captions) are imported when the first video is
 written, not before: the core stays light for processes that never record
@@ -27,13 +27,18 @@ from typing import Any
 import numpy as np
 
 from s2kit.core.errors import DataError
+from s2kit.core.hookspecs import VideoOverlay
 from s2kit.core.interfaces import Subscriber
+from s2kit.core.registry import Registry, get_registry
 from s2kit.core.types import EpisodeInfo, EpisodeResult, Guidance, Step
 
-__all__ = ["KEEP", "VideoRecorder", "overlay_keep", "tile_frames"]
+__all__ = ["VideoRecorder", "tile_frames", "video_overlays", "write_video"]
 
-#: ``ActionChunk.info`` key of the kept patches: camera role -> bool (rows, cols), True = kept.
-KEEP = "keep"
+
+def video_overlays(registry: Registry | None = None) -> list[VideoOverlay]:
+    """Every overlay the plugins of ``registry`` (default: the process's) draw, in plugin order."""
+    registry = registry if registry is not None else get_registry()
+    return [overlay for _, overlays in registry.call_each("s2kit_video_overlays") for overlay in overlays]
 
 
 def tile_frames(images: dict[str, np.ndarray], cameras: Sequence[str]) -> np.ndarray:
@@ -53,48 +58,13 @@ def tile_frames(images: dict[str, np.ndarray], cameras: Sequence[str]) -> np.nda
     return np.concatenate(padded, axis=1)
 
 
-def overlay_keep(
-    frame: np.ndarray,
-    keep: np.ndarray,
-    dim: float = 0.35,
-    outline: tuple[int, int, int] = (255, 196, 0),
-) -> np.ndarray:
-    """``frame`` with the patches ``keep`` leaves out darkened and the kept region outlined.
-
-    ``keep`` is a bool ``(rows, cols)`` patch grid over the whole frame (S2's
-    kept patch tokens, True = kept); it is stretched to the frame's size.
-    Unkept pixels keep ``dim`` of their brightness; kept pixels are
-    unchanged, except a one-pixel ``outline`` along the kept region's inner
-    edge where it meets unkept patches. A mask that keeps everything leaves
-    the frame as it was.
-    """
-    keep = np.asarray(keep, dtype=bool)
-    if keep.ndim != 2 or keep.size == 0:
-        raise DataError(
-            f"a keep mask must be a 2-D (rows, cols) patch grid, got shape {keep.shape}"
-        )
-    height, width = frame.shape[:2]
-    # the patch row (column) of each pixel row (column)
-    rows = np.arange(height) * keep.shape[0] // height
-    cols = np.arange(width) * keep.shape[1] // width
-    kept = keep[rows[:, None], cols[None, :]]  # (height, width)
-    out = np.where(kept[..., None], frame, (frame * dim).astype(np.uint8))
-    edge = np.zeros_like(kept)
-    edge[1:] |= kept[1:] & ~kept[:-1]
-    edge[:-1] |= kept[:-1] & ~kept[1:]
-    edge[:, 1:] |= kept[:, 1:] & ~kept[:, :-1]
-    edge[:, :-1] |= kept[:, :-1] & ~kept[:, 1:]
-    out[edge] = outline
-    return out
-
-
 class VideoRecorder(Subscriber):
     """Writes ``episode_NNNNNN.mp4`` (H.264) into ``root`` for every episode.
 
     ``start`` numbers the first file (default: after the files already
     there; parallel writers into one folder give each its own range).
-    ``overlay`` darkens the patches an executor did not keep where a step's
-    ``info["keep"]`` says which (other frames are unchanged). ``caption``
+    ``overlay`` applies ``overlays`` (default: every plugin's, `video_overlays`)
+    to each camera's frame with the step's ``info``. ``caption``
     adds a band with the goal and the current subtask under the frames.
     ``min_height`` upscales smaller frames by the least integer factor that
     reaches it (nearest neighbour, so patches stay sharp).
@@ -108,6 +78,7 @@ class VideoRecorder(Subscriber):
         *,
         start: int | None = None,
         overlay: bool = True,
+        overlays: Sequence[VideoOverlay] | None = None,
         caption: bool = False,
         min_height: int = 0,
     ) -> None:
@@ -115,15 +86,15 @@ class VideoRecorder(Subscriber):
         self.root.mkdir(parents=True, exist_ok=True)
         self.cameras = list(cameras) if cameras else None
         self.codec = codec
-        self.overlay = overlay
+        self.overlays = (list(video_overlays() if overlays is None else overlays)) if overlay else []
         self.caption = caption
         self.min_height = min_height
         self._next = (
             len(list(self.root.glob("episode_*.mp4"))) if start is None else start
         )
-        # per step: the images, the kept patches (or None) and the guidance, all references
+        # per step: the images, the chunk's info (None without overlays) and the guidance, all references
         self._frames: list[
-            tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None, Guidance]
+            tuple[dict[str, np.ndarray], dict[str, Any] | None, Guidance]
         ] = []
         self._fps = 10.0
         self.written: list[Path] = []
@@ -135,8 +106,8 @@ class VideoRecorder(Subscriber):
             self.cameras = [c.role for c in info.robot.cameras]
 
     def on_step(self, step: Step) -> None:
-        keep = step.info.get(KEEP) if self.overlay else None
-        self._frames.append((step.observation.images, keep, step.guidance))
+        info = step.info if self.overlays else None
+        self._frames.append((step.observation.images, info, step.guidance))
 
     def on_episode_end(self, result: EpisodeResult) -> None:
         if not self._frames:
@@ -149,14 +120,11 @@ class VideoRecorder(Subscriber):
         scale = max(1, -(-self.min_height // height))  # ceil
         captions = _Captions() if self.caption else None
         frames = []
-        for images, keep, guidance in self._frames:
+        for images, info, guidance in self._frames:
             if scale > 1:
                 images = {c: _upscale(images[c], scale) for c in cameras if c in images}
-            if keep:
-                images = {
-                    c: overlay_keep(image, keep[c]) if c in keep else image
-                    for c, image in images.items()
-                }
+            if info:
+                images = {c: self._draw(image, c, info) for c, image in images.items()}
             frame = tile_frames(images, cameras)
             if captions is not None:
                 frame = np.concatenate(
@@ -167,6 +135,13 @@ class VideoRecorder(Subscriber):
         self._next += 1
         self._frames = []
         self.written.append(path)
+
+    def _draw(self, image: np.ndarray, camera: str, info: dict[str, Any]) -> np.ndarray:
+        for overlay in self.overlays:
+            drawn = overlay(image, camera, info)
+            if drawn is not None:
+                image = drawn
+        return image
 
 
 def _upscale(image: np.ndarray, factor: int) -> np.ndarray:
