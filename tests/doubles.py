@@ -9,7 +9,9 @@ order completes a subtask. ``waypoints`` is a planner that splits that
 instruction into subtasks; ``seek`` an executor that moves towards the current
 subtask's waypoint; ``masked`` is ``seek`` reporting kept image patches the
 way S2 does (``info["keep"]``) and taking a ``checkpoint``; ``constant`` and
-``faulty`` executors emit fixed or broken chunks.
+``faulty`` executors emit fixed or broken chunks. ``reach`` is a skill that
+moves like ``seek`` (or emits a fixed action) and accepts guidance by the
+default rule or by one skill token, which ``waypoints`` can carry.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import Field
 from s2kit import hookimpl
 from s2kit.core.config import PluginConfig
 from s2kit.core.errors import EpisodeAborted
-from s2kit.core.interfaces import Executor, Planner, Robot
+from s2kit.core.interfaces import Executor, Planner, Robot, Skill
 from s2kit.core.types import (
     ActionChunk,
     ActionSpace,
@@ -144,10 +146,15 @@ class PointRobot(Robot):
         self.closed = True
 
 
+class WaypointConfig(PluginConfig):
+    tokens: bool = Field(False, description="Carry the current subtask's index as the guidance's skill token.")
+
+
 class WaypointPlanner(Planner):
     """Splits 'reach A; reach B' into subtasks; follows the robot's progress when given."""
 
     name = "waypoints"
+    Config = WaypointConfig
     events = ("start", "subtask")
 
     def plan(
@@ -165,7 +172,10 @@ class WaypointPlanner(Planner):
             current = min(status.subtasks_completed, len(subtasks) - 1)
         elif event == "subtask" and history:
             current = min(history[-1].current + 1, len(subtasks) - 1)
-        return Guidance(goal=instruction, trajectory="visit the waypoints in order", subtasks=subtasks, current=current)
+        skills = [current] if self.config.tokens else None  # type: ignore[attr-defined]
+        return Guidance(
+            goal=instruction, trajectory="visit the waypoints in order", subtasks=subtasks, current=current, skills=skills
+        )
 
 
 class SeekConfig(PluginConfig):
@@ -183,15 +193,24 @@ class SeekExecutor(Executor):
     def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
         cfg: SeekConfig = self.config  # type: ignore[assignment]
         target = parse_waypoints(guidance.subtask)[0]
-        pos = observation.state[:3].copy()
-        actions = np.zeros((cfg.horizon, 7), dtype=np.float32)
-        for i in range(cfg.horizon):
-            delta = np.clip((target - pos) * cfg.gain * 2, -0.05, 0.05)
-            actions[i, :3] = delta
-            actions[i, 6] = 1.0
-            pos = pos + delta
         done = cfg.signal_done and float(np.linalg.norm(observation.state[:3] - target)) < 0.02
-        return ActionChunk(actions=actions, period=self.spec.control_period, subtask_done=done)
+        return ActionChunk(
+            actions=seek_actions(observation.state, target, cfg.horizon, cfg.gain),
+            period=self.spec.control_period,
+            subtask_done=done,
+        )
+
+
+def seek_actions(state: np.ndarray, target: np.ndarray, horizon: int, gain: float) -> np.ndarray:
+    """``(horizon, 7)`` ee_delta steps from the state's position towards ``target``, gripper open."""
+    pos = state[:3].copy()
+    actions = np.zeros((horizon, 7), dtype=np.float32)
+    for i in range(horizon):
+        delta = np.clip((target - pos) * gain * 2, -0.05, 0.05)
+        actions[i, :3] = delta
+        actions[i, 6] = 1.0
+        pos = pos + delta
+    return actions
 
 
 class MaskedConfig(SeekConfig):
@@ -297,6 +316,53 @@ class FaultyExecutor(Executor):
             else:
                 return "not a chunk"  # type: ignore[return-value]
         return ActionChunk(actions=actions, period=self.spec.control_period)
+
+
+class ReachSkillConfig(PluginConfig):
+    horizon: int = Field(8, ge=1)
+    token: int | None = Field(None, description="Accept only guidance carrying this skill token (None: the default rule).")
+    value: list[float] | None = Field(None, description="Emit this action in every row instead of reaching.")
+
+
+class ReachSkill(Skill):
+    """Reaches the current subtask's waypoint as ``seek`` does; records its lifecycle calls."""
+
+    name = "reach"
+    Config = ReachSkillConfig
+    built: list[ReachSkill] = []  # every instance, newest last (to look at one a failed build closed)
+
+    def __init__(self, config: ReachSkillConfig | None = None) -> None:
+        super().__init__(config)
+        self.setups = self.resets = self.calls = self.closes = 0
+        ReachSkill.built.append(self)
+
+    def setup(self, spec: RobotSpec) -> None:
+        super().setup(spec)
+        self.setups += 1
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def close(self) -> None:
+        self.closes += 1
+
+    def accepts(self, guidance: Guidance) -> bool:
+        token = self.config.token  # type: ignore[attr-defined]
+        return super().accepts(guidance) if token is None else token in (guidance.skills or [])
+
+    def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
+        cfg: ReachSkillConfig = self.config  # type: ignore[assignment]
+        self.calls += 1
+        if cfg.value is not None:
+            actions = np.tile(np.asarray(cfg.value, dtype=np.float32), (cfg.horizon, 1))
+        else:
+            actions = seek_actions(observation.state, parse_waypoints(guidance.subtask)[0], cfg.horizon, 0.5)
+        return ActionChunk(actions=actions, period=self.spec.control_period)
+
+
+@hookimpl
+def s2kit_skills() -> list[type[Skill]]:
+    return [ReachSkill]
 
 
 @hookimpl

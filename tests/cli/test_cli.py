@@ -57,6 +57,28 @@ def test_plugins_show_gives_options_with_defaults_and_help(invoke) -> None:
     assert table.exit_code == 0 and "(required)" in table.output and "A recording folder" in table.output
 
 
+def test_plugins_list_and_show_cover_skills(invoke) -> None:
+    rows = {(r["kind"], r["name"]): r for r in json.loads(invoke("plugins", "list", "--json").output)}
+    assert rows[("skill", "reach")]["module"] == "tests.doubles" and rows[("skill", "reach")]["status"] == "ok"
+    info = json.loads(invoke("plugins", "show", "skill", "reach", "--json").output)
+    assert info["kind"] == "skill" and {o["option"] for o in info["options"]} == {"horizon", "token", "value"}
+    table = invoke("plugins", "show", "skill", "reach")
+    assert table.exit_code == 0 and "skill reach" in table.output
+    assert "list[float] | None" in table.output  # a type's brackets are text, not rich markup
+
+
+def test_run_with_a_skill_acting_alone(invoke) -> None:
+    # --skill without --executor: the default pipeline's executor is left out and the skill acts alone
+    result = invoke("run", "--robot", "point", "--planner", "waypoints", "--skill", "reach", "--set", "skill.horizon=4", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["pipeline"]["executor"] is None and out["pipeline"]["skill"] == {"name": "reach", "horizon": 4}
+    episode = out["episodes"][0]
+    assert episode["task_success"] is True and episode["actors"] == {"skill": episode["chunks"]}
+    table = invoke("run", "--robot", "point", "--planner", "waypoints", "--executor", "seek", "--skill", "reach")
+    assert table.exit_code == 0 and "point · waypoints · seek · reach" in table.output
+
+
 def test_unknown_plugin_is_one_line_exit_2(invoke) -> None:
     result = invoke("plugins", "show", "executor", "nope")
     assert result.exit_code == 2

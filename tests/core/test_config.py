@@ -39,7 +39,7 @@ def test_file_sections_replace_the_defaults(tmp_path: Path) -> None:
     [
         ("robot: {name: point\n", "not valid YAML at line 2"),
         ("- a\n- b\n", "must be a mapping of sections"),
-        ("robots: {name: point}\n", "unknown section 'robots' (allowed: robot, planner, executor, runtime)"),
+        ("robots: {name: point}\n", "unknown section 'robots' (allowed: robot, planner, executor, skill, runtime)"),
         ("robot: {tolerance: 0.1}\n", "section 'robot' needs a 'name'"),
         ("robot: 3\n", "section 'robot' must be a mapping"),
     ],
@@ -132,3 +132,42 @@ def test_a_misspelled_nested_key_names_the_keys_of_its_own_model() -> None:
         validate_model(Outer, {"inner": {"topik": "b"}}, "robot 'r'")
     with pytest.raises(ConfigError, match=r"unknown option 'nme' \(allowed: name, inner\)$"):
         validate_model(Outer, {"nme": "b"}, "robot 'r'")
+
+
+# --- the optional skill section ---------------------------------------------------
+
+
+def test_a_skill_named_on_the_command_line_acts_alone_unless_an_executor_is_named(tmp_path: Path) -> None:
+    alone = compose_pipeline(components={"skill": "reach"}, overrides=["skill.horizon=4"])
+    assert alone.skill == {"name": "reach", "horizon": 4}
+    assert alone.executor is None  # the embedded default's executor is not implied
+    assert set(alone.components) == {"robot", "planner", "skill"}
+    both = compose_pipeline(components={"skill": "reach", "executor": "seek"})
+    assert (both.skill, both.executor) == ({"name": "reach"}, {"name": "seek"})
+    by_set = compose_pipeline(overrides=["skill.name=reach", "executor.name=seek"])
+    assert by_set.executor == {"name": "seek"}
+    # a file's own executor stays beside a skill named on the command line
+    path = write(tmp_path, "executor: {name: seek, horizon: 4}\n")
+    assert compose_pipeline(path, components={"skill": "reach"}).executor == {"name": "seek", "horizon": 4}
+    # without a skill nothing changes: the default's executor fills in
+    assert compose_pipeline().skill is None and compose_pipeline().executor == {"name": "s2"}
+
+
+def test_a_file_naming_a_skill_and_no_executor_has_none(tmp_path: Path) -> None:
+    path = write(tmp_path, "robot: {name: point}\nskill: {name: reach}\nexecutor: null\n")
+    assert "executor" not in load_pipeline(path)
+    config = compose_pipeline(path)
+    assert config.skill == {"name": "reach"} and config.executor is None
+    assert config.options("executor") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "override", "message"),
+    [
+        ("skill: {horizon: 4}\n", None, "section 'skill' needs a 'name'"),
+        ("robot: {name: point}\n", "skill.horizon=4", "pipeline: section 'skill' needs a 'name'"),
+    ],
+)
+def test_a_skill_section_without_a_name_is_one_clear_error(tmp_path: Path, text: str, override: str | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        compose_pipeline(write(tmp_path, text), overrides=[override] if override else [])

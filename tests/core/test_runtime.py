@@ -14,12 +14,14 @@ from s2kit.core.runtime import STAGES, Runtime, build_runtime
 from s2kit.core.types import EpisodeInfo, EpisodeResult, Guidance, Step
 
 
-def make(registry, robot=None, planner=None, executor=None, subscribers=(), **runtime: Any) -> Runtime:
+def make(registry, robot=None, planner=None, executor=None, subscribers=(), skill=None, **runtime: Any) -> Runtime:
+    """A runtime over the doubles; ``executor=False`` leaves the executor out (a skill acting alone)."""
     pipeline = validate_pipeline(
         {
             "robot": {"name": "point", **(robot or {})},
             "planner": {"name": "waypoints", **(planner or {})},
-            "executor": {"name": "seek", **(executor or {})},
+            "executor": None if executor is False else {"name": "seek", **(executor or {})},
+            "skill": None if skill is None else {"name": "reach", **skill},
             "runtime": runtime,
         }
     )
@@ -295,3 +297,90 @@ def test_an_aborted_episode_ends_and_the_run_goes_on(registry) -> None:
     assert [r.status for r in results] == ["aborted", "aborted"]
     assert results[0].steps == 4 and "fell off the table" in results[0].message
     assert rt.robot.holds == 2 and results[0].task_success is False
+
+
+# --- a skill in the loop -------------------------------------------------------------
+
+
+def test_a_skill_gives_every_chunk_whose_guidance_it_accepts(registry) -> None:
+    # The waypoints planner names a subtask at every step, which the default rule accepts:
+    # the skill reaches every waypoint and the executor (a constant that never would) is never asked.
+    log = Log()
+    rt = make(registry, executor={"name": "constant"}, skill={}, subscribers=[log], max_steps=200)
+    result = rt.run_episode()
+    assert result.status == "done" and result.task_success is True
+    assert rt.executor.calls == 0 and rt.skill.calls == result.chunks
+    assert result.actors == {"skill": result.chunks}
+    assert {s.actor for s in log.of("step")} == {"skill"}
+
+
+def test_guidance_the_skill_does_not_accept_goes_to_the_executor(registry) -> None:
+    # The planner carries the subtask's index as a skill token; the skill takes only token 1.
+    log = Log()
+    rt = make(registry, planner={"tokens": True}, skill={"token": 1}, subscribers=[log], max_steps=200)
+    result = rt.run_episode()
+    assert result.status == "done" and result.task_success is True
+    by_subtask = {}
+    for step in log.of("step"):
+        by_subtask.setdefault(step.guidance.current, set()).add(step.actor)
+    assert by_subtask == {0: {"executor"}, 1: {"skill"}, 2: {"executor"}}
+    assert result.actors["skill"] == rt.skill.calls and result.actors["executor"] + rt.skill.calls == result.chunks
+
+
+def test_default_acceptance_is_skill_tokens_or_a_current_subtask() -> None:
+    from tests.doubles import ReachSkill
+
+    skill = ReachSkill()
+    assert skill.accepts(Guidance(goal="g", subtasks=["reach 0,0,0"]))
+    assert skill.accepts(Guidance(goal="g", skills=[3]))
+    assert not skill.accepts(Guidance(goal="g"))
+
+
+def test_a_skill_acting_alone_needs_no_executor(registry) -> None:
+    rt = make(registry, executor=False, skill={}, mode="async", max_steps=200)
+    assert rt.executor is None and rt.components == (rt.robot, rt.planner, rt.skill)
+    result = rt.run_episode()
+    assert result.status == "done" and result.task_success is True
+    assert set(result.actors) == {"skill"}
+
+
+def test_a_lone_skill_that_refuses_the_guidance_is_one_clear_error(registry) -> None:
+    rt = make(registry, executor=False, skill={"token": 5})
+    with pytest.raises(ConfigError, match="skill 'reach' does not accept the guidance .* names no executor"):
+        rt.run_episode()
+    assert rt.robot.applied == [] and rt.robot.holds == 1
+
+
+def test_the_skill_is_set_up_once_and_reset_every_episode(registry) -> None:
+    rt = make(registry, skill={}, max_steps=5, episodes=3)
+    rt.run()
+    assert (rt.skill.setups, rt.skill.resets) == (1, 3) and rt.skill.spec == rt.robot.spec
+    assert rt.components[-1] is rt.skill  # closed first by whoever built it
+
+
+def test_a_failed_build_closes_the_skill_it_made(registry) -> None:
+    from tests.doubles import ReachSkill
+
+    with pytest.raises(ConfigError, match="they take turns on one robot and must share an action space"):
+        make(registry, executor={"name": "constant", "space": "position", "value": [0, 0, 0]}, skill={})
+    assert ReachSkill.built[-1].closes == 1
+
+
+def test_a_skills_actions_are_clamped_before_they_reach_the_robot(registry) -> None:
+    rt = make(registry, executor=False, skill={"value": [1, -1, 0.5, 0, 0, 0, 3]}, max_steps=5, safety_scale=0.5)
+    result = rt.run_episode()
+    assert result.clamped_steps == 5 and result.actors == {"skill": 1}
+    for command in rt.robot.applied:
+        np.testing.assert_allclose(command, [0.025, -0.025, 0.025, 0, 0, 0, 1.0])
+
+
+def test_a_skills_non_finite_action_never_reaches_the_robot(registry) -> None:
+    rt = make(registry, executor={"name": "constant"}, skill={"value": [0, float("nan"), 0, 0, 0, 0, 1]})
+    result = rt.run_episode()
+    assert result.status == "unsafe" and "non-finite action (chunk row 0) in dy" in result.message
+    assert rt.robot.applied == [] and rt.robot.holds == 1
+
+
+def test_a_broken_skill_chunk_is_named_as_the_skills(registry) -> None:
+    with pytest.raises(PluginError, match=r"skill 'reach' returned actions of shape \(8, 3\); expected \(H, 7\)"):
+        make(registry, skill={"value": [0, 0, 0]}).run_episode()

@@ -69,6 +69,24 @@ def test_installed_plugin_runs_through_the_cli(site: Path) -> None:
     assert json.loads(coarse.stdout)["summary"]["task_success"]["mean"] < 1.0
 
 
+def test_installed_skill_acts_in_the_loop(site: Path) -> None:
+    # The pipeline names the skill and no executor: it acts alone, on each refined subtask.
+    result = s2kit(
+        site, "run", "--robot", "planar", "--planner", "then-splitter", "--skill", "reach-colour",
+        "--episodes", "5", "--set", "runtime.max_steps=100", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["pipeline"]["executor"] is None and out["pipeline"]["skill"] == {"name": "reach-colour"}
+    assert out["summary"]["task_success"]["mean"] == 1.0  # as the colour-seeker executor does
+    assert all(e["actors"] == {"skill": e["chunks"]} for e in out["episodes"])
+    # The coarse instruction names two colours: the skill declines it, and with no executor that is one line.
+    coarse = s2kit(site, "run", "--robot", "planar", "--planner", "instruction", "--skill", "reach-colour")
+    assert coarse.returncode == 2 and coarse.stderr.startswith("Error: skill 'reach-colour' does not accept the guidance")
+    shown = json.loads(s2kit(site, "plugins", "show", "skill", "reach-colour", "--json").stdout)
+    assert {o["option"] for o in shown["options"]} == {"horizon", "speed", "tolerance"}
+
+
 def test_installed_plugin_adds_its_command_group(site: Path) -> None:
     result = s2kit(site, "planar", "scene", "--seed", "3")
     assert result.returncode == 0, result.stderr

@@ -57,7 +57,7 @@ def collect(
     try:
         recorder = LeRobotRecorder(out, runtime.spec, runtime.space.name, keep=keep)
     except BaseException:
-        for component in (runtime.executor, runtime.planner, runtime.robot):
+        for component in reversed(runtime.components):  # skill, executor, planner, robot
             component.close()
         raise
     runtime.subscribers.append(recorder)

@@ -10,6 +10,7 @@ import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from rich.markup import escape
 from rich.table import Table
 
 from s2kit.cli._common import JsonOption, command, console, print_json
@@ -77,14 +78,14 @@ def list_plugins(json: JsonOption = False) -> None:
     table.add_column("error", overflow="fold", ratio=1)
     for row in rows:
         style = _STATUS_STYLE.get(row["status"], "")
-        table.add_row(
-            row["kind"],
-            row["name"],
-            row["module"],
-            row["distribution"] or "-",
-            row["version"] or "-",
-            f"[{style}]{row['status']}[/]" if style else row["status"],
-            row["error"] or "",
+        table.add_row(  # escaped: "list[float]" or "[Errno 2]" are text, not rich markup
+            escape(row["kind"]),
+            escape(row["name"]),
+            escape(row["module"]),
+            escape(row["distribution"] or "-"),
+            escape(row["version"] or "-"),
+            f"[{style}]{row['status']}[/]" if style else escape(row["status"]),
+            escape(row["error"] or ""),
         )
     console.print(table)
 
@@ -157,16 +158,17 @@ def show_plugin(
         )
         return
     source = f"{info.plugin.distribution} {info.plugin.version}" if info.plugin.distribution else info.plugin.module
-    console.print(f"[bold]{info.kind} {info.name}[/] — {info.summary}")
-    console.print(f"module {info.module} · from {source}", style="dim")
+    console.print(f"[bold]{info.kind} {escape(info.name)}[/] — {escape(info.summary)}")
+    console.print(escape(f"module {info.module} · from {source}"), style="dim")
     table = Table(title="options")
     for column in ("option", "type", "default", "help"):
         table.add_column(column, overflow="fold")
     for opt in options:
-        table.add_row(opt["option"], opt["type"], repr(opt["default"]) if not opt["required"] else "(required)", opt["help"])
+        default = repr(opt["default"]) if not opt["required"] else "(required)"
+        table.add_row(*(escape(str(v)) for v in (opt["option"], opt["type"], default, opt["help"])))
     if options:
         console.print(table)
     else:
         console.print("no options")
     for key, value in details.items():
-        console.print(f"[bold]{key}[/]: {value}")
+        console.print(f"[bold]{escape(str(key))}[/]: {escape(str(value))}")

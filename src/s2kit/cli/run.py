@@ -58,6 +58,13 @@ def run(
     robot: Annotated[str | None, typer.Option(help="Robot plugin (replaces the pipeline's robot section).")] = None,
     planner: Annotated[str | None, typer.Option(help="Planner plugin (replaces the planner section).")] = None,
     executor: Annotated[str | None, typer.Option(help="Executor plugin (replaces the executor section).")] = None,
+    skill: Annotated[
+        str | None,
+        typer.Option(
+            help="Skill plugin (replaces the skill section): it gives the chunks whose guidance it accepts, "
+            "the executor the rest; without --executor or a file's executor it acts alone."
+        ),
+    ] = None,
     suite: Annotated[str | None, typer.Option(help="Task suite, for robots that have them (sets robot.suite).")] = None,
     episodes: Annotated[int | None, typer.Option(min=1, help="Episodes to run.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = None,
@@ -69,7 +76,7 @@ def run(
     set_: SetOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Run a pipeline: robot, planner and executor, for some episodes, and report subtask success.
+    """Run a pipeline: robot, planner, executor (and a skill), for some episodes, and report subtask success.
 
     With several suites (--suite id,distractor) each runs in turn and a last
     table gives every suite's mean subtask and task success with 95% CIs.
@@ -88,7 +95,7 @@ def run(
     for name in suites:
         config = compose_pipeline(
             pipeline,
-            components={"robot": robot, "planner": planner, "executor": executor},
+            components={"robot": robot, "planner": planner, "executor": executor, "skill": skill},
             runtime={"episodes": episodes, "seed": seed},
             overrides=([f"robot.suite={name}"] if name is not None else []) + list(set_ or []),
         )
@@ -97,7 +104,7 @@ def run(
         label = name or config.robot.get("suite")
         per_suite[str(label)] = results
         if not json:
-            parts = [config.robot["name"], label, config.planner["name"], config.executor["name"]]
+            parts = [config.robot["name"], label, config.planner["name"], *(c["name"] for c in (config.executor, config.skill) if c)]
             title = " · ".join(str(p) for p in parts if p)
             console.print(results_table(results, title))
             for r in results:

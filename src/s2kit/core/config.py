@@ -1,7 +1,9 @@
 """Pipeline configuration: YAML files, ``--set`` overrides, one-line errors.
 
 A pipeline is a mapping with ``robot``, ``planner`` and ``executor`` sections,
-each ``{name: <plugin>, <options>...}``, plus ``runtime``. Each plugin declares
+each ``{name: <plugin>, <options>...}``, an optional ``skill`` section of the
+same shape, plus ``runtime``. A pipeline that names a skill may leave the
+executor out: the skill then acts alone. Each plugin declares
 its options as a pydantic model deriving from `PluginConfig` (extra keys
 forbidden), so a misspelled key is an error that names it and the allowed
 ones. Validation of a section against its plugin's model happens in the
@@ -37,7 +39,7 @@ __all__ = [
     "validate_pipeline",
 ]
 
-COMPONENT_SECTIONS = ("robot", "planner", "executor")
+COMPONENT_SECTIONS = ("robot", "planner", "executor", "skill")
 SECTIONS = (*COMPONENT_SECTIONS, "runtime")
 
 
@@ -95,18 +97,27 @@ class RuntimeConfig(BaseModel):
 
 
 class PipelineConfig(BaseModel):
-    """A validated pipeline: three component sections and the runtime options."""
+    """A validated pipeline: its component sections and the runtime options.
+
+    ``skill`` is optional; ``executor`` is None only when a skill acts alone.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     robot: dict[str, Any]
     planner: dict[str, Any]
-    executor: dict[str, Any]
+    executor: dict[str, Any] | None = None
+    skill: dict[str, Any] | None = None
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
+    @property
+    def components(self) -> dict[str, dict[str, Any]]:
+        """The component sections the pipeline names, by section (absent ones left out)."""
+        return {s: getattr(self, s) for s in COMPONENT_SECTIONS if getattr(self, s) is not None}
+
     def options(self, section: str) -> dict[str, Any]:
-        """The section's plugin options, without its ``name``."""
-        return {k: v for k, v in getattr(self, section).items() if k != "name"}
+        """The section's plugin options, without its ``name`` (empty for an absent section)."""
+        return {k: v for k, v in (getattr(self, section) or {}).items() if k != "name"}
 
 
 # --- loading -------------------------------------------------------------------
@@ -121,11 +132,18 @@ def default_pipeline() -> dict[str, Any]:
 def load_pipeline(path: str | Path | None) -> dict[str, Any]:
     """Read a pipeline YAML file (or the embedded default when ``path`` is None).
 
-    Returns the raw mapping; missing sections are taken from the default.
+    Returns the raw mapping; missing sections are taken from the default,
+    except the executor of a file that names a skill (see `_without_default_executor`).
     """
+    data, given = _load(path)
+    return _without_default_executor(data, given)
+
+
+def _load(path: str | Path | None) -> tuple[dict[str, Any], set[str]]:
+    """The file's sections over the default's, and which sections the file gave."""
     base = default_pipeline()
     if path is None:
-        return base
+        return base, set()
     path = Path(path)
     try:
         text = path.read_text()
@@ -139,6 +157,7 @@ def load_pipeline(path: str | Path | None) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: unknown section {unknown[0]!r} (allowed: {', '.join(SECTIONS)})"
         )
+    given: set[str] = set()
     for section, value in data.items():
         if value is None:
             continue
@@ -147,7 +166,20 @@ def load_pipeline(path: str | Path | None) -> dict[str, Any]:
         if section in COMPONENT_SECTIONS and "name" not in value:
             raise ConfigError(f"{path}: section {section!r} needs a 'name' (the plugin to use)")
         base[section] = dict(value)
-    return base
+        given.add(section)
+    return base, given
+
+
+def _without_default_executor(data: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """Drop the embedded default's executor from a pipeline that names a skill.
+
+    The default's executor stands in for a pipeline that names no actor; one
+    that names a skill and no executor (in its file, by ``--executor`` or by
+    ``--set executor...``) means the skill to act alone.
+    """
+    if data.get("skill") and "executor" not in given:
+        data.pop("executor", None)
+    return data
 
 
 def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
@@ -268,18 +300,21 @@ def _nested_model(model: type[BaseModel], path: Iterable[Any]) -> type[BaseModel
 
 
 def validate_pipeline(data: Mapping[str, Any]) -> PipelineConfig:
-    """Check the pipeline's shape and its runtime section (plugins are checked by the registry)."""
+    """Check the pipeline's shape and its runtime section (plugins are checked by the registry).
+
+    ``skill`` may be absent; so may ``executor`` when a skill is named.
+    """
     for section in COMPONENT_SECTIONS:
         value = data.get(section)
+        if value is None and (section == "skill" or (section == "executor" and data.get("skill") is not None)):
+            continue
         if not isinstance(value, Mapping) or not value.get("name"):
             raise ConfigError(f"pipeline: section {section!r} needs a 'name' (the plugin to use)")
         if not isinstance(value["name"], str):
             raise ConfigError(f"pipeline: {section}.name must be a string, got {value['name']!r}")
     runtime = validate_model(RuntimeConfig, data.get("runtime") or {}, "runtime")
     return PipelineConfig(
-        robot=dict(data["robot"]),
-        planner=dict(data["planner"]),
-        executor=dict(data["executor"]),
+        **{s: dict(data[s]) for s in COMPONENT_SECTIONS if data.get(s) is not None},
         runtime=runtime,
     )
 
@@ -295,20 +330,25 @@ def compose_pipeline(
     """The pipeline a command line asks for, validated.
 
     Starts from ``path`` (or the embedded default). ``components`` maps a
-    section to a plugin name (``--robot txg2``): a different name starts that
-    section afresh, since the file's options were meant for the other plugin.
-    ``runtime`` sets runtime options (``--episodes``, ``--seed``); ``overrides``
-    (``--set``) are applied last and win.
+    section to a plugin name (``--robot txg2``, ``--skill NAME``): a different
+    name starts that section afresh, since the file's options were meant for
+    the other plugin. ``runtime`` sets runtime options (``--episodes``,
+    ``--seed``); ``overrides`` (``--set``) are applied last and win. A
+    pipeline that names a skill but no executor (neither in its file nor on
+    the command line) has none: the embedded default's executor is left out.
     """
-    data = load_pipeline(path)
+    data, given = _load(path)
     for section, name in (components or {}).items():
         if name is None:
             continue
         if section not in COMPONENT_SECTIONS:
             raise ConfigError(f"unknown section {section!r} (allowed: {', '.join(COMPONENT_SECTIONS)})")
+        given.add(section)
         if (data.get(section) or {}).get("name") != name:
             data[section] = {"name": name}
     if runtime:
         data["runtime"] = {**(data.get("runtime") or {}), **{k: v for k, v in runtime.items() if v is not None}}
+    overrides = list(overrides)
     data = apply_overrides(data, overrides)
-    return validate_pipeline(data)
+    given.update(parse_override(text)[0][0] for text in overrides)
+    return validate_pipeline(_without_default_executor(data, given))

@@ -234,13 +234,23 @@ class Executor(_Actor):
 class Skill(_Actor):
     """A reusable behaviour: skill tokens (or a subtask) in, actions out.
 
-    ``act`` acts out the skill that the guidance names (its ``skills`` tokens
-    or the current subtask). A skill can also encode action-free frames into
-    its tokens, where it was learned that way (SOF); the default says it
-    cannot.
+    A pipeline names one in its ``skill`` section. Whenever the runtime needs
+    a chunk it asks `accepts` with the current guidance: if the skill accepts,
+    its ``act`` gives the chunk (acting out the guidance's ``skills`` tokens or
+    its current subtask), else the pipeline's executor does. Its chunks pass
+    the same checks and safety layer as an executor's. A skill can also
+    encode action-free frames into its tokens, where it was learned that way
+    (SOF); the default says it cannot.
     """
 
     kind = "skill"
+
+    def accepts(self, guidance: Guidance) -> bool:
+        """Whether this skill acts for ``guidance`` (called before every chunk; keep it cheap).
+
+        The default: the guidance carries skill tokens or names a current subtask.
+        """
+        return bool(guidance.skills) or bool(guidance.subtask)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """Skill tokens for a ``(T, H, W, 3)`` uint8 clip; not every skill can."""

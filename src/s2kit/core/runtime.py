@@ -1,9 +1,10 @@
 """The control loop: one loop, one place.
 
-observe → planner (at start, at subtask ends, on a period) → executor returns
-an `ActionChunk` → its first ``execute_horizon`` actions pass the safety layer
-and go to the robot at its control rate → repeat, until ``max_steps`` or the
-robot reports the episode over.
+observe → planner (at start, at subtask ends, on a period) → the skill (when
+the pipeline names one and it accepts the guidance) or else the executor
+returns an `ActionChunk` → its first ``execute_horizon`` actions pass the
+safety layer and go to the robot at its control rate → repeat, until
+``max_steps`` or the robot reports the episode over.
 
 In ``async`` mode the next chunk is computed on a worker thread while the
 current one executes; when it arrives, its action ``j`` belongs to control
@@ -30,7 +31,7 @@ import numpy as np
 
 from s2kit.core.config import PipelineConfig, RuntimeConfig
 from s2kit.core.errors import ConfigError, EpisodeAborted, PluginError, S2kitError
-from s2kit.core.interfaces import Executor, Planner, Robot, Subscriber
+from s2kit.core.interfaces import Component, Executor, Planner, Robot, Skill, Subscriber
 from s2kit.core.registry import Registry
 from s2kit.core.safety import SafetyFilter, UnsafeAction
 from s2kit.core.types import (
@@ -98,20 +99,26 @@ class _Stop(Exception):
 
 
 class Runtime:
-    """Runs episodes of one robot, planner and executor."""
+    """Runs episodes of one robot, planner and executor, and optionally a skill.
+
+    The skill gives every chunk whose guidance it accepts, the executor the
+    others; ``executor`` may be None when a skill acts alone.
+    """
 
     def __init__(
         self,
         robot: Robot,
         planner: Planner,
-        executor: Executor,
+        executor: Executor | None,
         config: RuntimeConfig | None = None,
         subscribers: Iterable[Subscriber] = (),
         pipeline: dict[str, Any] | None = None,
+        skill: Skill | None = None,
     ) -> None:
         self.robot = robot
         self.planner = planner
         self.executor = executor
+        self.skill = skill
         self.config = config or RuntimeConfig()
         self.subscribers = list(subscribers)
         self.pipeline = pipeline or {}
@@ -120,13 +127,33 @@ class Runtime:
         self.detached: list[tuple[Subscriber, str]] = []  # subscribers that failed, and why
 
         self.spec = robot.spec
-        try:
-            self.space = self.spec.action_space(executor.action_space)
-        except ValueError as err:
-            raise ConfigError(f"executor {executor.name!r} emits {executor.action_space!r}, but {err}") from None
+        actors = [a for a in (executor, skill) if a is not None]
+        if not actors:
+            raise ConfigError("a pipeline needs an executor, a skill, or both")
+        for actor in actors:
+            try:
+                self.spec.action_space(actor.action_space)
+            except ValueError as err:
+                raise ConfigError(f"{actor.kind} {actor.name!r} emits {actor.action_space!r}, but {err}") from None
+        if executor is not None and skill is not None and skill.action_space != executor.action_space:
+            # One safety filter, one rate limit from the last command: both actors share a space.
+            raise ConfigError(
+                f"skill {skill.name!r} emits {skill.action_space!r} but executor {executor.name!r} emits "
+                f"{executor.action_space!r}; they take turns on one robot and must share an action space"
+            )
+        self.space = self.spec.action_space(actors[0].action_space)
         self.safety = SafetyFilter(self.space, self.spec.state_names, self.config.safety_scale)
         self.pace = self.spec.realtime if self.config.pace is None else self.config.pace
-        executor.setup(self.spec)
+        for actor in actors:
+            actor.setup(self.spec)
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        """The components in the order they were built: robot, planner, executor, skill (absent ones left out).
+
+        Whoever built them closes them, in reverse.
+        """
+        return tuple(c for c in (self.robot, self.planner, self.executor, self.skill) if c is not None)
 
     # --- episodes -------------------------------------------------------------------
 
@@ -203,6 +230,7 @@ class Runtime:
             message=message,
             steps=episode.steps,
             chunks=episode.chunks,
+            actors=episode.actors,
             plans=episode.plans,
             subtasks_completed=last.subtasks_completed,
             subtasks_total=last.subtasks_total,
@@ -257,6 +285,7 @@ class _Episode:
         self.done = False
         self.steps = 0
         self.chunks = 0
+        self.actors: dict[str, int] = {}  # chunks per actor kind
         self.plans = 0
         self.clamped = 0
         self.dropped = 0
@@ -265,6 +294,7 @@ class _Episode:
         self.pool: ThreadPoolExecutor | None = None
         self.last_command: np.ndarray | None = None  # the last command the robot executed
         self.info: dict[str, Any] = {}  # the info of the chunk being executed
+        self.actor = "executor"  # the kind of actor that gave it
 
     # --- start -------------------------------------------------------------------------
 
@@ -281,7 +311,9 @@ class _Episode:
             )
         self.instruction = instruction
         rt.planner.reset()
-        rt.executor.reset()
+        for actor in (rt.executor, rt.skill):
+            if actor is not None:
+                actor.reset()
         rt.safety.reset(self.obs.state)
         self.last_status = rt.robot.status()
         self.started = True
@@ -330,51 +362,72 @@ class _Episode:
         rt._notify("on_plan", self.steps, event, guidance)
         return guidance
 
-    def act(self, obs: Observation, guidance: Guidance) -> ActionChunk:
-        """Ask the executor for a chunk and check it (runs on the worker thread in async mode)."""
+    def actor_for(self, guidance: Guidance) -> Executor | Skill:
+        """Who gives the chunk for ``guidance``: the skill where it accepts it, else the executor."""
+        rt = self.rt
+        if rt.skill is not None and rt.skill.accepts(guidance):
+            return rt.skill
+        if rt.executor is None:
+            assert rt.skill is not None  # the Runtime has at least one actor
+            raise ConfigError(
+                f"skill {rt.skill.name!r} does not accept the guidance at step {self.steps} "
+                f"(subtask {guidance.subtask!r}, skill tokens {guidance.skills}) and the pipeline "
+                "names no executor to act instead; name one with --executor"
+            )
+        return rt.executor
+
+    def act(self, obs: Observation, guidance: Guidance) -> tuple[ActionChunk, str]:
+        """Ask the skill or the executor for a chunk and check it; the chunk and the actor's kind.
+
+        Runs on the worker thread in async mode.
+        """
         rt = self.rt
         t = time.perf_counter()
-        chunk = rt.executor.act(obs, guidance)
+        actor = self.actor_for(guidance)
+        chunk = actor.act(obs, guidance)
         self.samples["act"].append(time.perf_counter() - t)
+        who = f"{actor.kind} {actor.name!r}"
         if not isinstance(chunk, ActionChunk):
-            raise PluginError(f"executor {rt.executor.name!r} returned {type(chunk).__name__}, not ActionChunk")
+            raise PluginError(f"{who} returned {type(chunk).__name__}, not ActionChunk")
         if chunk.space != rt.space.name:
-            raise PluginError(f"executor {rt.executor.name!r} returned a chunk in {chunk.space!r}, declared {rt.space.name!r}")
+            raise PluginError(f"{who} returned a chunk in {chunk.space!r}, declared {rt.space.name!r}")
         shape = getattr(chunk.actions, "shape", None)
         if shape is None or len(shape) != 2 or shape[0] < 1 or shape[1] != rt.space.dim:
-            raise PluginError(
-                f"executor {rt.executor.name!r} returned actions of shape {shape}; expected (H, {rt.space.dim})"
-            )
-        return chunk
+            raise PluginError(f"{who} returned actions of shape {shape}; expected (H, {rt.space.dim})")
+        return chunk, actor.kind
 
-    def next_chunk(self) -> tuple[np.ndarray, dict[str, Any]]:
-        """Synchronous: a fresh chunk (actions to execute, its info) for the current observation, honouring subtask signals."""
-        chunk = self.act(self.obs, self.guidance)
+    def counted(self, actor: str) -> str:
+        """Count a chunk from ``actor`` that is about to execute."""
+        self.chunks += 1
+        self.actors[actor] = self.actors.get(actor, 0) + 1
+        return actor
+
+    def next_chunk(self) -> tuple[np.ndarray, dict[str, Any], str]:
+        """Synchronous: a fresh chunk (actions to execute, its info, its actor) for the current observation, honouring subtask signals."""
+        chunk, actor = self.act(self.obs, self.guidance)
         if chunk.subtask_done:
             advanced = self.plan("subtask")
             if advanced != self.guidance:
                 self.guidance = advanced
-                chunk = self.act(self.obs, self.guidance)
-        self.chunks += 1
-        return chunk.actions[: self.rt.config.execute_horizon], chunk.info
+                chunk, actor = self.act(self.obs, self.guidance)
+        return chunk.actions[: self.rt.config.execute_horizon], chunk.info, self.counted(actor)
 
-    def first_queue(self) -> tuple[np.ndarray, dict[str, Any]]:
+    def first_queue(self) -> tuple[np.ndarray, dict[str, Any], str]:
         """A chunk computed synchronously (the start of an episode, or after async fell behind)."""
         if self.rt.config.mode == "async":
-            chunk = self.act(self.obs, self.guidance)
-            self.chunks += 1
-            return chunk.actions, chunk.info
+            chunk, actor = self.act(self.obs, self.guidance)
+            return chunk.actions, chunk.info, self.counted(actor)
         return self.next_chunk()
 
-    def load(self, raw: np.ndarray, info: dict[str, Any]) -> None:
-        """Make ``raw`` (from a chunk with ``info``) the queue of commands to execute, passed through the safety layer."""
+    def load(self, raw: np.ndarray, info: dict[str, Any], actor: str) -> None:
+        """Make ``raw`` (from a chunk with ``info``, given by ``actor``) the queue of commands, passed through the safety layer."""
         t = time.perf_counter()
         try:
             safe, changed = self.rt.safety.filter_chunk(raw, previous=self.last_command)
         except UnsafeAction as err:
             raise _Stop("unsafe", f"step {self.steps}: {err}; robot holding position") from None
         self.samples["safety"].append(time.perf_counter() - t)
-        self.raw, self.safe, self.changed, self.cursor, self.info = raw, safe, changed, 0, info
+        self.raw, self.safe, self.changed, self.cursor, self.info, self.actor = raw, safe, changed, 0, info, actor
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -393,7 +446,7 @@ class _Episode:
         t_episode = clock()
 
         self.load(*self.first_queue())
-        future: Future[ActionChunk] | None = None
+        future: Future[tuple[ActionChunk, str]] | None = None
         future_step = 0
 
         while self.steps < cfg.max_steps:
@@ -407,14 +460,14 @@ class _Episode:
                     future = self.pool.submit(self.act, self.obs, self.guidance)  # type: ignore[union-attr]
                 if future is not None and (future.done() or self.cursor >= len(self.safe)):
                     tw = clock()
-                    chunk = future.result()
+                    chunk, actor = future.result()
                     s_wait.append(clock() - tw)
                     future = None
-                    self.chunks += 1
+                    self.counted(actor)
                     # Action j was meant for step future_step + j: drop those whose time has passed.
                     stale = self.steps - future_step
                     self.dropped += min(stale, len(chunk))
-                    self.load(*((chunk.actions[stale:], chunk.info) if stale < len(chunk) else self.first_queue()))
+                    self.load(*((chunk.actions[stale:], chunk.info, actor) if stale < len(chunk) else self.first_queue()))
                     t0 = clock()
             elif self.cursor >= len(self.safe):
                 self.load(*self.next_chunk())
@@ -450,7 +503,10 @@ class _Episode:
 
             # -- subscribers --
             if subscribers:
-                step = Step(self.steps - 1, t5 - t_episode, self.obs, command, self.raw[i], space, self.guidance, before, self.info)
+                step = Step(
+                    self.steps - 1, t5 - t_episode, self.obs, command, self.raw[i], space, self.guidance, before, self.info,
+                    self.actor,
+                )  # fmt: skip
                 rt._notify("on_step", step)
                 s_subs.append(clock() - t5)
 
@@ -508,16 +564,13 @@ def build_runtime(
     that cannot be made (an output it cannot open) is the caller's error and
     propagates.
     """
-    for section in ("robot", "planner", "executor"):
-        registry.config(section, getattr(pipeline, section)["name"], pipeline.options(section))
-    built: list[Any] = []
+    sections = pipeline.components  # robot, planner, executor, skill: the ones it names
+    for section, values in sections.items():
+        registry.config(section, values["name"], pipeline.options(section))
+    built: dict[str, Any] = {}
     try:
-        robot = registry.create("robot", pipeline.robot)
-        built.append(robot)
-        planner = registry.create("planner", pipeline.planner)
-        built.append(planner)
-        executor = registry.create("executor", pipeline.executor)
-        built.append(executor)
+        for section, values in sections.items():
+            built[section] = registry.create(section, values)
         extra = [
             sub
             for _, subs in registry.call_each(
@@ -526,14 +579,15 @@ def build_runtime(
             for sub in subs
         ]
         return Runtime(
-            robot,
-            planner,
-            executor,
+            built["robot"],
+            built["planner"],
+            built.get("executor"),
             pipeline.runtime,
             [*subscribers, *extra],
             pipeline=pipeline.model_dump(mode="json"),
+            skill=built.get("skill"),
         )
     except BaseException:
-        for component in reversed(built):
+        for component in reversed(built.values()):
             component.close()
         raise

@@ -115,7 +115,8 @@ class Step:
     the command was chosen from: an imitation-learning frame pairs
     ``previous`` with ``action``). ``time`` is seconds since the episode
     started on the runtime's clock. ``info`` is the ``info`` of the chunk the
-    command came from (e.g. S2's kept patches, for an overlay video).
+    command came from (e.g. S2's kept patches, for an overlay video);
+    ``actor`` says who gave that chunk: ``"executor"`` or ``"skill"``.
     """
 
     index: int
@@ -127,6 +128,7 @@ class Step:
     guidance: Guidance
     previous: Observation | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    actor: str = "executor"
 
 
 # --- plans, specs, messages (validated once) ---------------------------------
@@ -361,6 +363,9 @@ class EpisodeResult(BaseModel):
     message: str = ""
     steps: int
     chunks: int = 0
+    actors: dict[str, int] = Field(
+        default_factory=dict, description="Chunks each actor gave: {'executor': n, 'skill': m}, for those that acted."
+    )
     plans: int = 0
     subtasks_completed: int | None = None
     subtasks_total: int | None = None

@@ -172,7 +172,7 @@ def run_to_end(
         return runtime.run(on_result=on_result)
     finally:
         runtime.close()
-        for component in (runtime.executor, runtime.planner, runtime.robot):
+        for component in reversed(runtime.components):  # skill, executor, planner, robot
             component.close()
 
 

@@ -1,10 +1,15 @@
 """Skill ``reach-colour`` and executor ``colour-seeker``, which acts through it.
 
 The skill looks for the colour named in the current subtask in the head
-image and moves the gripper onto it: no privileged state, only pixels.
+image and moves the gripper onto it: no privileged state, only pixels. A
+pipeline can name the skill itself (``s2kit run --skill reach-colour``): it
+then acts for every subtask that names one colour, and the executor, if the
+pipeline has one, for the rest.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from pydantic import Field
@@ -21,11 +26,22 @@ class ReachConfig(PluginConfig):
     tolerance: int = Field(20, ge=0, le=255, description="Per-channel colour tolerance.")
 
 
+def colours_named(text: str) -> list[str]:
+    """The colours a text names, in the robot's colour order."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return [c for c in COLOURS if c in words]
+
+
 class ReachColourSkill(Skill):
     """Finds the named colour in the head image and moves the gripper onto it."""
 
     name = "reach-colour"
     Config = ReachConfig
+
+    def accepts(self, guidance: Guidance) -> bool:
+        # One colour: "touch the red square". The coarse "touch the red square, then
+        # the blue square" names two, whose order this skill cannot follow.
+        return len(colours_named(guidance.subtask)) == 1
 
     def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
         cfg: ReachConfig = self.config  # type: ignore[assignment]
@@ -44,9 +60,10 @@ class ReachColourSkill(Skill):
 
     def locate(self, image: np.ndarray, text: str) -> np.ndarray | None:
         """Centre of the named colour's pixels in table units, or None if not seen."""
-        colour = next((c for c in COLOURS if c in text.lower()), None)
-        if colour is None:
+        named = colours_named(text)
+        if not named:
             return None
+        colour = named[0]
         diff = np.abs(image.astype(np.int16) - np.array(COLOURS[colour], dtype=np.int16))
         ys, xs = np.nonzero((diff <= self.config.tolerance).all(axis=-1))  # type: ignore[attr-defined]
         if xs.size == 0:
