@@ -98,6 +98,10 @@ class PointRobot(Robot):
     def spec(self) -> RobotSpec:
         return self._spec
 
+    @classmethod
+    def suites(cls) -> tuple[str, ...]:
+        return ("a", "b", "distractor")  # the in-distribution one first
+
     @property
     def instruction(self) -> str:
         return self.config.task  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as jsonlib  # the command has a --json flag named json
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,7 +22,8 @@ from s2kit.cli._tables import results_table
 from s2kit.cli.run import run_with_progress
 from s2kit.core.config import compose_pipeline
 from s2kit.workflows.collect import LeRobotRecorder, PerturbedRobot
-from s2kit.core.errors import DataError
+from s2kit.workflows.evaluate import suites_of
+from s2kit.core.errors import ConfigError, DataError
 from s2kit.core.metrics import summarize
 from s2kit.core.registry import get_registry
 from s2kit.core.runtime import build_runtime
@@ -31,10 +33,16 @@ from s2kit.core.runtime import build_runtime
 def collect(
     robot: Annotated[str, typer.Option(help="Robot plugin, e.g. hsr or txg2.")],
     out: Annotated[Path, typer.Option(help="Dataset folder: created, or appended to if it holds a dataset with the same features.")],
-    suite: Annotated[str, typer.Option(help="Task suite (sets robot.suite).")] = "id",
+    suite: Annotated[
+        str | None,
+        typer.Option(help="Task suite (sets robot.suite); default: the robot's first (in-distribution) one, if it declares any."),
+    ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="Episodes to run.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = 0,
-    planner: Annotated[str, typer.Option(help="Planner writing the guidance annotations.")] = "oracle",
+    planner: Annotated[
+        str,
+        typer.Option(help="Planner writing the guidance annotations; oracle takes the robot's own subtask texts (Robot.task)."),
+    ] = "oracle",
     executor: Annotated[str, typer.Option(help="Executor producing the actions.")] = "scripted",
     keep: Annotated[Literal["success", "all"], typer.Option(help="Keep only successful episodes, or all.")] = "success",
     noise: Annotated[
@@ -45,11 +53,14 @@ def collect(
     json: JsonOption = False,
 ) -> None:
     """Record episodes as a LeRobot v3.0 dataset, with S2 guidance annotations per frame."""
+    suites = suites_of(get_registry().get("robot", robot).cls, suite)  # type: ignore[arg-type]
+    if len(suites) > 1:
+        raise ConfigError(f"collect records one suite at a time, not {', '.join(suites)}")
     config = compose_pipeline(
         None,
         components={"robot": robot, "planner": planner, "executor": executor},
         runtime={"episodes": episodes, "seed": seed},
-        overrides=[f"robot.suite={suite}", *(set_ or [])],
+        overrides=[*(f"robot.suite={jsonlib.dumps(s)}" for s in suites), *(set_ or [])],
     )
     runtime = build_runtime(config, get_registry())
     if noise:
@@ -78,7 +89,7 @@ def collect(
     if json:
         print_json({**report, "episodes": results})
     else:
-        console.print(results_table(results, f"collect · {robot} · {suite} · {planner} · {executor}"))
+        console.print(results_table(results, " · ".join(["collect", robot, *suites, planner, executor])))
         console.print(f"saved {recorder.saved} episode(s), dropped {recorder.dropped}, into {out} ({elapsed:.1f} s)")
     if runtime.interrupted:
         raise typer.Exit(130)

@@ -25,21 +25,23 @@ from s2kit.cli._tables import suites_table
 from s2kit.core.checkpoints import checkpoint_executor
 from s2kit.core.config import PipelineConfig, compose_pipeline, parse_override
 from s2kit.core.errors import ConfigError
+from s2kit.core.registry import get_registry
 from s2kit.workflows.evaluate import (
-    ID_SUITE,
     WorkerError,
     evaluate,
     plan_blocks,
     plot_suites,
     shift_results,
+    suites_of,
 )
 from s2kit.core.metrics import summarize
 from s2kit.core.types import EpisodeResult
 
 app = typer.Typer()
 
-SUITES = ("id", "distractor", "appearance", "semantic", "paraphrase")
 SHIFT_MEAN = "shift mean"
+#: The row of a robot that declares no suites: its episodes, under its own defaults.
+NO_SUITE = "all"
 
 
 def _default_workers() -> int:
@@ -58,11 +60,12 @@ def eval_(
         ),
     ] = None,
     suites: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Comma-separated task suites (id is in distribution, the rest shifts)."
+            help="Comma-separated task suites (default: every suite the robot declares; "
+            "its first is in distribution, the rest shifts)."
         ),
-    ] = ",".join(SUITES),
+    ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="Episodes per suite.")] = 20,
     seed: Annotated[
         int,
@@ -71,7 +74,12 @@ def eval_(
         ),
     ] = 100_000,
     planner: Annotated[
-        str, typer.Option(help="Planner plugin giving the guidance.")
+        str,
+        typer.Option(
+            help="Planner plugin giving the guidance. The default, oracle, plans from the robot's own "
+            "subtask texts (Robot.task); on a robot that gives none it stops with an error: pick "
+            "another (e.g. instruction, retrieval)."
+        ),
     ] = "oracle",
     executor: Annotated[
         str | None,
@@ -102,18 +110,18 @@ def eval_(
     Give a trained RUN (checkpoint or training run folder) or --executor. Each
     suite runs --episodes episodes from --seed on; episodes are spread over
     --workers processes, with the same results as one. The last row is the
-    mean over the shift suites (every suite but id).
+    mean over the shift suites (every suite but the robot's first, its
+    in-distribution one). A robot that declares no suites runs one set of
+    episodes.
     """
     if (run is None) == (executor is None):
         which = "not both" if run is not None else "one is needed"
         raise ConfigError(
             f"give RUN (a trained checkpoint or run folder) or --executor NAME: {which}"
         )
-    names = list(dict.fromkeys(s.strip() for s in suites.split(",") if s.strip()))
-    if not names:
-        raise ConfigError(
-            f"--suites {suites!r} names no suite (e.g. {','.join(SUITES)})"
-        )
+    robot_cls = get_registry().get("robot", robot).cls
+    declared = robot_cls.suites()  # type: ignore[attr-defined]
+    names = suites_of(robot_cls, suites, every=True)  # type: ignore[arg-type]
     if any(parse_override(text)[0] == ["robot", "suite"] for text in set_ or []):
         raise ConfigError("set the suites with --suites, not --set robot.suite")
     if video and out is None:
@@ -136,13 +144,13 @@ def eval_(
         )
 
     base = pipeline(None)
-    configs = {name: pipeline(name) for name in names}
+    configs = {name: pipeline(name) for name in names} if names else {NO_SUITE: base}
     blocks = plan_blocks(
         configs, workers, out / "videos" if video and out is not None else None
     )
 
     progress = progress_bars(not json_ and err_console.is_terminal)
-    tasks = {name: progress.add_task(name, total=episodes) for name in names}
+    tasks = {name: progress.add_task(name, total=episodes) for name in configs}
     try:
         with progress:
             evaluation = evaluate(
@@ -156,7 +164,8 @@ def eval_(
         warn(message)
 
     per_suite = evaluation.per_suite
-    shift = [n for n in names if n != ID_SUITE]
+    in_distribution = declared[0] if declared else None
+    shift = [n for n in names if n != in_distribution]
     report: dict[str, Any] = {
         "settings": {
             "run": str(run) if run is not None else None, "robot": robot, "suites": names, "episodes": episodes,
@@ -164,8 +173,8 @@ def eval_(
             "out": str(out) if out is not None else None, "video": video, "set": list(set_ or []),
         },
         "pipeline": base.model_dump(mode="json"),
-        "suites": {n: {"episodes": per_suite[n], "summary": summarize(per_suite[n])} for n in names},
-        "shift_mean": {"suites": shift, "summary": summarize(shift_results(per_suite))} if shift else None,
+        "suites": {n: {"episodes": per_suite[n], "summary": summarize(per_suite[n])} for n in configs},
+        "shift_mean": {"suites": shift, "summary": summarize(shift_results(per_suite, in_distribution))} if shift else None,
         "interrupted": evaluation.interrupted,
     }  # fmt: skip
 
@@ -185,10 +194,10 @@ def eval_(
         print_json(report)
     else:
         totals: dict[str, list[EpisodeResult]] = (
-            {SHIFT_MEAN: shift_results(per_suite)} if shift else {}
+            {SHIFT_MEAN: shift_results(per_suite, in_distribution)} if shift else {}
         )
         console.print(suites_table(per_suite, totals, title=_title(base)))
-        for name in names:
+        for name in configs:
             for r in per_suite[name]:
                 if r.message:
                     console.print(

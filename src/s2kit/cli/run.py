@@ -20,7 +20,7 @@ from s2kit.cli._common import (
 )
 from s2kit.cli._tables import results_table, suites_table
 from s2kit.core.config import compose_pipeline
-from s2kit.workflows.evaluate import run_to_end
+from s2kit.workflows.evaluate import run_to_end, suites_of
 from s2kit.core.interfaces import Subscriber
 from s2kit.core.metrics import summarize
 from s2kit.core.registry import get_registry
@@ -65,7 +65,10 @@ def run(
             "the executor the rest; without --executor or a file's executor it acts alone."
         ),
     ] = None,
-    suite: Annotated[str | None, typer.Option(help="Task suite, for robots that have them (sets robot.suite).")] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(help="Task suite(s), comma-separated, of those the robot declares (sets robot.suite); default: the robot's own."),
+    ] = None,
     episodes: Annotated[int | None, typer.Option(min=1, help="Episodes to run.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = None,
     record: Annotated[Path | None, typer.Option(help="Record every episode into this folder.")] = None,
@@ -81,7 +84,10 @@ def run(
     With several suites (--suite id,distractor) each runs in turn and a last
     table gives every suite's mean subtask and task success with 95% CIs.
     """
-    suites = [s.strip() for s in suite.split(",") if s.strip()] if suite is not None else [None]
+    suites: list[str | None] = [None]  # None: the pipeline's or the robot's own default
+    if suite is not None:
+        robot_name = compose_pipeline(pipeline, components={"robot": robot}, overrides=set_ or []).robot["name"]
+        suites = [*suites_of(get_registry().get("robot", robot_name).cls, suite)]  # type: ignore[arg-type]
     many = len(suites) > 1
 
     def where(path: Path | None, name: str | None) -> Path | None:

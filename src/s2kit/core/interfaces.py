@@ -3,7 +3,7 @@
 A component class names itself (``name``), declares its options (``Config``,
 a `PluginConfig` subclass) and is built by ``cls.create(config)``, by
 default ``cls(config)``. Keep the module that defines it light: import
-torch, mujoco or a ROS client inside methods, so that listing plugins and
+torch, a simulator or a middleware client inside methods, so that listing plugins and
 ``import s2kit.core`` stay fast (a robot-side process need not load a model
 stack).
 """
@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from s2kit.core.config import PluginConfig
-from s2kit.core.errors import PluginError
+from s2kit.core.errors import ConfigError, PluginError
 from s2kit.core.types import (
     EE_DELTA,
     ActionChunk,
@@ -29,6 +29,7 @@ from s2kit.core.types import (
     RobotSpec,
     RobotStatus,
     Step,
+    TaskText,
 )
 
 __all__ = [
@@ -69,8 +70,8 @@ class Component:
         """Build the component for a validated ``config`` (what the registry calls).
 
         The default is ``cls(config)``. A class may return another
-        implementation the config asks for: a robot plugin returns its ROS
-        driver when ``config.backend`` names a middleware.
+        implementation the config asks for: a robot plugin returns its real
+        robot's driver when ``config.backend`` names a middleware.
         """
         return cls(config)
 
@@ -98,9 +99,37 @@ class Robot(Component, ABC):
     The runtime calls `reset` once per episode, then alternates `observe`,
     `apply` and `status`. Commands reaching `apply` have already passed the
     safety layer: finite, within the spec's limits and per-step change.
+
+    A robot that sets its own tasks (a simulator) may declare task suites
+    (`suites`, chosen through its ``suite`` option) and hand its task's texts
+    to planners (`task`, and the same in each `Observation.task`).
     """
 
     kind = "robot"
+
+    @classmethod
+    def suites(cls) -> tuple[str, ...]:
+        """The task suites this robot declares, the in-distribution one first; () for none.
+
+        A robot that declares suites takes the chosen one as its ``suite``
+        option. ``s2kit run`` and ``collect`` use the robot's default and
+        ``eval`` runs them all, reporting the first apart and the mean over
+        the rest (the distribution shifts). A robot without suites never gets
+        a ``suite`` option set.
+        """
+        return ()
+
+    @classmethod
+    def check_suite(cls, suite: str) -> None:
+        """Raise `ConfigError` unless ``suite`` is one this robot can run (default: one of `suites`).
+
+        Called before any episode; a robot that also takes suites from files overrides it.
+        """
+        declared = cls.suites()
+        if not declared:
+            raise ConfigError(f"robot {cls.name!r} declares no task suites, so it takes no suite ({suite!r} given)")
+        if suite not in declared:
+            raise ConfigError(f"unknown suite {suite!r} for robot {cls.name!r} (it declares: {', '.join(declared)})")
 
     @property
     @abstractmethod
@@ -127,9 +156,22 @@ class Robot(Component, ABC):
         return RobotStatus()
 
     @property
-    def instruction(self) -> str | None:
-        """The current episode's instruction where the robot defines the task (a simulated suite)."""
+    def task(self) -> TaskText | None:
+        """The current episode's task where the robot sets it: instruction, subtask texts, which is current.
+
+        None (the default) where the robot does not know its task (a real
+        robot: the instruction then comes from ``runtime.instruction``). A
+        robot that returns one also puts it in each `Observation.task`, which
+        is how planners (the ``oracle``, and any oracle-style planner) and
+        ``s2kit collect``'s annotations get it.
+        """
         return None
+
+    @property
+    def instruction(self) -> str | None:
+        """The current episode's instruction where the robot sets the task; by default `task`'s."""
+        task = self.task
+        return task.instruction if task is not None else None
 
 
 class Planner(Component, ABC):

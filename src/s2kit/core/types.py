@@ -39,6 +39,7 @@ __all__ = [
     "RobotStatus",
     "StageTiming",
     "Step",
+    "TaskText",
     "ee_delta_space",
 ]
 
@@ -57,10 +58,11 @@ class Observation:
     ``(H, W, 3)`` array; ``state`` is the float32 proprioceptive vector whose
     entries are named by ``RobotSpec.state_names``; ``timestamp`` is seconds
     on the robot's clock; ``scene`` is an optional free-text description of
-    the scene, for planners, where the robot can give one. ``privileged``
-    carries simulator state for privileged components (the scripted expert,
-    the oracle planner); it is None on real robots, and learned models must
-    not read it.
+    the scene, for planners, where the robot can give one. ``task`` is the
+    robot's own task (instruction, subtask texts, which is current) where it
+    knows it (`Robot.task`), for planners. ``privileged`` carries simulator
+    state for privileged components (an expert that
+    demonstrates, a planner that reads the true task); it is None on real robots, and learned models must not read it.
     """
 
     images: dict[str, np.ndarray]
@@ -68,6 +70,32 @@ class Observation:
     timestamp: float = 0.0
     scene: str | None = None
     privileged: Any = None
+    task: TaskText | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskText:
+    """A task as the robot that sets it knows it: the texts a planner can hand on.
+
+    ``instruction`` is the episode's instruction; ``subtasks`` the texts of
+    its subtasks, in the order they must be done; ``current`` the index of
+    the subtask under way (the last one once all are done; 0 without
+    subtasks). A simulator knows this; a real robot usually does not, and
+    gives None instead of a `TaskText`.
+    """
+
+    instruction: str
+    subtasks: tuple[str, ...] = ()
+    current: int = 0
+
+    def __post_init__(self) -> None:
+        if self.subtasks and not 0 <= self.current < len(self.subtasks):
+            raise ValueError(f"current={self.current} is out of range for {len(self.subtasks)} subtasks")
+
+    @property
+    def subtask(self) -> str:
+        """The current subtask's text ('' without subtasks)."""
+        return self.subtasks[self.current] if self.subtasks else ""
 
 
 @dataclass(slots=True)
@@ -115,7 +143,7 @@ class Step:
     the command was chosen from: an imitation-learning frame pairs
     ``previous`` with ``action``). ``time`` is seconds since the episode
     started on the runtime's clock. ``info`` is the ``info`` of the chunk the
-    command came from (e.g. S2's kept patches, for an overlay video);
+    command came from (e.g. what a model reports for its video overlay);
     ``actor`` says who gave that chunk: ``"executor"`` or ``"skill"``.
     """
 
@@ -135,7 +163,7 @@ class Step:
 
 
 class Guidance(BaseModel):
-    """What a planner gives an executor (S2's goal-preserving local guidance).
+    """What a planner gives an executor (goal-preserving local guidance).
 
     ``goal`` is the original instruction and is never replaced; refined
     language is added beside it, never instead of it.

@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from s2kit.core.config import PipelineConfig
-from s2kit.core.errors import S2kitError
+from s2kit.core.errors import ConfigError, S2kitError
+from s2kit.core.interfaces import Robot
 from s2kit.core.metrics import Summary
 from s2kit.core.registry import Registry, get_registry, load_registry, reset_registry
 from s2kit.core.runtime import Runtime, build_runtime, ctrl_c_requests_stop
 from s2kit.core.types import EpisodeResult
 
 __all__ = [
-    "ID_SUITE",
     "Block",
     "BlockResult",
     "Evaluation",
@@ -53,10 +53,8 @@ __all__ = [
     "run_to_end",
     "shift_results",
     "split_episodes",
+    "suites_of",
 ]
-
-#: The in-distribution suite; every other suite is a distribution shift.
-ID_SUITE = "id"
 
 #: Videos of small camera images are upscaled to at least this height, so that
 #: kept-patch outlines and captions are legible.
@@ -459,12 +457,32 @@ def _result(future: Future[BlockResult], stopping: bool) -> BlockResult | None:
 # --- summaries and the chart -------------------------------------------------------------------
 
 
+def suites_of(robot: type[Robot], asked: str | None, *, every: bool = False) -> list[str]:
+    """The suites a command runs on ``robot``: ``asked`` (comma-separated), checked, or the robot's default.
+
+    The default is the robot's first declared suite, or all of them with
+    ``every`` (``s2kit eval``); a robot that declares none runs without one
+    (an empty list). A suite the robot cannot run is a `ConfigError` here,
+    before any episode.
+    """
+    declared = robot.suites()
+    if asked is None:
+        return list(declared) if every else list(declared[:1])
+    names = list(dict.fromkeys(s.strip() for s in asked.split(",") if s.strip()))
+    if not names:
+        example = f" (e.g. {','.join(declared)})" if declared else ""
+        raise ConfigError(f"suites {asked!r} names no suite{example}")
+    for name in names:
+        robot.check_suite(name)
+    return names
+
+
 def shift_results(
-    per_suite: Mapping[str, Sequence[EpisodeResult]],
+    per_suite: Mapping[str, Sequence[EpisodeResult]], in_distribution: str | None
 ) -> list[EpisodeResult]:
-    """The episodes of every suite but ``id``, pooled (their mean is the mean over the shift suites)."""
+    """The episodes of every suite but ``in_distribution`` (the robot's first), pooled: the shift mean's."""
     return [
-        r for suite, results in per_suite.items() if suite != ID_SUITE for r in results
+        r for suite, results in per_suite.items() if suite != in_distribution for r in results
     ]
 
 

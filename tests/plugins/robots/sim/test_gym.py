@@ -100,7 +100,7 @@ def test_same_seed_same_episode_and_unseeded_resets_reproducible() -> None:
 def test_scripted_expert_through_the_env_completes_a_pick_and_place(robot: str) -> None:
     env = gymnasium.make(env_id(robot, "id"), image_size=32, max_steps=200)
     robot = env.unwrapped.robot
-    seed = next(s for s in range(30) if env.reset(seed=s) and robot.task.family == "pick_place")
+    seed = next(s for s in range(30) if env.reset(seed=s) and robot.sim_task.family == "pick_place")
     _, info = env.reset(seed=seed)
     expert = ScriptedExecutor()
     expert.setup(robot.spec)

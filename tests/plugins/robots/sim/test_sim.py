@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from s2kit.core.config import validate_pipeline
-from s2kit.core.errors import ConfigError
+from s2kit.core.errors import ConfigError, PluginError
 from s2kit.core.registry import load_registry
 from s2kit.core.runtime import build_runtime
-from s2kit.core.types import EE_DELTA
+from s2kit.core.types import EE_DELTA, Observation, RobotStatus, TaskText
 from s2kit.plugins.robots.sim.base import JOINT_POS, SimState
 from s2kit.plugins.robots.sim.tasks import (
     FAMILIES,
@@ -41,6 +42,38 @@ def test_world_has_the_required_variety() -> None:
     assert len(COLOURS) >= 8 and set(SHAPES) == {"cube", "cylinder", "sphere"}
     assert set(CONTAINERS) == {"bowl", "plate", "basket"}
     assert set(builtin_suites()) == {"id", "distractor", "appearance", "semantic", "paraphrase"}
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_each_robot_declares_every_suite_file_the_training_one_first(robot: str) -> None:
+    cls = REGISTRY.get("robot", robot).cls
+    folder = resources.files("s2kit.plugins.robots.sim").joinpath("suites")
+    assert set(cls.suites()) == {p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")}
+    assert cls.suites()[0] == "id" and cls.Config().suite == "id"  # eval reports the first apart from the shifts
+    cls.check_suite("semantic")
+    with pytest.raises(ConfigError, match="unknown suite 'nope'"):
+        cls.check_suite("nope")
+
+
+def test_the_robot_hands_its_task_texts_to_planners() -> None:
+    r = REGISTRY.create("robot", {"name": "hsr", "render": False})
+    try:
+        obs = r.reset(seed=3)
+        assert obs.task == r.task and r.task.instruction == r.instruction == r.sim_task.instruction
+        assert r.task.subtasks == tuple(s.text for s in r.sim_task.subtasks) and r.task.current == 0
+    finally:
+        r.close()
+
+
+def test_oracle_plans_from_any_robots_task_texts_and_says_when_there_are_none() -> None:
+    oracle = REGISTRY.create("planner", {"name": "oracle"})
+    task = TaskText("touch red, then blue", ("touch the red square", "touch the blue square"), current=1)
+    obs = Observation(images={}, state=np.zeros(2, np.float32), task=task)  # no simulator state
+    g = oracle.plan(task.instruction, obs, event="subtask")
+    assert g.goal == task.instruction and g.subtasks == list(task.subtasks) and g.current == 1
+    assert oracle.plan(task.instruction, obs, status=RobotStatus(subtasks_completed=0)).current == 0
+    with pytest.raises(PluginError, match="needs the robot's own subtask texts"):
+        oracle.plan("touch red", Observation(images={}, state=np.zeros(2, np.float32)))
 
 
 def test_every_family_occurs_and_long_horizon_tasks_have_three_ordered_subtasks() -> None:
@@ -249,7 +282,7 @@ def test_oracle_keeps_the_goal_and_refines_each_subtask() -> None:
     assert [g.current for g in plans] == [0, 1, 2]  # re-planned at each subtask boundary
     g = plans[0]
     assert g.goal == rt.robot.instruction and "arm" in g.trajectory
-    for sub, text in zip(rt.robot.task.subtasks, g.subtasks):
+    for sub, text in zip(rt.robot.sim_task.subtasks, g.subtasks):
         label = rt.robot.scene.item(sub.obj).label
         assert label in text and ("left" in text or "right" in text or "centre" in text or "middle" in text)
 
@@ -278,7 +311,7 @@ def test_a_task_object_falling_off_the_table_aborts_the_episode() -> None:
     r = REGISTRY.create("robot", {"name": "hsr", "render": False})
     try:
         r.reset(seed=3)
-        name = r.task.subtasks[0].obj
+        name = r.sim_task.subtasks[0].obj
         adr = r._obj_qadr[name]
         r.data.qpos[adr : adr + 3] = [1.5, 1.5, 0.05]  # on the floor, beside the table
         with pytest.raises(EpisodeAborted, match=f"the {r.scene.item(name).label} fell off the table"):

@@ -35,9 +35,11 @@ from s2kit.core.types import (
     Observation,
     RobotSpec,
     RobotStatus,
+    TaskText,
     ee_delta_space,
 )
 from s2kit.plugins.robots.sim.tasks import (
+    SUITES,
     Progress,
     Task,
     WorldState,
@@ -120,7 +122,7 @@ class SimConfig(PluginConfig):
     )
     arm: Literal["right", "left"] = Field("right", description="Active arm, for robots with two.")
     # tasks
-    suite: str = Field("id", description="A built-in suite (id, distractor, appearance, semantic, paraphrase) or a YAML file.")
+    suite: str = Field(SUITES[0], description=f"A built-in suite ({', '.join(SUITES)}) or a YAML file.")
     # sensing
     image_height: int = Field(96, ge=16, le=480, description="Camera image height in pixels.")
     image_width: int = Field(96, ge=16, le=640, description="Camera image width in pixels.")
@@ -451,13 +453,20 @@ class SimRobot(Robot):
 
     @classmethod
     def details(cls) -> dict[str, Any]:
-        from s2kit.plugins.robots.sim.tasks import builtin_suites
+        return {"suites": ", ".join(cls.suites()), "backends": ", ".join(cls.backends)}
 
-        return {"suites": ", ".join(builtin_suites()), "backends": ", ".join(cls.backends)}
+    @classmethod
+    def suites(cls) -> tuple[str, ...]:
+        return SUITES
+
+    @classmethod
+    def check_suite(cls, suite: str) -> None:
+        load_suite(suite)  # a built-in suite, or a user's suite file: ConfigError otherwise
 
     @property
-    def instruction(self) -> str:
-        return self.task.instruction
+    def task(self) -> TaskText:
+        texts = tuple(self.sim_task.subtask_texts)
+        return TaskText(self.sim_task.instruction, texts, min(self.progress.completed, len(texts) - 1) if texts else 0)
 
     # --- episodes --------------------------------------------------------------------------
 
@@ -466,7 +475,7 @@ class SimRobot(Robot):
         cfg: SimConfig = self.config  # type: ignore[assignment]
         emb = self.embodiment
         self.seed = 0 if seed is None else int(seed)
-        self.scene, self.task = sample_episode(self.suite, self.seed, table_x=emb.table_x)
+        self.scene, self.sim_task = sample_episode(self.suite, self.seed, table_x=emb.table_x)
         xml = scene_xml(self.scene, emb.xml(), table_x=emb.table_x, table_height=emb.table_height, model_name=emb.name)
         try:
             self.model = mj.MjModel.from_xml_string(xml)
@@ -489,7 +498,7 @@ class SimRobot(Robot):
         self.held: str | None = None
         self._held_rel: tuple[np.ndarray, np.ndarray] | None = None
         self.steps = 0
-        self.progress = Progress(self.task)
+        self.progress = Progress(self.sim_task)
         # let objects settle on the table before the first observation
         for _ in range(10):
             mj.mj_step(self.model, self.data)
@@ -594,7 +603,7 @@ class SimRobot(Robot):
         _, rpy = self.kinematics.ee_pose(self.data)
         return SimState(
             scene=self.scene,
-            task=self.task,
+            task=self.sim_task,
             completed=self.progress.completed,
             positions=self.positions(),
             held=self.held,
@@ -625,6 +634,7 @@ class SimRobot(Robot):
             timestamp=self.steps / self._spec.control_hz,
             scene=self.scene.describe(self.embodiment.table_x, privileged.positions),
             privileged=privileged,
+            task=self.task,
         )
 
     # --- acting ---------------------------------------------------------------------------
@@ -663,7 +673,7 @@ class SimRobot(Robot):
         self.steps += 1
         positions = self.positions()
         self.progress.update(WorldState(positions, self.held, emb.table_height), self.scene)
-        remaining = self.task.subtasks[self.progress.completed :]
+        remaining = self.sim_task.subtasks[self.progress.completed :]
         needed = {s.obj for s in remaining} | {s.target for s in remaining if s.kind == "stack"}
         for name in sorted(needed):
             if positions[name][2] < emb.table_height - 0.1:
@@ -680,7 +690,7 @@ class SimRobot(Robot):
         self._mj.mj_forward(self.model, self.data)
 
     def status(self) -> RobotStatus:
-        n = len(self.task.subtasks)
+        n = len(self.sim_task.subtasks)
         return RobotStatus(done=self.progress.done, subtasks_completed=self.progress.completed, subtasks_total=n)
 
     # --- grasping ---------------------------------------------------------------------------

@@ -65,7 +65,7 @@ from gymnasium import spaces
 
 from s2kit.core.safety import SafetyFilter, UnsafeAction
 from s2kit.core.types import EE_DELTA, Observation
-from s2kit.plugins.robots.sim.tasks import builtin_suites
+from s2kit.plugins.robots.sim.tasks import SUITES, builtin_suites
 
 __all__ = ["ROBOTS", "S2kitSimEnv", "env_id", "register_envs"]
 
@@ -118,7 +118,7 @@ class S2kitSimEnv(gymnasium.Env[dict[str, Any], np.ndarray]):
     def __init__(
         self,
         robot: str = "hsr",
-        suite: str = "id",
+        suite: str = SUITES[0],
         image_size: int | Sequence[int] = 96,
         max_steps: int = 300,
         cameras: Sequence[str] | None = None,
@@ -234,7 +234,7 @@ class S2kitSimEnv(gymnasium.Env[dict[str, Any], np.ndarray]):
         total = int(status.subtasks_total or 0)
         return {
             "instruction": self.robot.instruction,
-            "subtasks": list(self.robot.task.subtask_texts),
+            "subtasks": list(self.robot.task.subtasks),
             "subtasks_completed": completed,
             "subtasks_total": total,
             "subtask_success": completed / total if total else 0.0,

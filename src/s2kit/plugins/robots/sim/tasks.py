@@ -36,6 +36,7 @@ from s2kit.plugins.robots.sim.world import (
 
 __all__ = [
     "FAMILIES",
+    "SUITES",
     "Progress",
     "Subtask",
     "Suite",
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 FAMILIES = ("pick_place", "stack", "push", "sort", "tidy")
+#: The built-in suites (``suites/<name>.yaml``): the training distribution first, then the
+#: distribution shifts. The one place their names are declared (`SimRobot.suites`).
+SUITES = ("id", "distractor", "appearance", "semantic", "paraphrase")
 
 
 # --- suites --------------------------------------------------------------------------------
@@ -94,9 +98,8 @@ class Suite(BaseModel):
 
 
 def builtin_suites() -> list[str]:
-    """Names of the suites that ship with s2kit."""
-    folder = resources.files("s2kit.plugins.robots.sim").joinpath("suites")
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    """Names of the suites that ship with s2kit, in `SUITES` order."""
+    return list(SUITES)
 
 
 def load_suite(name_or_path: str) -> Suite:
