@@ -1,9 +1,24 @@
-"""A robot-side process that imports the core must not pay for torch or mujoco."""
+"""The core stays contracts plus the loop.
+
+A robot-side process that imports it must not pay for torch or a simulator;
+its sources import nothing beyond the standard library, numpy, pydantic, yaml
+and pluggy; and it names no executor, robot or simulator (those are plugins,
+and a model's needs reach the core through hooks).
+"""
 
 from __future__ import annotations
 
+import ast
+import io
+import re
 import subprocess
 import sys
+import tokenize
+from pathlib import Path
+
+import pytest
+
+import s2kit.core
 
 HEAVY = ("torch", "mujoco", "onnx", "numba", "typer", "av")
 
@@ -29,3 +44,122 @@ def test_loading_every_plugin_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# --- what core sources import ------------------------------------------------------------
+
+CORE = Path(s2kit.core.__file__).parent
+#: Third-party packages the core may import; everything else must be the standard library or s2kit.core.
+ALLOWED = {"numpy", "pydantic", "pydantic_core", "yaml", "pluggy"}
+
+
+def _type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
+
+
+def foreign_imports(source: str, package: str = "s2kit.core") -> list[tuple[int, str]]:
+    """``(line, module)`` of every import in ``source`` (functions included, ``if TYPE_CHECKING:`` left out)
+    that is neither the standard library, an allowed package, nor ``s2kit.core``."""
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST) -> None:
+        if _type_checking(node):
+            for child in node.orelse:  # type: ignore[attr-defined]
+                visit(child)
+            return
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: within the package unless it climbs out of it
+                parts = package.split(".")
+                base = parts[: len(parts) - (node.level - 1)] if node.level - 1 < len(parts) else []
+                names = [".".join([*base, node.module] if node.module else base)]
+            else:
+                names = [node.module or ""]
+        for name in names:
+            top = name.split(".")[0]
+            core = name == "s2kit.core" or name.startswith("s2kit.core.")
+            if not (core or top in ALLOWED or top in sys.stdlib_module_names):
+                found.append((node.lineno, name))  # type: ignore[attr-defined]
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
+    return found
+
+
+def test_the_checker_sees_imports_in_functions_and_skips_type_checking() -> None:
+    source = (
+        "import os, numpy\nfrom typing import TYPE_CHECKING\nimport torch\n"
+        "if TYPE_CHECKING:\n    import typer\nelse:\n    import av\n"
+        "def f():\n    from s2kit.workflows import video\n    from . import types\n    import mujoco.viewer\n"
+    )
+    assert foreign_imports(source) == [(3, "torch"), (7, "av"), (9, "s2kit.workflows"), (11, "mujoco.viewer")]
+
+
+def test_core_sources_import_only_the_standard_library_numpy_pydantic_yaml_and_pluggy() -> None:
+    offenders = [
+        f"{path.relative_to(CORE.parent)}:{line} imports {name}"
+        for path in sorted(CORE.rglob("*.py"))
+        for line, name in foreign_imports(path.read_text(), _package(path))
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def _package(path: Path) -> str:
+    parts = path.relative_to(CORE.parent.parent).with_suffix("").parts
+    return ".".join(parts if path.name == "__init__.py" else parts[:-1]).removesuffix(".__init__")
+
+
+# --- what core sources name ---------------------------------------------------------------
+
+#: Executors, robots, simulators and middlewares are plugins: the core names none of them,
+#: not even in a comment (whole words, any case; "s2" is not "s2kit").
+NAMED_NOWHERE = ("s2", "baseline", "openpi", "hsr", "txg2", "agibot", "mujoco", "osmesa", "ros", "ros1", "ros2",
+                 "rospy", "rclpy", "scripted", "incontext")  # fmt: skip
+#: A model's own data (S2's kept patches and focus labels): no identifier or key-like string of the core holds them.
+NAMED_IN_NO_CODE = ("keep", "kept", "focus")
+
+
+def named_concepts(source: str) -> list[tuple[int, str]]:
+    """``(line, word)`` for each plugin concept ``source`` names (see the two lists above)."""
+    found = []
+    tree = ast.parse(source)
+    doc_lines = {  # where docstrings start: prose, like comments
+        node.body[0].value.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in (tokenize.NAME, tokenize.STRING, tokenize.COMMENT):
+            continue
+        words = {w.lower() for w in re.findall(r"[A-Za-z0-9]+", token.string)}
+        if re.search(r"tx-g2", token.string, re.IGNORECASE):
+            words.add("txg2")
+        key = token.type == tokenize.STRING and token.start[0] not in doc_lines and not re.search(r"\s", token.string)
+        code = token.type == tokenize.NAME or key  # an identifier, or a string that is a key (no spaces)
+        banned = set(NAMED_NOWHERE) | (set(NAMED_IN_NO_CODE) if code else set())
+        found += [(token.start[0], w) for w in sorted(words & banned)]
+    return found
+
+
+def test_the_name_checker_finds_plugin_names_and_model_keys() -> None:
+    source = (
+        '"""Runs on the HSR; keep it light."""\n'
+        "KEEP = 'keep'  # S2's kept patches\n"
+        "x = info['privileged.focus']\n"
+        "s2kit_thing = 1  # s2kit is fine\n"
+    )
+    assert named_concepts(source) == [(1, "hsr"), (2, "keep"), (2, "keep"), (2, "s2"), (3, "focus")]
+
+
+@pytest.mark.parametrize("path", sorted(CORE.rglob("*.py")), ids=lambda p: str(p.relative_to(CORE)))
+def test_core_names_no_executor_robot_or_simulator(path: Path) -> None:
+    found = named_concepts(path.read_text())
+    assert not found, f"{path.relative_to(CORE.parent)} names plugin concepts: {found}"

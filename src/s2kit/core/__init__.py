@@ -1,6 +1,6 @@
 """The small core: roles, data contracts, plugins, configuration, the control loop.
 
-Nothing here imports torch, mujoco or a plugin, so a robot-side process that
+Nothing here imports torch, a simulator or a plugin, so a robot-side process that
 only needs the contracts and the loop stays light.
 """
 

@@ -289,7 +289,7 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel]) -> s
 
 
 def _nested_model(model: type[BaseModel], path: Iterable[Any]) -> type[BaseModel]:
-    """The model a nested key path leads to (``ros.topics`` -> the topics model), as far as it goes."""
+    """The model a nested key path leads to (``section.key`` -> the model of that key), as far as it goes."""
     for part in path:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
@@ -330,7 +330,7 @@ def compose_pipeline(
     """The pipeline a command line asks for, validated.
 
     Starts from ``path`` (or the embedded default). ``components`` maps a
-    section to a plugin name (``--robot txg2``, ``--skill NAME``): a different
+    section to a plugin name (``--robot NAME``, ``--skill NAME``): a different
     name starts that section afresh, since the file's options were meant for
     the other plugin. ``runtime`` sets runtime options (``--episodes``,
     ``--seed``); ``overrides`` (``--set``) are applied last and win. A

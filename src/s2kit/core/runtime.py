@@ -354,7 +354,7 @@ class _Episode:
         if not isinstance(guidance, Guidance):
             raise PluginError(f"planner {rt.planner.name!r} returned {type(guidance).__name__}, not Guidance")
         if guidance.goal != self.instruction:
-            # S2: the original instruction is the stable goal; refined text is
+            # Goal-preserving guidance: the original instruction is the stable goal; refined text is
             # added beside it, never instead of it.
             raise PluginError(f"planner {rt.planner.name!r} replaced the goal {self.instruction!r} with {guidance.goal!r}")
         self.plans += 1
