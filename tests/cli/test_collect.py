@@ -148,3 +148,16 @@ def test_noise_in_a_space_without_translation_is_one_clear_error() -> None:
     joints = ActionSpace(name="joint_pos", names=("a", "b"), low=(-1.0, -1.0), high=(1.0, 1.0), absolute=True)
     with pytest.raises(ConfigError, match="has none of dx, dy, dz"):
         PerturbedRobot(object(), joints, std=0.01)  # type: ignore[arg-type]
+
+
+def test_collect_takes_the_robots_first_suite_unless_told_and_refuses_one_it_does_not_declare(invoke, tmp_path: Path) -> None:
+    base = ["collect", "--robot", "point", "--planner", "waypoints", "--executor", "seek", "--episodes", "1"]
+    result = invoke(*base, "--out", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    assert "collect · point · a · waypoints · seek" in result.output  # the in-distribution suite the robot declares
+    assert "collect · point · b ·" in invoke(*base, "--suite", "b", "--out", str(tmp_path / "b")).output
+    wrong = invoke(*base, "--suite", "zz", "--out", str(tmp_path / "zz"))
+    assert wrong.exit_code == 2 and wrong.output.strip() == (
+        "Error: unknown suite 'zz' for robot 'point' (it declares: a, b, distractor)"
+    )
+    assert not (tmp_path / "zz").exists()  # refused before the dataset was created

@@ -184,13 +184,29 @@ def test_usage_errors_are_one_line_exit_2(
     )
 
 
-def test_errors_in_worker_processes_are_one_line(invoke) -> None:
+def test_suites_default_to_the_robots_own_and_its_first_stays_out_of_the_shift_mean(invoke) -> None:
+    result = invoke("eval", "--robot", "point", "--planner", "waypoints", "--executor", "seek", "--episodes", "1",
+                    "--workers", "1", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert list(report["suites"]) == ["a", "b", "distractor"]  # what the point robot declares
+    assert report["shift_mean"]["suites"] == ["b", "distractor"]
+
+
+def test_a_suite_the_robot_does_not_declare_is_one_error_before_any_episode(invoke) -> None:
     unknown = invoke(*HSR, "--suites", "nope,id", "--workers", "2")
     assert unknown.exit_code == 2
     assert (
         unknown.output.startswith("Error: unknown suite 'nope'")
         and len(unknown.output.strip().splitlines()) == 1
     )
+    point = invoke(*POINT, "--executor", "seek", "--suites", "a,zz")
+    assert point.exit_code == 2 and point.output.strip() == (
+        "Error: unknown suite 'zz' for robot 'point' (it declares: a, b, distractor)"
+    )
+
+
+def test_errors_in_worker_processes_are_one_line(invoke) -> None:
     crash = invoke(
         *POINT,
         "--executor",

@@ -94,3 +94,38 @@ def test_installed_plugin_adds_its_command_group(site: Path) -> None:
     assert instruction.startswith("touch the ") and ", then the " in instruction
     assert scene.count("square at") == 3
     assert "planar" in s2kit(site, "--help").stdout
+
+
+#: A tiny baseline network on the planar robot's data: its one camera, its whole (x, y) state.
+TINY = ["--set", "model.dim=16", "--set", "model.encoder_layers=1", "--set", "model.decoder_layers=1",
+        "--set", "batch_size=4", "--set", "state=all", "--set", "model.cameras=[head]"]  # fmt: skip
+
+
+def test_a_robot_without_suites_gets_collect_train_and_eval(site: Path, tmp_path: Path) -> None:
+    data, run = tmp_path / "data", tmp_path / "run"
+    collected = s2kit(site, "collect", "--robot", "planar", "--executor", "colour-seeker", "--episodes", "3",
+                      "--out", str(data), "--json")  # fmt: skip
+    assert collected.returncode == 0, collected.stderr
+    report = json.loads(collected.stdout)
+    # the default planner (oracle) handed the robot's own subtask texts on: the executor followed them
+    assert report["saved"] == 3
+    from s2kit.datasets.lerobot import LeRobotDatasetReader
+
+    episode = LeRobotDatasetReader(data).episode(0)
+    first, second = report["episodes"][0]["instruction"].removeprefix("touch ").split(", then ")
+    assert list(dict.fromkeys(episode["annotation.subtask"])) == [f"touch {first}", f"touch {second}"]
+
+    trained = s2kit(site, "train", "--executor", "baseline", "--data", str(data), "--out", str(run), "--steps", "2", *TINY)
+    assert trained.returncode == 0, trained.stderr
+
+    evaluated = s2kit(site, "eval", str(run), "--robot", "planar", "--episodes", "2", "--workers", "1",
+                      "--set", "runtime.max_steps=10", "--json")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["pipeline"]["robot"] == {"name": "planar"} and result["pipeline"]["planner"]["name"] == "oracle"
+    assert [s["summary"]["episodes"] for s in result["suites"].values()] == [2] and result["shift_mean"] is None
+
+    wrong = s2kit(site, "eval", str(run), "--robot", "planar", "--suites", "id")
+    assert wrong.returncode == 2 and wrong.stderr.strip() == (
+        "Error: robot 'planar' declares no task suites, so it takes no suite ('id' given)"
+    )

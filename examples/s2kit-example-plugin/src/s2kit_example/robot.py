@@ -1,7 +1,13 @@
 """Robot ``planar``: a 2-D gripper over a table of coloured squares.
 
 Pure numpy, so it runs anywhere; it shows everything a robot plugin owes the
-runtime: a spec, reset/observe/apply, a hold, progress and an instruction.
+runtime: a spec, reset/observe/apply, a hold, progress, and its task (the
+instruction and each subtask's text, which planners such as ``oracle`` and
+``s2kit collect``'s annotations use). It declares no task suites: it has one
+task distribution, so ``run``, ``collect`` and ``eval`` set no ``suite``
+option on it. (A robot with suites would return their names from
+``suites()``, the in-distribution one first, and take the chosen one as its
+``suite`` option.)
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from s2kit.core import (
     RobotStatus,
     ee_delta_space,
 )
+from s2kit.core.types import TaskText
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -66,9 +73,11 @@ class PlanarRobot(Robot):
         return self._spec
 
     @property
-    def instruction(self) -> str:
+    def task(self) -> TaskText:
+        # The instruction and one subtask per square; the current one is the first not yet touched.
         names = [f"the {c} square" for c in self.order]
-        return "touch " + ", then ".join(names)
+        current = min(self.touched, len(names) - 1)
+        return TaskText("touch " + ", then ".join(names), tuple(f"touch {n}" for n in names), current)
 
     def reset(self, *, seed: int | None = None) -> Observation:
         cfg: PlanarConfig = self.config  # type: ignore[assignment]
@@ -104,6 +113,7 @@ class PlanarRobot(Robot):
             state=self.pos.copy(),
             timestamp=self.steps * self._spec.control_period,
             scene=self.scene(),
+            task=self.task,  # planners get the robot's task texts from each observation
         )
 
     def apply(self, action: np.ndarray, space: str) -> None:
