@@ -193,6 +193,14 @@ def test_suites_default_to_the_robots_own_and_its_first_stays_out_of_the_shift_m
     assert report["shift_mean"]["suites"] == ["b", "distractor"]
 
 
+
+def test_the_default_oracle_planner_says_so_on_a_robot_that_gives_no_task_texts(invoke) -> None:
+    result = invoke("eval", "--robot", "point", "--executor", "seek", "--suites", "a", "--episodes", "1", "--workers", "1")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("Error: planner 'oracle' needs the robot's own subtask texts")
+    assert "--planner" in result.output
+
+
 def test_a_suite_the_robot_does_not_declare_is_one_error_before_any_episode(invoke) -> None:
     unknown = invoke(*HSR, "--suites", "nope,id", "--workers", "2")
     assert unknown.exit_code == 2
