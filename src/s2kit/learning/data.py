@@ -1,10 +1,15 @@
-"""Training data for S2: LeRobot datasets read into memory, then batches of frames.
+"""Training data from LeRobot v3 datasets: every frame indexed in memory, images from a decoded cache, then batches.
 
 Each sample is one frame: every camera's image, the selected state entries,
 the next ``chunk`` actions of its episode (steps past the episode's end are
 masked out of the loss), and its three texts (goal = the LeRobot task,
 trajectory, current subtask from the ``annotation.*`` columns; see
-`s2kit.workflows.collect`), embedded once per distinct string.
+`s2kit.workflows.collect`), embedded once per distinct string
+(`guidance_embeddings`, kept on disk beside the frame cache).
+
+Images are decoded once per dataset into a memory-mapped uint8 file
+(`s2kit.learning.cache`); everything else (states, actions, texts) is small and
+read into memory each run.
 
 Subtask-done labels (the executor's non-privileged progress signal) come from
 the subtask boundaries: the runtime asks the executor whether the subtask its
@@ -14,75 +19,115 @@ boundary with the subtask that just ended, labelled done (its actions carry no
 loss: no demonstration acts on stale guidance); every ordinary sample is
 labelled not done.
 
-Where a dataset has ``privileged.focus`` (simulated collections), each sample
-also carries it, in decimetres, as the target of the model's auxiliary focus
-head (NaN, and no loss, where it is unknown); with ``privileged.focus_uv``,
-where that item is in each camera's (squared) image, the target of the focus
-map.
+A policy that trains on more than this (labels recorded by a hook of its own,
+say) declares `ExtraColumns` as ``Policy.extra_columns``: which dataset
+columns to read, how each episode's values become per-frame arrays, how a
+batch's values become batch entries, and which of them are positions in the
+image that move with the shift augmentation. The kit names no such column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from s2kit.plugins.executors.s2.columns import FOCUS as FOCUS_FEATURE
-from s2kit.plugins.executors.s2.columns import FOCUS_UV as FOCUS_UV_FEATURE
-from s2kit.datasets.lerobot import LeRobotDatasetReader
 from s2kit.core.errors import DataError
+from s2kit.datasets.lerobot import LeRobotDatasetReader
+from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, STATE, TEXT
+from s2kit.learning.cache import cache_folders, cached_frames
 from s2kit.learning.inputs import EE_STATE, Normalizer, StateEncoder, square_frames
-from s2kit.plugins.executors.s2.modeling import (
-    ACTION_MASK,
-    ACTIONS,
-    DONE,
-    FOCUS,
-    FOCUS_UV,
-    IMAGES,
-    STATE,
-    TEXT,
-)
 
-__all__ = ["EE_STATE", "FrameData", "Normalizer", "StateEncoder", "load_frames", "square_frames"]
+__all__ = ["EE_STATE", "ExtraColumns", "FrameData", "Normalizer", "StateEncoder", "guidance_embeddings", "load_frames", "square_frames"]
 
 TRAJECTORY, SUBTASK, SUBTASK_INDEX = "annotation.trajectory", "annotation.subtask", "annotation.subtask_index"
-#: ``privileged.focus`` is in metres; the focus head predicts decimetres, values of order one.
-FOCUS_SCALE = 10.0
+
+
+class ExtraColumns:
+    """The extension point for a policy's own training targets: per-frame values read from dataset columns.
+
+    A policy lists instances in ``Policy.extra_columns``. For each episode the kit
+    reads the ``features`` the dataset has (absent ones are simply not in the
+    episode) and calls `read`, which gives an array per batch key in ``keys``
+    (a dataset without the columns gives unknowns, NaN say, not an error); for
+    each batch it gathers those arrays at the batch's frames and calls `batch`.
+    Keys in ``image_positions`` hold (u, v) positions in each camera's image,
+    (B, cameras, 2) in [-1, 1] units: the shift augmentation moves them with the
+    image.
+    """
+
+    features: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    image_positions: tuple[str, ...] = ()
+
+    def read(self, episode: Mapping[str, Any], length: int, *, features: Mapping[str, Any], cameras: Sequence[str]) -> dict[str, np.ndarray]:
+        """Per-frame arrays of one episode, (length, ...) float32, one under each of ``keys``; raise `DataError` on bad
+        values (the kit adds which dataset and episode). ``features`` is the dataset's feature table."""
+        raise NotImplementedError
+
+    def batch(self, values: dict[str, Tensor], stale: Tensor | None) -> dict[str, Tensor]:
+        """Batch entries from the values at a batch's frames; ``stale`` (B,) bool marks stale-guidance samples (None: none)."""
+        return values
+
+
+class _Images:
+    """Images of every frame, (frames, cameras, 3, S, S) uint8, over one store per dataset (memory-mapped or in memory)."""
+
+    def __init__(self, stores: list[Tensor]) -> None:
+        self.stores = stores
+        self.starts = torch.tensor([0, *np.cumsum([len(s) for s in stores])], dtype=torch.long)
+
+    def __getitem__(self, rows: Tensor) -> Tensor:
+        if len(self.stores) == 1:
+            return self.stores[0][rows]
+        which = torch.bucketize(rows, self.starts[1:], right=True)  # the store of each row
+        out = torch.empty((len(rows), *self.stores[0].shape[1:]), dtype=torch.uint8)
+        for i in which.unique().tolist():
+            pick = (which == i).nonzero().squeeze(1)
+            out[pick] = self.stores[i][rows[pick] - self.starts[i]]
+        return out
 
 
 @dataclass
 class FrameData:
-    """Every frame of some episodes, in memory, ready to be batched."""
+    """Every frame of some episodes, ready to be batched; the images stay where `load_frames` put them (a cache file)."""
 
-    images: Tensor  # (frames, cameras, 3, S, S) uint8
+    images: _Images  # per frame through ``rows``: (cameras, 3, S, S) uint8
+    rows: Tensor  # (frames,) int64: each frame's row in ``images``
     state: Tensor  # (frames, state) float32, encoded (`StateEncoder`), not normalized
     actions: Tensor  # (frames, action) float32, raw
     episode: Tensor  # (frames,) int64: which episode (0..episodes-1 over all datasets)
     end: Tensor  # (frames,) int64: one past the last frame of its episode
     text: Tensor  # (frames, 3) int64 into ``strings``: goal, trajectory, subtask
     stale: Tensor  # (frames,) int64 into ``strings``: the subtask that just ended, or -1
-    focus: Tensor  # (frames, 3) float32: privileged.focus in metres, NaN where unknown
-    focus_uv: Tensor  # (frames, cameras, 2) float32: privileged.focus_uv in the squared images, NaN where unknown
     strings: list[str]
     state_names: list[str]
     action_names: list[str]
     fps: float
     datasets: list[dict[str, object]]  # what each dataset is (for a run's record): path, robot, episodes, frames
+    extras: dict[str, Tensor] = field(default_factory=dict)  # per frame, from `ExtraColumns.read`
+    columns: tuple[ExtraColumns, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.rows)
 
     @property
     def num_episodes(self) -> int:
         return int(self.episode.max()) + 1 if len(self) else 0
 
+    def frames(self, index: Tensor) -> Tensor:
+        """The images of frames ``index``, (len(index), cameras, 3, S, S) uint8."""
+        return self.images[self.rows[index]]
+
     def subset(self, episodes: Tensor) -> FrameData:
-        """The frames of some episodes (the episode and end indices are re-based)."""
+        """The frames of some episodes (the episode and end indices are re-based; the images are not copied)."""
         keep = torch.isin(self.episode, episodes).nonzero().squeeze(1)
         if not len(keep):
             raise DataError("no frames selected")
@@ -91,19 +136,12 @@ class FrameData:
         new_episode = remap[self.episode[keep]]  # increasing along the frames, like the old ids
         new_end = torch.cumsum(torch.bincount(new_episode, minlength=len(episodes)), 0)[new_episode]
         return FrameData(
-            self.images[keep], self.state[keep], self.actions[keep], new_episode, new_end,
-            self.text[keep], self.stale[keep], self.focus[keep], self.focus_uv[keep], self.strings, self.state_names, self.action_names, self.fps, self.datasets,
+            self.images, self.rows[keep], self.state[keep], self.actions[keep], new_episode, new_end,
+            self.text[keep], self.stale[keep], self.strings, self.state_names, self.action_names, self.fps, self.datasets,
+            {k: v[keep] for k, v in self.extras.items()}, self.columns,
         )  # fmt: skip
 
-    def batch(
-        self,
-        index: Tensor,
-        *,
-        chunk: int,
-        embeddings: Tensor,
-        norm: Normalizer,
-        stale: Tensor | None = None,
-    ) -> dict[str, Tensor]:
+    def batch(self, index: Tensor, *, chunk: int, embeddings: Tensor, norm: Normalizer, stale: Tensor | None = None) -> dict[str, Tensor]:
         """The samples at frame ``index``; where ``stale`` is True, the stale-guidance version."""
         steps = index[:, None] + torch.arange(chunk)[None]  # (batch, chunk)
         mask = steps < self.end[index][:, None]
@@ -111,27 +149,26 @@ class FrameData:
         actions = norm.action(self.actions[steps].numpy())
         text = self.text[index].clone()  # (batch, 3)
         done = torch.zeros(len(index))
-        focus = self.focus[index] * FOCUS_SCALE
-        focus_uv = self.focus_uv[index].clone()
-        if stale is not None and stale.any():
+        any_stale = stale is not None and bool(stale.any())
+        if any_stale:
             text[stale, 2] = self.stale[index[stale]]
             mask[stale] = False  # no demonstration acts on stale guidance
             done[stale] = 1.0
-            focus[stale] = float("nan")  # the frame's focus belongs to the next subtask, not the text's
-            focus_uv[stale] = float("nan")
-        return {
-            IMAGES: self.images[index],
+        out = {
+            IMAGES: self.frames(index),
             STATE: torch.from_numpy(norm.state(self.state[index].numpy())),
             TEXT: embeddings[text],  # (batch, 3, text_dim)
             ACTIONS: torch.from_numpy(actions),
             ACTION_MASK: mask,
             DONE: done,
-            FOCUS: focus,
-            FOCUS_UV: focus_uv,
         }
+        for columns in self.columns:
+            values = {k: self.extras[k][index] for k in columns.keys}
+            out.update(columns.batch(values, stale if any_stale else None))
+        return out
 
 
-def _annotations(episode: dict, length: int) -> tuple[list[str], list[str], np.ndarray]:
+def _annotations(episode: Mapping[str, Any], length: int) -> tuple[list[str], list[str], np.ndarray]:
     """(trajectory, subtask, subtask_index) per frame; a dataset without S2 annotations has the task only."""
     if SUBTASK not in episode:
         return [""] * length, [""] * length, np.zeros(length, dtype=np.int64)
@@ -144,6 +181,19 @@ def _annotations(episode: dict, length: int) -> tuple[list[str], list[str], np.n
     return traj, sub, index
 
 
+def _decoder(reader: LeRobotDatasetReader, cameras: Sequence[str], image_size: int) -> Callable[[], Iterator[np.ndarray]]:
+    keys = [f"observation.images.{c}" for c in cameras]
+
+    def decode() -> Iterator[np.ndarray]:
+        for e in range(reader.num_episodes):
+            ep = reader.episode(e, keys=keys)
+            views = [square_frames(np.asarray(ep[k]), image_size) for k in keys]  # each (T, S, S, 3)
+            if len(views[0]):
+                yield np.stack(views, axis=1).transpose(0, 1, 4, 2, 3)  # (T, cameras, 3, S, S)
+
+    return decode
+
+
 def load_frames(
     roots: Sequence[str | Path],
     *,
@@ -151,14 +201,19 @@ def load_frames(
     image_size: int,
     state: Sequence[str] | None,
     done_window: int,
+    columns: Sequence[ExtraColumns] = (),
+    cache: str = "auto",
+    log: Callable[[str], None] | None = None,
 ) -> FrameData:
-    """Read every episode of every dataset into memory, checking that they agree.
+    """Every episode of every dataset, checked that they agree; images through the frame cache (``cache``: auto, off
+    or a folder; `s2kit.learning.cache`).
 
     ``state`` names the state entries to keep (None: all, which then must have
-    the same names in every dataset); ``state_names`` of the result are those entries. Raises `DataError` naming the dataset
-    and what is wrong.
+    the same names in every dataset); ``state_names`` of the result are those entries. ``columns`` are a policy's
+    `ExtraColumns`. Raises `DataError` naming the dataset and what is wrong.
     """
-    images, states, actions, episodes, ends, texts, stales, focuses, focus_uvs = [], [], [], [], [], [], [], [], []
+    stores, states, actions, episodes, ends, texts, stales = [], [], [], [], [], [], []
+    extras: dict[str, list[np.ndarray]] = {}
     strings: dict[str, int] = {}
     action_names: list[str] | None = None
     state_names: list[str] | None = None
@@ -169,9 +224,10 @@ def load_frames(
         return strings.setdefault(s, len(strings))
 
     readers = [LeRobotDatasetReader(root) for root in roots]
+    image_keys = [f"observation.images.{c}" for c in cameras]
     for root, reader in zip(roots, readers, strict=True):
         features = reader.features
-        for key in ("observation.state", "action", *(f"observation.images.{c}" for c in cameras)):
+        for key in ("observation.state", "action", *image_keys):
             if key not in features:
                 raise DataError(f"dataset {root} has no {key!r} (it has {sorted(features)})")
         names = list(features["observation.state"].get("names") or [f"state_{i}" for i in range(features["observation.state"]["shape"][0])])
@@ -186,18 +242,13 @@ def load_frames(
             raise DataError(f"dataset {root} has state {kept_names}, the first dataset {state_names}: select common entries with --set state=ee")
         if reader.num_episodes == 0:
             raise DataError(f"dataset {root} has no episodes")
-        keys = ["observation.state", "action", TRAJECTORY, SUBTASK, SUBTASK_INDEX, FOCUS_FEATURE, FOCUS_UV_FEATURE, *(f"observation.images.{c}" for c in cameras)]
-        uv_names = list(features.get(FOCUS_UV_FEATURE, {}).get("names") or [])
-        uv_columns = [[uv_names.index(f"{c}.{a}") if f"{c}.{a}" in uv_names else -1 for a in "uv"] for c in cameras]
-        shapes = [features[f"observation.images.{c}"]["shape"][:2] for c in cameras]
-        uv_scale = np.array([[w / max(h, w), h / max(h, w)] for h, w in shapes], dtype=np.float32)  # square_frames letterboxes
+        keys = ["observation.state", "action", TRAJECTORY, SUBTASK, SUBTASK_INDEX, *(f for c in columns for f in c.features)]
+        first = total
         for e in range(reader.num_episodes):
             ep = reader.episode(e, keys=keys)
             length = len(ep["action"])
             if length == 0:
                 continue
-            views = [square_frames(np.asarray(ep[f"observation.images.{c}"]), image_size) for c in cameras]  # each (T, S, S, 3)
-            images.append(torch.from_numpy(np.stack(views, axis=1)).permute(0, 1, 4, 2, 3).contiguous())  # (T, cameras, 3, S, S)
             st = encoder(np.asarray(ep["observation.state"], dtype=np.float32))
             ac = np.asarray(ep["action"], dtype=np.float32)
             if not (np.isfinite(st).all() and np.isfinite(ac).all()):
@@ -211,30 +262,59 @@ def load_frames(
             for b in np.flatnonzero(np.diff(sub_index)) + 1:  # first frame of each new subtask
                 stale[b : b + done_window] = sid(sub[b - 1])
             stales.append(stale)
-            focus = np.asarray(ep[FOCUS_FEATURE], dtype=np.float32).reshape(length, 3) if FOCUS_FEATURE in ep else np.full((length, 3), np.nan, np.float32)
-            if np.isinf(focus).any():
-                raise DataError(f"dataset {root}, episode {e}: infinite {FOCUS_FEATURE} values")
-            focuses.append(focus)
-            uv = np.full((length, len(cameras), 2), np.nan, np.float32)
-            if FOCUS_UV_FEATURE in ep:
-                recorded = np.asarray(ep[FOCUS_UV_FEATURE], dtype=np.float32).reshape(length, -1)
-                for i, columns in enumerate(uv_columns):
-                    if min(columns) >= 0:
-                        uv[:, i] = recorded[:, columns] * uv_scale[i]
-            if np.isinf(uv).any():
-                raise DataError(f"dataset {root}, episode {e}: infinite {FOCUS_UV_FEATURE} values")
-            focus_uvs.append(uv)
+            for column in columns:
+                try:
+                    values = column.read(ep, length, features=features, cameras=list(cameras))
+                except DataError as err:
+                    raise DataError(f"dataset {root}, episode {e}: {err}") from None
+                if sorted(values) != sorted(column.keys):
+                    raise TypeError(f"{type(column).__name__}.read gave {sorted(values)}, its keys are {sorted(column.keys)}")
+                for key, value in values.items():
+                    if np.isinf(value).any():
+                        raise DataError(f"dataset {root}, episode {e}: infinite {key} values")
+                    extras.setdefault(key, []).append(np.asarray(value, dtype=np.float32))
             n_ep = len(ends)
             episodes.append(np.full(length, n_ep, dtype=np.int64))
             ends.append(np.full(length, total + length, dtype=np.int64))
             total += length
-    if not images:
+        images = cached_frames(Path(root), (len(cameras), 3, image_size, image_size), cameras, cache, _decoder(reader, cameras, image_size), log)
+        if len(images) != total - first:
+            raise DataError(f"dataset {root} has {total - first} frames but its videos or images give {len(images)}: it changed while it was read")
+        stores.append(torch.from_numpy(images))
+    if not total:
         raise DataError(f"no frames in {', '.join(map(str, roots))}")
     assert action_names is not None and state_names is not None and fps is not None
     return FrameData(
-        torch.cat(images), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(actions)),
+        _Images(stores), torch.arange(total), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(actions)),
         torch.from_numpy(np.concatenate(episodes)), torch.from_numpy(np.concatenate(ends)),
-        torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)), torch.from_numpy(np.concatenate(focuses)),
-        torch.from_numpy(np.concatenate(focus_uvs)), list(strings), state_names, action_names, fps,
+        torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)), list(strings), state_names, action_names, fps,
         [{"path": str(root), "robot_type": r.info.get("robot_type"), "episodes": r.num_episodes, "frames": r.num_frames} for root, r in zip(roots, readers, strict=True)],
+        {k: torch.from_numpy(np.concatenate(v)) for k, v in extras.items()}, tuple(columns),
     )  # fmt: skip
+
+
+def guidance_embeddings(strings: Sequence[str], roots: Sequence[str | Path] = (), cache: str = "auto") -> Tensor:
+    """(strings, 384) MiniLM embeddings of the guidance texts, kept beside the first dataset's frame cache, so a run
+    whose texts were embedded before does not load the encoder."""
+    digest = hashlib.sha256("\x00".join(strings).encode()).hexdigest()[:24]
+    folders = cache_folders(Path(roots[0]), cache) if roots else []
+    for folder in folders:
+        path = folder / f"texts-{digest}.npy"
+        if path.is_file():
+            try:
+                return torch.from_numpy(np.load(path))
+            except (OSError, ValueError):
+                break
+    from s2kit.learning.text import sentence_encoder
+
+    vectors = sentence_encoder().encode(list(strings))
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f"texts-{digest}.tmp.npy"
+            np.save(tmp, vectors)
+            tmp.replace(folder / f"texts-{digest}.npy")
+            break
+        except OSError:
+            continue
+    return torch.from_numpy(vectors)

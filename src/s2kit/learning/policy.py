@@ -11,11 +11,15 @@ DistributedDataParallel sees the pass) with the keyword arguments
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from s2kit.learning.data import ExtraColumns
 
 __all__ = ["Policy", "PolicyConfig"]
 
@@ -42,6 +46,8 @@ class Policy(nn.Module):
 
     config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Training targets of its own that the kit reads from dataset columns into its batches (`ExtraColumns`).
+    extra_columns: ClassVar[tuple[ExtraColumns, ...]] = ()
 
     def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
@@ -63,6 +69,11 @@ class Policy(nn.Module):
 
     def schedule(self, step: int, total: int) -> dict[str, Any]:
         """Keyword arguments of `loss` at training step ``step`` of ``total`` (annealed settings); none by default."""
+        return {}
+
+    def validation_metrics(self, batches: Sequence[dict[str, Tensor]], outputs: Sequence[dict[str, Tensor]]) -> dict[str, float]:
+        """Held-out figures of the policy's own, from the validation batches and what `sample` gave for each (the
+        trainer reports ``action_mse`` and ``done_accuracy`` for every policy); none by default."""
         return {}
 
     def unused_parameters(self) -> list[str]:
