@@ -12,6 +12,8 @@ guidance the executor acted on:
 | ``annotation.subtask_index`` | int64 | index of that subtask (its changes are the subtask boundaries) |
 | ``annotation.subtasks`` | string | all subtasks, JSON-encoded |
 
+(``collect``'s default planner, ``oracle``, writes the robot's own subtask
+texts, `Observation.task`, so any robot that gives its task is annotated),
 and the columns installed plugins declare (``s2kit_dataset_columns``): a
 model that trains on more (S2's privileged focus targets, say) names them,
 their feature specs and how to read them from the observation, and every
