@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import s2kit.core
+from tests.imports import imports, package_of
 
 HEAVY = ("torch", "mujoco", "onnx", "numba", "typer", "av")
 
@@ -53,43 +54,16 @@ CORE = Path(s2kit.core.__file__).parent
 ALLOWED = {"numpy", "pydantic", "pydantic_core", "yaml", "pluggy"}
 
 
-def _type_checking(node: ast.AST) -> bool:
-    test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and (
-        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-    )
-
-
 def foreign_imports(source: str, package: str = "s2kit.core") -> list[tuple[int, str]]:
     """``(line, module)`` of every import in ``source`` (functions included, ``if TYPE_CHECKING:`` left out)
     that is neither the standard library, an allowed package, nor ``s2kit.core``."""
     found: list[tuple[int, str]] = []
-
-    def visit(node: ast.AST) -> None:
-        if _type_checking(node):
-            for child in node.orelse:  # type: ignore[attr-defined]
-                visit(child)
-            return
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: within the package unless it climbs out of it
-                parts = package.split(".")
-                base = parts[: len(parts) - (node.level - 1)] if node.level - 1 < len(parts) else []
-                names = [".".join([*base, node.module] if node.module else base)]
-            else:
-                names = [node.module or ""]
-        for name in names:
-            top = name.split(".")[0]
-            core = name == "s2kit.core" or name.startswith("s2kit.core.")
-            if not (core or top in ALLOWED or top in sys.stdlib_module_names):
-                found.append((node.lineno, name))  # type: ignore[attr-defined]
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(ast.parse(source))
+    for line, name in imports(source, package):
+        core = name == "s2kit.core" or name.startswith("s2kit.core.")
+        if core or name.split(".")[0] in ALLOWED | set(sys.stdlib_module_names):
+            continue
+        if not any(seen == line and name.startswith(f"{module}.") for seen, module in found):  # once per import
+            found.append((line, name))
     return found
 
 
@@ -106,14 +80,9 @@ def test_core_sources_import_only_the_standard_library_numpy_pydantic_yaml_and_p
     offenders = [
         f"{path.relative_to(CORE.parent)}:{line} imports {name}"
         for path in sorted(CORE.rglob("*.py"))
-        for line, name in foreign_imports(path.read_text(), _package(path))
+        for line, name in foreign_imports(path.read_text(), package_of(path, CORE.parent.parent))
     ]
     assert not offenders, "\n".join(offenders)
-
-
-def _package(path: Path) -> str:
-    parts = path.relative_to(CORE.parent.parent).with_suffix("").parts
-    return ".".join(parts if path.name == "__init__.py" else parts[:-1]).removesuffix(".__init__")
 
 
 # --- what core sources name ---------------------------------------------------------------

@@ -146,7 +146,7 @@ def test_privileged_state_survives_json() -> None:
     import json
 
     from s2kit.plugins.robots.hsr import HSRRobot
-    from s2kit.plugins.robots.ros.bridge import sim_state_from_json, sim_state_json
+    from s2kit.plugins.robots.ros.messages import sim_state_from_json, sim_state_json
 
     robot = HSRRobot()
     try:

@@ -44,7 +44,7 @@ import math
 import threading
 import time
 import uuid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import threadpoolctl
@@ -53,12 +53,9 @@ from s2kit.core.errors import EpisodeAborted, RobotError
 from s2kit.core.interfaces import Robot
 from s2kit.core.types import EE_DELTA, Observation, RobotSpec, RobotStatus
 from s2kit.plugins.robots.ros import RosLayout, RosSettings
-from s2kit.plugins.robots.ros.bridge import (
+from s2kit.plugins.robots.ros.messages import (
     MESSAGE_TYPES,
     Complaints,
-    sim_state_from_json,
-)
-from s2kit.plugins.robots.ros.messages import (
     MalformedMessage,
     image_to_array,
     joint_state_positions,
@@ -68,17 +65,14 @@ from s2kit.plugins.robots.ros.messages import (
     make_twist,
     odometry_pose,
     parse_json,
+    sim_state_from_json,
     stamp_seconds,
 )
 from s2kit.plugins.robots.ros.transport import Transport, open_transport
-from s2kit.plugins.robots.sim.base import (
-    DEFAULT_JOINT_STEP,
-    JOINT_POS,
-    Kinematics,
-    SimConfig,
-    SimRobot,
-    robot_spec,
-)
+from s2kit.plugins.robots.sim.embodiment import DEFAULT_JOINT_STEP, JOINT_POS, Kinematics, SimConfig, robot_spec
+
+if TYPE_CHECKING:  # the simulator class is only named: importing it would close a circle (its create builds this driver)
+    from s2kit.plugins.robots.sim.base import SimRobot
 
 __all__ = ["RosRobot", "driver_class", "resize"]
 

@@ -11,24 +11,35 @@ differ are handled here by duck typing, in one helper each:
 
 Every reader validates what arrived and raises `MalformedMessage` naming the
 problem (a wrong encoding or data length, names and positions of different
-lengths, a non-finite value); the driver and the bridge report it and drop
-the message.
+lengths, a non-finite value); the driver and the bridge report it
+(`Complaints`) and drop the message. The simulator's privileged state
+crosses as JSON, encoded and decoded here (`sim_state_json`,
+`sim_state_from_json`), for the driver and the bridge alike.
 """
 
 from __future__ import annotations
 
 import array
+import dataclasses
 import json
+import logging
 import math
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from s2kit.core.errors import RobotError
+from s2kit.plugins.robots.sim.state import SimState
+from s2kit.plugins.robots.sim.tasks import Subtask, Task
+from s2kit.plugins.robots.sim.world import Item, Scene
 
 __all__ = [
     "ENCODINGS",
+    "MESSAGE_TYPES",
+    "Complaints",
     "MalformedMessage",
     "image_to_array",
     "joint_state_positions",
@@ -41,6 +52,8 @@ __all__ = [
     "odometry_pose",
     "parse_json",
     "set_time",
+    "sim_state_from_json",
+    "sim_state_json",
     "stamp_seconds",
     "time_seconds",
     "trajectory_targets",
@@ -253,3 +266,92 @@ def parse_json(msg: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise MalformedMessage(f"expected a JSON object, got {type(payload).__name__}")
     return payload
+
+
+# --- command message types, privileged state, complaints ----------------------------------
+
+#: The ROS message type of each kind of command topic (`CommandGroup.kind`).
+MESSAGE_TYPES = {
+    "trajectory": "trajectory_msgs/JointTrajectory",
+    "joint_state": "sensor_msgs/JointState",
+    "twist": "geometry_msgs/Twist",
+}
+
+
+# --- privileged state as JSON (one encoder, one decoder) -------------------------------------
+
+
+def sim_state_json(state: SimState) -> dict[str, Any]:
+    """A `SimState` as JSON-able data."""
+    return {
+        "scene": dataclasses.asdict(state.scene),
+        "task": dataclasses.asdict(state.task),
+        "completed": state.completed,
+        "positions": {name: [float(v) for v in xyz] for name, xyz in state.positions.items()},
+        "held": state.held,
+        "ee_pos": [float(v) for v in state.ee_pos],
+        "ee_yaw": float(state.ee_yaw),
+        "gripper": float(state.gripper),
+        "table_height": float(state.table_height),
+        "table_x": float(state.table_x),
+        "arm": state.arm,
+        "cameras": {role: projection.tolist() for role, projection in state.cameras.items()},
+    }
+
+
+def sim_state_from_json(data: dict[str, Any]) -> SimState:
+    """The `SimState` that `sim_state_json` encoded; `MalformedMessage` when it does not fit."""
+    try:
+        scene_data = dict(data["scene"])
+        items = [Item(**{**it, "xy": tuple(it["xy"])}) for it in scene_data.pop("items")]
+        for key in ("table_rgb", "floor_rgb", "wall_rgb", "light_dir"):
+            scene_data[key] = tuple(scene_data[key])
+        scene = Scene(items=items, **scene_data)
+        task_data = dict(data["task"])
+        task = Task(
+            family=task_data["family"],
+            instruction=task_data["instruction"],
+            subtasks=[Subtask(**sub) for sub in task_data["subtasks"]],
+        )
+        return SimState(
+            scene=scene,
+            task=task,
+            completed=int(data["completed"]),
+            positions={name: np.asarray(xyz, dtype=np.float64) for name, xyz in data["positions"].items()},
+            held=data["held"],
+            ee_pos=np.asarray(data["ee_pos"], dtype=np.float64),
+            ee_yaw=float(data["ee_yaw"]),
+            gripper=float(data["gripper"]),
+            table_height=float(data["table_height"]),
+            table_x=float(data["table_x"]),
+            arm=str(data["arm"]),
+            cameras={role: np.asarray(p, dtype=np.float64).reshape(3, 4) for role, p in data.get("cameras", {}).items()},
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise MalformedMessage(f"privileged state does not decode: {type(err).__name__}: {err}") from None
+
+
+# --- reporting bad input without flooding the log ------------------------------------------------
+
+
+class Complaints:
+    """Malformed messages per topic: the latest problem, a count, and a warning at most every few seconds."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 5.0) -> None:
+        self._log = logger
+        self._every = every_s
+        self._lock = threading.Lock()
+        self.latest: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
+        self._said: dict[str, float] = {}
+
+    def __call__(self, topic: str, problem: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.latest[topic] = problem
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+            if now - self._said.get(topic, -math.inf) < self._every:
+                return
+            self._said[topic] = now
+            count = self.counts[topic]
+        self._log.warning("dropped a malformed message on %s: %s (%d so far)", topic, problem, count)
