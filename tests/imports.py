@@ -5,6 +5,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import s2kit
+
+#: The source root: ``SRC / "s2kit"`` is the package.
+SRC = Path(s2kit.__file__).parent.parent
+
 
 def _type_checking(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
@@ -55,3 +60,31 @@ def package_of(path: Path, root: Path) -> str:
     """The package a module at ``path`` belongs to (itself, for an ``__init__.py``)."""
     name = module_name(path, root)
     return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the modules under ``root`` it imports (at import time or inside functions; TYPE_CHECKING aside)."""
+    modules = {module_name(path, SRC): path for path in root.rglob("*.py")}
+    return {
+        name: {m for _, m in imports(path.read_text(), package_of(path, SRC)) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: each one as the modules around it, starting and ending at the same one."""
+    found, done = [], set()
+
+    def walk(node: str, path: list[str]) -> None:
+        if node in path:
+            circle = path[path.index(node) :] + [node]
+            if frozenset(circle) not in done:
+                done.add(frozenset(circle))
+                found.append(circle)
+            return
+        for nxt in sorted(graph.get(node, ())):
+            walk(nxt, [*path, node])
+
+    for start in sorted(graph):
+        walk(start, [])
+    return found
