@@ -114,9 +114,11 @@ def s2kit_subscribers(pipeline: PipelineConfig, options: dict[str, Any]) -> Sequ
 
     ``pipeline`` is the validated pipeline about to run; ``options`` carries
     what the caller asked for on the command line (for example
-    ``{"record": "DIR"}``). Returns a list of `Subscriber` objects, or None to
-    add none. Not first-result: every implementation's subscribers are
-    attached.
+    ``{"record": "DIR"}``; the built-in plugin ``subscribers`` answers
+    ``record``, ``video`` and ``metrics``). Returns a list of `Subscriber`
+    objects, or None to add none. Not first-result: every implementation's
+    subscribers are attached. An implementation that raises (an output it
+    cannot open) stops the run before it starts, with that error.
     """
 
 
