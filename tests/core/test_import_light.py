@@ -90,7 +90,7 @@ def test_core_sources_import_only_the_standard_library_numpy_pydantic_yaml_and_p
 #: Executors, robots, simulators and middlewares are plugins: the core names none of them,
 #: not even in a comment (whole words, any case; "s2" is not "s2kit").
 NAMED_NOWHERE = ("s2", "baseline", "openpi", "hsr", "txg2", "agibot", "mujoco", "osmesa", "ros", "ros1", "ros2",
-                 "rospy", "rclpy", "scripted", "incontext")  # fmt: skip
+                 "rospy", "rclpy", "scripted", "oracle", "incontext")  # fmt: skip
 #: A model's own data (S2's kept patches and focus labels): no identifier or key-like string of the core holds them.
 NAMED_IN_NO_CODE = ("keep", "kept", "focus")
 

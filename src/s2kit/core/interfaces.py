@@ -162,8 +162,8 @@ class Robot(Component, ABC):
         None (the default) where the robot does not know its task (a real
         robot: the instruction then comes from ``runtime.instruction``). A
         robot that returns one also puts it in each `Observation.task`, which
-        is how planners (the ``oracle``, and any oracle-style planner) and
-        ``s2kit collect``'s annotations get it.
+        is how planners that plan from the true task, and ``s2kit collect``'s
+        annotations, get it.
         """
         return None
 
