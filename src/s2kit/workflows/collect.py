@@ -15,9 +15,9 @@ guidance the executor acted on:
 (``collect``'s default planner, ``oracle``, writes the robot's own subtask
 texts, `Observation.task`, so any robot that gives its task is annotated),
 and the columns installed plugins declare (``s2kit_dataset_columns``): a
-model that trains on more (S2's privileged focus targets, say) names them,
-their feature specs and how to read them from the observation, and every
-frame records them.
+model that trains on more (auxiliary targets from a simulator's privileged
+state, say) names them, their feature specs and how to read them from the
+observation, and every frame records them.
 
 The frame's LeRobot *task* is the goal (the original instruction, kept
 verbatim); a LeRobot reader loads the annotations as ordinary string and

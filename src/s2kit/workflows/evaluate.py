@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: Videos of small camera images are upscaled to at least this height, so that
-#: kept-patch outlines and captions are legible.
+#: plugins' overlays and captions are legible.
 VIDEO_MIN_HEIGHT = 288
 
 # Thread pools a worker limits to one thread (read when torch/NumPy load).

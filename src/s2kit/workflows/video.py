@@ -8,9 +8,9 @@ renamed into place.
 
 Optionally (`VideoRecorder` options): small frames are upscaled; plugins
 draw on each camera's frame what their model reported in the step's chunk
-``info`` (``s2kit_video_overlays``: S2 darkens the patches its evidence
-budget left out); a caption band under the frames shows the goal and the
-current subtask.
+``info`` (``s2kit_video_overlays``: a model with a visual evidence budget
+darkens the patches it left out); a caption band under the frames shows the
+goal and the current subtask.
 
 PyAV (FFmpeg) and Pillow (captions) are imported when the first video is
 written, not before: the core stays light for processes that never record
