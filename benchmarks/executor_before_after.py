@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from executor_latency import interleaved  # this folder's: calls taken in turns, 10 at a time
 
+from s2kit.learning.batch import IMAGES, NOISE, STATE, TEXT
 from s2kit.learning.checkpoints import load_policy, read_info
+from s2kit.learning.export import random_inputs
 from s2kit.plugins.executors.s2.executor import default_checkpoint
-from s2kit.learning.export import _random_inputs
-from s2kit.plugins.executors.s2.modeling import IMAGES, STATE, TEXT
 
 MODELING = "src/s2kit/plugins/executors/s2/modeling.py"
 
@@ -61,12 +61,13 @@ def main() -> None:
         before = modeling_at(args.before, Path(tmp)).S2Policy(info.model)  # type: ignore[attr-defined]
     before.load_state_dict(after.state_dict())
     before.eval()
-    images, state, text, noise = _random_inputs(read_info(checkpoint).model, 1)[0]
-    batch = {IMAGES: torch.from_numpy(images), STATE: torch.from_numpy(state), TEXT: torch.from_numpy(text)}
+    inputs = random_inputs(read_info(checkpoint).model, 1)[0]
+    batch = {k: torch.from_numpy(inputs[k]) for k in (IMAGES, STATE, TEXT)}
     rhos = [float(r) for r in args.rhos.split(",")]
     nets = {args.before: before, "this tree": after}
-    noise_t = torch.from_numpy(noise)
-    fns = {(name, rho): (lambda n=net, r=rho: n.sample(batch, r, noise_t)) for name, net in nets.items() for rho in rhos}
+    noise_t = torch.from_numpy(inputs[NOISE])
+    # by keyword: S2Policy.sample took (batch, rho, noise) before the learning kit, (batch, noise, rho) since
+    fns = {(name, rho): (lambda n=net, r=rho: n.sample(batch, rho=r, noise=noise_t)) for name, net in nets.items() for rho in rhos}
     with torch.inference_mode():
         times = interleaved(fns, calls=10 * args.rounds, warmup=20)
     for name in nets:

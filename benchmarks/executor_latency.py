@@ -45,10 +45,11 @@ from s2kit.learning.checkpoints import (
     read_info,
     save_checkpoint,
 )
+from s2kit.learning.batch import IMAGES, NOISE, STATE, TEXT
+from s2kit.learning.executor import TorchBackend
+from s2kit.learning.export import OnnxBackend, export_onnx, random_inputs
 from s2kit.plugins.executors.s2.configuration import ModelConfig
-from s2kit.plugins.executors.s2.executor import TorchBackend
-from s2kit.learning.export import OnnxBackend, _random_inputs, export_onnx
-from s2kit.plugins.executors.s2.modeling import IMAGES, STATE, TEXT, S2Policy
+from s2kit.plugins.executors.s2.modeling import S2Policy
 
 RHOS = (1.0, 0.5, 0.25, 0.1)
 
@@ -120,7 +121,7 @@ def latency(
 ) -> list[dict[str, object]]:
     info = read_info(checkpoint)
     model = info.model
-    inputs = tuple(np.repeat(x, batch, axis=0) for x in _random_inputs(model, 1)[0])
+    inputs = {k: np.repeat(x, batch, axis=0) for k, x in random_inputs(model, 1)[0].items()}
     rhos = rhos if model.budget else [1.0]
     for rho in rhos:
         export_onnx(
@@ -137,8 +138,8 @@ def latency(
         fns: dict[Any, Callable[[], object]] = {}
         for rho in rhos:
             on_ort = OnnxBackend(graphs / f"rho_{rho}.onnx", n)
-            fns["torch", rho] = lambda b=on_torch, r=rho: b(*inputs, r)
-            fns["onnxruntime", rho] = lambda b=on_ort, r=rho: b(*inputs, r)
+            fns["torch", rho] = lambda b=on_torch, r=rho: b(inputs, {"rho": r})
+            fns["onnxruntime", rho] = lambda b=on_ort, r=rho: b(inputs, {"rho": r})
         times = interleaved(fns, calls, warmup)
         for rho in rhos:
             (t_med, t_p90), (o_med, o_p90) = (
@@ -168,15 +169,11 @@ def profile(
     torch.set_num_threads(threads)
     policy, info, _ = load_policy(checkpoint)
     model = info.model
-    images, state, text, noise = _random_inputs(model, 1)[0]
-    batch = {
-        IMAGES: torch.from_numpy(images),
-        STATE: torch.from_numpy(state),
-        TEXT: torch.from_numpy(text),
-    }
+    inputs = random_inputs(model, 1)[0]
+    batch = {k: torch.from_numpy(inputs[k]) for k in (IMAGES, STATE, TEXT)}
     with torch.inference_mode():
         memory, bias, _ = policy.encode(batch, rho)
-        x, t = torch.from_numpy(noise), torch.ones(1)
+        x, t = torch.from_numpy(inputs[NOISE]), torch.ones(1)
         encoder = timed(lambda: policy.encode(batch, rho), calls, warmup)[0]
         decoder = timed(lambda: policy.decode(memory, bias, x, t), calls, warmup)[0]
     passes = model.decoder_passes
@@ -195,10 +192,9 @@ def profile(
     graph_rho = rho if model.budget else None
     export_onnx(checkpoint, full, rho=graph_rho, check=False)
     export_onnx(one_step, single, rho=graph_rho, check=False)
-    inputs = (images, state, text, noise)
     on_full, on_single = OnnxBackend(full, threads), OnnxBackend(single, threads)
-    t_full = timed(lambda: on_full(*inputs, rho), calls, warmup)[0]
-    t_one = timed(lambda: on_single(*inputs, rho), calls, warmup)[0]
+    t_full = timed(lambda: on_full(inputs, {"rho": rho}), calls, warmup)[0]
+    t_one = timed(lambda: on_single(inputs, {"rho": rho}), calls, warmup)[0]
     per_step = (t_full - t_one) / max(1, model.flow_steps - 1)
     return {
         "rho": rho,

@@ -12,7 +12,10 @@ A policy that needs more (S2's privileged focus targets, say) adds keys of its o
 
 from __future__ import annotations
 
-__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "IMAGES", "SHIFT", "STATE", "TEXT"]
+__all__ = ["ACTIONS", "ACTION_MASK", "DONE", "IMAGES", "NOISE", "SHIFT", "STATE", "TEXT"]
 
 IMAGES, STATE, TEXT, ACTIONS, DONE, SHIFT = "images", "state", "text", "actions", "done", "shift"
 ACTION_MASK = "action_mask"
+
+#: Not a training key: the starting noise (B, H, A) of a generative head at inference, an input of exported graphs.
+NOISE = "noise"

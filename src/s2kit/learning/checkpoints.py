@@ -1,15 +1,22 @@
-"""S2 checkpoints: a folder with the weights, and everything needed to use them.
+"""Checkpoints of any kit policy: a folder with the weights and everything needed to use them.
 
 ::
 
     <checkpoint>/
       model.safetensors     the network's weights
-      config.json           `CheckpointInfo`: model config, normalization, state and action names, ...
+      config.json           `CheckpointInfo`: which executor plugin built it, the policy config, normalization,
+                            state and action names, the embodiment it was trained for, ...
       training_state.pt     optimizer, schedule, RNG states (run checkpoints only; --resume reads it)
 
 A training run writes ``RUN/checkpoints/step_NNNNNNN/`` folders, each complete
 before it appears (written beside, then renamed); `s2kit.core.checkpoints`
 finds them.
+
+No loader here names a model: config.json names the executor plugin, the
+registry finds its class, and that class's ``policy_class()`` (a
+`s2kit.learning.executor.PolicyExecutor`) says which `Policy` and config to
+build. Format 1 (before the kit) is read as it was written: S2's executors
+built it, and it has no embodiment record.
 """
 
 from __future__ import annotations
@@ -17,20 +24,96 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
 from s2kit.core.checkpoints import CONFIG, CheckpointError, find_checkpoint, read_config
-from s2kit.plugins.executors.s2.configuration import ModelConfig
+from s2kit.core.errors import S2kitError
 
-__all__ = ["FORMAT", "WEIGHTS", "CheckpointError", "CheckpointInfo", "find_checkpoint", "load_policy", "read_info", "save_checkpoint"]
+if TYPE_CHECKING:
+    from s2kit.core.types import RobotSpec
+    from s2kit.learning.policy import Policy, PolicyConfig
 
-FORMAT = 1
+__all__ = [
+    "FORMAT",
+    "READS",
+    "WEIGHTS",
+    "CheckpointError",
+    "CheckpointInfo",
+    "Embodiment",
+    "find_checkpoint",
+    "load_policy",
+    "policy_class",
+    "read_info",
+    "save_checkpoint",
+]
+
+FORMAT = 2  # 2: the embodiment record; the model config is the policy's own
+READS = (1, 2)
 WEIGHTS, TRAINING = "model.safetensors", "training_state.pt"
-#: Model fields added after format 1 was fixed, with the value that reproduces a checkpoint written before them.
-LEGACY_MODEL: dict[str, Any] = {"focus_weight": 0.0, "keypoint_grid": "patch", "focus_map": 0.0}
+#: How far a robot's control rate may be from the training data's before it is another embodiment (relative).
+RATE_TOLERANCE = 0.01
+
+
+class Embodiment(BaseModel):
+    """The robots a checkpoint was trained for, as their datasets recorded them.
+
+    A robot is another embodiment when its type is none of ``robots``, its
+    control rate differs from ``control_hz`` (by over 1%), or its limits for ``action_space`` are narrower than the actions the policy
+    learned (``action_low``/``action_high``, the training data's extremes). The
+    same action space alone makes no robot the same embodiment; a checkpoint
+    trained on several robots' data (ee_delta, cross-embodiment) lists them all.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    robots: list[str] = Field(description="Robot types of the training datasets (LeRobot info's robot_type).")
+    control_hz: float = Field(description="Control rate of the training data (the datasets' fps).")
+    image_size: int = Field(description="The square image size the policy reads.")
+    cameras: list[str] = Field(description="Camera roles the policy reads.")
+    action_space: str
+    action_low: list[float] | None = Field(None, description="Smallest value of each action dimension in the training data.")
+    action_high: list[float] | None = Field(None, description="Largest value of each action dimension in the training data.")
+
+    @classmethod
+    def of_data(
+        cls, datasets: Sequence[dict[str, Any]], fps: float, config: PolicyConfig, action_space: str, actions: np.ndarray | None = None
+    ) -> Embodiment:
+        """The embodiment of a policy trained on ``datasets`` (their records: ``robot_type``) with ``actions`` (N, A)."""
+        robots = sorted({str(d["robot_type"]) for d in datasets if d.get("robot_type")})
+        low = high = None
+        if actions is not None and len(actions):
+            low, high = [float(x) for x in np.min(actions, axis=0)], [float(x) for x in np.max(actions, axis=0)]
+        return cls(
+            robots=robots, control_hz=float(fps), image_size=config.image_size, cameras=list(config.cameras),
+            action_space=action_space, action_low=low, action_high=high,
+        )  # fmt: skip
+
+    def differences(self, spec: RobotSpec) -> list[str]:
+        """How robot ``spec`` differs from this embodiment, one phrase each (empty: it is the same)."""
+        out = []
+        if self.robots and spec.name not in self.robots:
+            out.append(f"robot type {spec.name!r}, trained on {', '.join(map(repr, self.robots))}")
+        if abs(spec.control_hz - self.control_hz) > RATE_TOLERANCE * self.control_hz:
+            out.append(f"control rate {spec.control_hz:g} Hz, trained at {self.control_hz:g} Hz")
+        # (a missing camera or action space is no difference to allow: the policy cannot run at all, `PolicyExecutor.setup`)
+        space = next((s for s in spec.action_spaces if s.name == self.action_space), None)
+        if space is not None and self.action_low is not None and self.action_high is not None and len(space.low) == len(self.action_low):
+            beyond = [
+                space.names[i] for i in range(len(space.low))
+                if self.action_low[i] < space.low[i] - _slack(space.low[i]) or self.action_high[i] > space.high[i] + _slack(space.high[i])
+            ]  # fmt: skip
+            if beyond:
+                out.append(f"{self.action_space} limits narrower than the trained actions in {', '.join(beyond)}")
+        return out
+
+
+def _slack(limit: float) -> float:
+    return 1e-6 + 0.01 * abs(limit)
 
 
 class CheckpointInfo(BaseModel):
@@ -39,9 +122,9 @@ class CheckpointInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: int = FORMAT
-    executor: str = Field(description="The executor plugin that runs it (s2 or baseline).")
-    variant: str
-    model: ModelConfig
+    executor: str = Field(description="The executor plugin that built and runs it (its registry name).")
+    variant: str = Field("", description="The preset the model config started from, if any.")
+    model: SerializeAsAny[Any] = Field(description="The policy's config (its `config_class`).")
     normalization: dict[str, list[float]] = Field(description="state_mean, state_std, action_mean, action_std.")
     state_names: list[str] = Field(description="The robot state entries the model reads, in order.")
     action_names: list[str]
@@ -50,22 +133,47 @@ class CheckpointInfo(BaseModel):
     step: int = 0
     datasets: list[dict[str, Any]] = Field(default_factory=list)
     train: dict[str, Any] = Field(default_factory=dict, description="The training config that produced it.")
+    embodiment: Embodiment | None = Field(None, description="What it was trained for; None in format 1 (no check).")
+
+
+def policy_class(executor: str, where: str | Path = "checkpoint") -> type[Policy]:
+    """The `Policy` class of the executor plugin called ``executor``, through the registry; `CheckpointError` if none."""
+    from s2kit.core.registry import get_registry
+
+    try:
+        cls = get_registry().get("executor", executor).cls
+    except S2kitError as err:
+        raise CheckpointError(f"{where} was built by executor {executor!r}, which cannot be loaded here: {err}") from None
+    find = getattr(cls, "policy_class", None)
+    if find is None:
+        raise CheckpointError(f"{where} names executor {executor!r}, which runs no learned policy")
+    return find()
 
 
 def read_info(path: str | Path) -> CheckpointInfo:
-    """The checkpoint's config.json, checked."""
+    """The checkpoint's config.json, checked: its model config validated by the policy of the executor that built it."""
     folder, raw = read_config(path)
-    if isinstance(raw, dict) and raw.get("format", FORMAT) != FORMAT:
-        raise CheckpointError(f"{folder / CONFIG} has format {raw.get('format')}; this s2kit reads format {FORMAT}")
-    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-        for field, value in LEGACY_MODEL.items():  # written before the field existed: what the network then was
-            raw["model"].setdefault(field, value)
+    where = folder / CONFIG
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{where}: not a JSON object")
+    if raw.get("format", FORMAT) not in READS:
+        raise CheckpointError(f"{where} has format {raw.get('format')}; this s2kit reads format {', '.join(map(str, READS))}")
+    executor = raw.get("executor")
+    if not isinstance(executor, str) or not executor:
+        raise CheckpointError(f"{where} does not name its executor")
+    config_class = policy_class(executor, where).config_class
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{where}: model: a policy config (a JSON object) is required")
+    model = {**config_class.saved_defaults, **model}  # written before a field existed: what the network then was
     try:
-        return CheckpointInfo.model_validate(raw)
+        config = config_class.model_validate(model)
+        return CheckpointInfo.model_validate({**raw, "model": config})
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CheckpointError(f"{folder / CONFIG}: {where}: {first['msg']}") from None
+        where_in = ".".join(str(p) for p in first["loc"])
+        prefix = "" if err.title == CheckpointInfo.__name__ else "model."
+        raise CheckpointError(f"{where}: {prefix}{where_in}: {first['msg']}") from None
 
 
 def save_checkpoint(folder: Path, model: Any, info: CheckpointInfo, training_state: dict[str, Any] | None = None) -> Path:
@@ -77,7 +185,7 @@ def save_checkpoint(folder: Path, model: Any, info: CheckpointInfo, training_sta
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS), metadata={"format": str(FORMAT)})
+    save_file(state, str(tmp / WEIGHTS), metadata={"format": str(info.format)})
     (tmp / CONFIG).write_text(json.dumps(info.model_dump(mode="json"), indent=2) + "\n")
     if training_state is not None:
         torch.save(training_state, tmp / TRAINING)
@@ -91,11 +199,11 @@ def save_checkpoint(folder: Path, model: Any, info: CheckpointInfo, training_sta
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointInfo, Path]:
-    """(S2Policy in eval mode, its info, the checkpoint folder); any mismatch is a `CheckpointError`."""
+    """(the policy in eval mode, its info, the checkpoint folder); any mismatch is a `CheckpointError`."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from s2kit.plugins.executors.s2.modeling import S2Policy
+    from s2kit.learning.inputs import StateEncoder
 
     folder = find_checkpoint(path)  # a run is searched once
     info = read_info(folder)
@@ -109,7 +217,10 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointI
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
         raise CheckpointError(f"{weights} holds non-finite weights ({', '.join(bad[:3])}): a diverged run")
-    model = S2Policy(info.model)
+    try:
+        model = policy_class(info.executor, folder / CONFIG)(info.model)
+    except ValueError as err:  # a config the network cannot be built from
+        raise CheckpointError(f"{folder / CONFIG}: {err}") from None
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -119,8 +230,6 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointI
             f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
         )
     model.load_state_dict(state)
-    from s2kit.learning.data import StateEncoder
-
     if StateEncoder(info.state_names, None).dim != info.model.state_dim or len(info.action_names) != info.model.action_dim:
         raise CheckpointError(f"{folder / CONFIG}: state/action names do not match the model's sizes")
     return model.to(device).eval(), info, folder

@@ -6,7 +6,12 @@ shapes the network and its inputs, saved in every checkpoint) and an
 ``dict[str, Tensor]`` under the keys of `s2kit.learning.batch` (plus keys of
 its own). Training calls `Policy.loss` (through ``forward``, so that
 DistributedDataParallel sees the pass) with the keyword arguments
-`Policy.schedule` gives for the step; inference calls `Policy.sample`.
+`Policy.schedule` gives for the step; inference calls `Policy.sample`, whose
+``outputs()`` are what an executor reads and an exported graph returns.
+
+Inference options (keyword arguments of ``sample`` that an executor sets at
+run time, such as S2's keep-fraction ``rho``) are the policy's own; what of
+them an exported graph fixes is `PolicyConfig.graph_facts`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
+
+from s2kit.learning.batch import ACTIONS, DONE
 
 if TYPE_CHECKING:
     from s2kit.learning.data import ExtraColumns
@@ -29,12 +36,22 @@ class PolicyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: Fields added after checkpoints were first written, with the value that reproduces a checkpoint saved without them.
+    saved_defaults: ClassVar[dict[str, Any]] = {}
+
     cameras: list[str] = Field(default_factory=lambda: ["head", "wrist"], description="Camera roles, in order.")
     image_size: int = Field(96, ge=16, description="Images are letterboxed to this square size.")
     state_dim: int = Field(15, ge=1, description="Size of the encoded state input (set from the data by training).")
     action_dim: int = Field(7, ge=1, description="Size of an action (set from the data by training).")
     chunk: int = Field(10, ge=1, description="Actions predicted per chunk (H).")
     text_dim: int = Field(384, description="Sentence-embedding size (MiniLM: 384).")
+
+    def graph_facts(self, **options: Any) -> dict[str, Any]:
+        """What an exported graph of this network fixes, given `Policy.sample`'s inference ``options``.
+
+        Recorded in the graph; a graph refuses options whose facts differ (S2: how many patches ``rho`` keeps).
+        """
+        return {}
 
 
 class Policy(nn.Module):
@@ -64,8 +81,16 @@ class Policy(nn.Module):
         return self.loss(batch, **schedule)
 
     def sample(self, batch: dict[str, Tensor], noise: Tensor | None = None, **options: Any) -> dict[str, Tensor]:
-        """Inference: ``actions`` (B, H, A) normalized, ``done`` (B,) probability where the model predicts it, extras."""
+        """Inference: ``actions`` (B, H, A) normalized, ``done`` (B,) probability where the model predicts it, extras.
+
+        ``noise`` (B, H, A) is the starting point of a generative head (flow matching), so that a run can be replayed;
+        a head that needs none ignores it.
+        """
         raise NotImplementedError
+
+    def outputs(self) -> tuple[str, ...]:
+        """The entries of `sample`'s result that inference uses, in order: an executor reads them, an export returns them."""
+        return (ACTIONS, DONE)
 
     def schedule(self, step: int, total: int) -> dict[str, Any]:
         """Keyword arguments of `loss` at training step ``step`` of ``total`` (annealed settings); none by default."""

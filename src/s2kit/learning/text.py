@@ -17,8 +17,9 @@ from functools import lru_cache
 import numpy as np
 
 from s2kit.core.errors import PluginError
+from s2kit.core.types import Guidance
 
-__all__ = ["DIM", "SentenceEncoder", "sentence_encoder"]
+__all__ = ["DIM", "GuidanceEncoder", "SentenceEncoder", "current_subtask", "sentence_encoder"]
 
 DIM = 384
 
@@ -58,3 +59,28 @@ class SentenceEncoder:
 def sentence_encoder() -> SentenceEncoder:
     """The process's shared encoder (loading it takes a few seconds)."""
     return SentenceEncoder()
+
+
+def current_subtask(guidance: Guidance) -> str:
+    """The subtask the guidance is at ("" when it names none)."""
+    return guidance.subtasks[guidance.current] if guidance.subtasks and guidance.current < len(guidance.subtasks) else ""
+
+
+class GuidanceEncoder:
+    """A planner's guidance as a policy's ``text`` input: (3, 384) float32, the goal, the trajectory and the current subtask.
+
+    The three are embedded whatever a policy reads of them (S2's baseline reads the goal alone), so every kit
+    policy takes the same input and training builds it the same way from a dataset's texts.
+    """
+
+    def __init__(self, encoder: SentenceEncoder | None = None) -> None:
+        self.encoder = encoder
+
+    @staticmethod
+    def texts(guidance: Guidance) -> list[str]:
+        return [guidance.goal, guidance.trajectory, current_subtask(guidance)]
+
+    def __call__(self, guidance: Guidance) -> np.ndarray:
+        if self.encoder is None:
+            self.encoder = sentence_encoder()  # loaded on first use: a few seconds
+        return self.encoder.encode(self.texts(guidance))

@@ -30,7 +30,10 @@ def make(name: str, **options):
 def test_s2_acts_in_ee_delta_with_its_budget_and_rho_at_run_time(tiny_run: Path, hsr) -> None:
     observation = hsr.reset(seed=5)
     guidance = Guidance(goal=hsr.instruction, trajectory="move the red cube", subtasks=["pick up the red cube", "put it in the bowl"])
-    grid = read_info(tiny_run).model.grid
+    info = read_info(tiny_run)
+    grid = info.model.grid
+    # trained on the simulated HSR: the checkpoint says so, and the HSR it runs on is that embodiment
+    assert info.embodiment is not None and info.embodiment.robots == ["hsr"] and info.embodiment.control_hz == hsr.spec.control_hz
     for rho, kept in ((None, round(0.25 * grid * grid)), (0.5, round(0.5 * grid * grid))):
         executor = make("s2", checkpoint=str(tiny_run), **({} if rho is None else {"rho": rho}))
         executor.setup(hsr.spec)

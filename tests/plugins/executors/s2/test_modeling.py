@@ -28,7 +28,8 @@ def test_every_variant_and_head_gives_a_chunk(variant: str, head: str) -> None:
     model = S2Policy(config).eval()
     batch = toy_batch(3)
     with torch.inference_mode():
-        actions, done, extras = model.sample(batch)
+        extras = model.sample(batch)
+    actions, done = extras["actions"], extras["done"]
     assert actions.shape == (3, 4, 2) and done.shape == (3,) and torch.isfinite(actions).all()
     if config.budget:
         assert extras["keep_index"].shape == (3, 1, config.kept())  # exactly k patches per camera
@@ -55,16 +56,18 @@ def test_the_baseline_reads_the_goal_only() -> None:
     changed["text"][:, 1:] = torch.randn_like(changed["text"][:, 1:])  # other trajectory and subtask texts
     noise = torch.randn(4, 4, 2)
     with torch.inference_mode():
-        assert torch.equal(model.sample(batch, noise=noise)[0], model.sample(changed, noise=noise)[0])
+        assert torch.equal(model.sample(batch, noise=noise)["actions"], model.sample(changed, noise=noise)["actions"])
 
 
 def test_rho_anneals_from_one_to_the_budget() -> None:
     assert rho_schedule(0, 100, 0.25, 0.5) == 1.0
     assert rho_schedule(25, 100, 0.25, 0.5) == pytest.approx(0.625)
     assert rho_schedule(80, 100, 0.25, 0.5) == 0.25
+    # what the kit's trainer asks the policy for at each step
+    assert S2Policy(ModelConfig(rho=0.25, budget_warmup=0.5, **SMALL)).schedule(25, 100) == {"rho": pytest.approx(0.625)}
 
 
-def fit_toy(head: str, steps: int, term: str, **config: object) -> tuple[dict, tuple]:
+def fit_toy(head: str, steps: int, term: str, **config: object) -> tuple[dict, dict]:
     """Train on fresh toy batches (every patch) minimizing one loss term; (a test batch, the model's sample of it)."""
     torch.manual_seed(0)
     model = S2Policy(ModelConfig(budget=False, head=head, **{**SMALL, **config}))
@@ -92,7 +95,8 @@ def test_it_learns_to_reach_the_square_the_guidance_names(head: str, steps: int)
     0.25 (annealed from 1 over half the steps) the problem takes about 3000 steps,
     too slow for a unit test (docs/executors.md).
     """
-    test, (actions, _, _) = fit_toy(head, steps, "loss")
+    test, out = fit_toy(head, steps, "loss")
+    actions = out["actions"]
     error = ((actions - test[ACTIONS]) ** 2).mean() / test[ACTIONS].var()
     assert error < 0.1, f"mean squared error is {error:.2f} of the variance"
 
@@ -145,7 +149,7 @@ def test_inference_reads_the_weights_as_they_are_now() -> None:
     def chunk(net: S2Policy) -> torch.Tensor:
         net.eval()
         with torch.inference_mode():
-            return net.sample(batch, 0.5)[0]
+            return net.sample(batch, rho=0.5)["actions"]
 
     before = chunk(model)
     model.train()
@@ -161,7 +165,7 @@ def test_inference_reads_the_weights_as_they_are_now() -> None:
     with torch.inference_mode():  # a network made under inference mode: its weights keep no version, nothing is kept
         made = S2Policy(config).eval()
         made.load_state_dict(saved)
-        assert torch.allclose(made.sample(batch, 0.5)[0], before, atol=1e-6)
+        assert torch.allclose(made.sample(batch, rho=0.5)["actions"], before, atol=1e-6)
 
 
 def test_the_focus_loss_shapes_the_patches_but_never_the_keep_scorer() -> None:
@@ -192,7 +196,7 @@ def test_the_focus_loss_shapes_the_patches_but_never_the_keep_scorer() -> None:
 
 
 def test_the_focus_head_learns_where_the_named_square_is() -> None:
-    test, (_, _, extras) = fit_toy("regression", 400, "focus")
+    test, extras = fit_toy("regression", 400, "focus")
     error = ((extras["focus"][:, :2] - test[FOCUS][:, :2]) ** 2).mean() / test[FOCUS][:, :2].var()
     assert error < 0.1, f"mean squared error is {error:.2f} of the variance"
 
@@ -211,7 +215,7 @@ def test_the_focus_map_finds_the_named_square_and_never_trains_the_keep_scorer()
     assert not hasattr(bare, "map_logits") and "focus_map" not in bare.loss(batch)
     # learned: the red or the green square, as the subtask says, to within half a 4 px cell (32 px images;
     # a uniform map is typically 9 px from it, the other square further)
-    test, (_, _, extras) = fit_toy("regression", 300, "focus_map", focus_map=1.0)
+    test, extras = fit_toy("regression", 300, "focus_map", focus_map=1.0)
     distance = focus_map_pixels(extras["focus_map"], test[FOCUS_UV], 32)
     assert distance.median() < 2.5, f"median {distance.median():.2f} px from the named square"
 
@@ -230,9 +234,10 @@ def test_the_focus_estimate_is_an_input_that_the_action_loss_never_trains() -> N
     assert model.focus_in.weight.grad.abs().sum() > 0  # and the action reads it
     live = {k: v for k, v in batch.items() if k not in (FOCUS, FOCUS_UV)}  # a robot's observation: nothing privileged
     with torch.inference_mode():
-        assert model.eval().sample(live)[2]["focus"].shape == (8, 3)
+        assert model.eval().sample(live)["focus"].shape == (8, 3)
     # learned: where the named square is, from the map's position alone
-    test, (actions, _, extras) = fit_toy("regression", 400, "loss", focus_map=1.0, focus_input=True)
+    test, extras = fit_toy("regression", 400, "loss", focus_map=1.0, focus_input=True)
+    actions = extras["actions"]
     error = ((extras["focus"][:, :2] - test[FOCUS][:, :2]) ** 2).mean() / test[FOCUS][:, :2].var()
     assert error < 0.1, f"focus mean squared error is {error:.2f} of the variance"
     error = ((actions - test[ACTIONS]) ** 2).mean() / test[ACTIONS].var()

@@ -1,6 +1,6 @@
-"""Executor ``s2`` (See Less, Specify More): configuration, network and, to come, training.
+"""Executors ``s2`` and ``baseline`` (See Less, Specify More) on the learning kit.
 
-Work in progress for issue 4: the network and its variants are here and
-tested; training on datasets, checkpoints and the executor plugin are not
-yet, so nothing registers this package as a plugin.
+``configuration`` (the model config and its variants), ``modeling`` (the
+network, `S2Policy`), ``executor`` (the thin executors); ``columns`` and
+``overlay`` declare what S2 records in datasets and draws in videos.
 """

@@ -13,9 +13,11 @@ single-component ablations, all the same network:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from s2kit.learning.policy import PolicyConfig
 
 __all__ = ["VARIANTS", "ModelConfig"]
 
@@ -27,18 +29,15 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-class ModelConfig(BaseModel):
-    """Everything that shapes the network and its inputs."""
+class ModelConfig(PolicyConfig):
+    """Everything that shapes the network and its inputs (the kit's inputs: `PolicyConfig`)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    #: Fields added after format 1 was fixed, with the value that reproduces a checkpoint written before them.
+    saved_defaults: ClassVar[dict[str, Any]] = {"focus_weight": 0.0, "keypoint_grid": "patch", "focus_map": 0.0}
+
     # inputs
-    cameras: list[str] = Field(default_factory=lambda: ["head", "wrist"], description="Camera roles, in order.")
-    image_size: int = Field(96, ge=16, description="Images are resized to this square size.")
-    state_dim: int = Field(15, ge=1)
-    action_dim: int = Field(7, ge=1)
-    chunk: int = Field(10, ge=1, description="Actions predicted per chunk (H).")
-    text_dim: int = Field(384, description="Sentence-embedding size (MiniLM: 384).")
     guidance: Literal["s2", "goal"] = Field("s2", description="s2: goal + trajectory + subtask; goal: the instruction only.")
     # evidence budget (S2's "See Less")
     budget: bool = Field(True, description="Keep only rho of each camera's patch tokens.")
@@ -125,6 +124,10 @@ class ModelConfig(BaseModel):
         if not self.budget:
             return self.patches
         return max(1, round((self.rho if rho is None else rho) * self.patches))
+
+    def graph_facts(self, rho: float | None = None) -> dict[str, Any]:
+        """An exported graph keeps a fixed number of patches per camera (k is a Python int when traced) and unrolls its flow loop."""
+        return {"kept": self.kept(rho), "decoder_passes": self.decoder_passes} if self.budget else {"decoder_passes": self.decoder_passes}
 
     @classmethod
     def variant(cls, name: str, **overrides: object) -> ModelConfig:

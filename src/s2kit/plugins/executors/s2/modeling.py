@@ -48,15 +48,19 @@ from __future__ import annotations
 import itertools
 import math
 import weakref
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, SHIFT, STATE, TEXT
-from s2kit.plugins.executors.s2.configuration import ModelConfig
+from s2kit.learning.encoders import patch_stem
+from s2kit.learning.heads import flow_error, flow_sample, masked_mean, regression_error
+from s2kit.learning.policy import Policy
+from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
+from s2kit.plugins.executors.s2.training_data import FocusColumns, focus_metrics
 
 __all__ = ["ACTIONS", "ACTION_MASK", "DONE", "FOCUS", "FOCUS_UV", "IMAGES", "SHIFT", "STATE", "TEXT", "S2Policy", "focus_error", "focus_map_loss", "focus_map_pixels",
            "focus_map_uv", "rho_schedule"]  # fmt: skip
@@ -183,19 +187,6 @@ def time_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-def _stem(c: ModelConfig) -> nn.Module:
-    """Image (3, S, S) to patch features (dim, S/patch, S/patch); the total stride is ``patch_size``."""
-    D, last = c.dim, c.patch_size // 4
-    if c.stem == "patch":
-        return nn.Sequential(nn.Conv2d(3, D // 2, kernel_size=4, stride=4), nn.GELU(), nn.Conv2d(D // 2, D, kernel_size=last, stride=last))
-    w = c.stem_width
-    return nn.Sequential(
-        nn.Conv2d(3, w, kernel_size=3, stride=2, padding=1), nn.GroupNorm(8, w), nn.GELU(),
-        nn.Conv2d(w, 2 * w, kernel_size=3, stride=2, padding=1), nn.GroupNorm(8, 2 * w), nn.GELU(),
-        nn.Conv2d(2 * w, D, kernel_size=last, stride=last),
-    )  # fmt: skip
-
-
 def focus_error(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """(sum of squared errors over the rows (B, 3) whose target is known, how many rows those are).
 
@@ -270,14 +261,21 @@ def patch_mass(maps: Tensor, grid: int) -> Tensor:
     return mass.sum((3, 5)).flatten(2)
 
 
-class S2Policy(nn.Module):
+class S2Policy(Policy):
+    """S2 on the kit's policy contract; its ``presets`` are the paper's variants (`VARIANTS`)."""
+
+    config_class = ModelConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = VARIANTS
+    extra_columns = (FocusColumns(FOCUS, FOCUS_UV),)  # the privileged focus targets (training only)
+    config: ModelConfig
+
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
+        super().__init__(config)
         if config.image_size % config.patch_size or config.patch_size % 4:
             raise ValueError(f"image_size {config.image_size} must be a multiple of patch_size {config.patch_size}, itself a multiple of 4")
-        self.config = c = config
+        c = config
         D = c.dim
-        self.stem = _stem(c)
+        self.stem = patch_stem(c.dim, c.patch_size, c.stem, c.stem_width)
         # fixed 2-D sine-cosine positions (as MAE's): where a patch is must be plain from the start,
         # since the action is mostly about where things are; a learned part refines them
         self.register_buffer("patch_sincos", sincos_2d(c.grid, D)[None, None], persistent=False)
@@ -516,30 +514,24 @@ class S2Policy(nn.Module):
         prefixes = (("action_in.", "time_mlp.") if c.head != "flow" else ()) + (("scorer.",) if not c.budget else ())
         return [name for name, _ in self.named_parameters() if name.startswith(prefixes)] if prefixes else []
 
+    def schedule(self, step: int, total: int) -> dict[str, Any]:
+        """``rho`` annealed from 1 to the target over ``budget_warmup`` of the steps (`rho_schedule`)."""
+        return {"rho": rho_schedule(step, total, self.config.rho, self.config.budget_warmup)}
+
     def loss(self, batch: dict[str, Tensor], rho: float | None = None) -> dict[str, Tensor]:
         """Loss terms: ``action`` (flow velocity or regression MSE), ``budget``, ``done``, and ``loss``, their sum.
 
         ``rho`` overrides the keep-fraction: training anneals it from 1 to the target
-        (`rho_schedule`), since which patches matter is learned only once patches are used.
+        (`schedule`), since which patches matter is learned only once patches are used.
         """
         c = self.config
         memory, bias, extras = self.encode(batch, rho)
         actions = batch[ACTIONS]
         if c.head == "flow":
-            B = actions.shape[0]
-            # pi0's flow time: Beta(1.5, 1), weighted toward t = 1 (noise), where the chunk
-            # depends most on the observation and guidance and least on x_t
-            t = torch.distributions.Beta(1.5, 1.0).sample((B,)).to(actions.device) * 0.999 + 0.001
-            noise = torch.randn_like(actions)
-            x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
-            error = (self.decode(memory, bias, x_t, t) - (noise - actions)) ** 2
+            error = flow_error(lambda x_t, t: self.decode(memory, bias, x_t, t), actions)
         else:
-            error = (self.decode(memory, bias) - actions) ** 2
-        if ACTION_MASK in batch:
-            weight = batch[ACTION_MASK].to(error.dtype)[..., None].expand_as(error)  # (batch, chunk, action)
-            action_loss = (error * weight).sum() / weight.sum().clamp(min=1.0)
-        else:
-            action_loss = error.mean()
+            error = regression_error(self.decode(memory, bias), actions)
+        action_loss = masked_mean(error, batch.get(ACTION_MASK))
         out = {"action": action_loss}
         total = action_loss
         if c.budget and self.training:
@@ -559,21 +551,23 @@ class S2Policy(nn.Module):
         out["loss"] = total
         return out
 
-    def forward(self, batch: dict[str, Tensor], rho: float | None = None) -> dict[str, Tensor]:
-        """The training loss (`loss`), so that DistributedDataParallel wraps the training pass."""
-        return self.loss(batch, rho)
-
-    def sample(self, batch: dict[str, Tensor], rho: float | None = None, noise: Tensor | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """(normalized chunk (B, H, A), subtask-done probability (B,), extras) at inference."""
+    def sample(self, batch: dict[str, Tensor], noise: Tensor | None = None, rho: float | None = None) -> dict[str, Tensor]:
+        """``actions`` (B, H, A) normalized, ``done`` (B,) subtask-done probability, and the encoder's extras
+        (``keep_index`` (B, cameras, k) with the budget; ``focus``, ``focus_map`` where the configuration has them)."""
         c = self.config
         memory, bias, extras = self.encode(batch, rho)
         B = memory.shape[0]
         if c.head == "flow":
             x = torch.randn(B, c.chunk, c.action_dim, device=memory.device) if noise is None else noise
-            dt = 1.0 / c.flow_steps
-            for i in range(c.flow_steps):  # Euler from t = 1 (noise) to t = 0 (actions)
-                t = torch.full((B,), 1.0 - i * dt, device=memory.device)
-                x = x - dt * self.decode(memory, bias, x, t)
+            x = flow_sample(lambda x_t, t: self.decode(memory, bias, x_t, t), x, c.flow_steps)
         else:
             x = self.decode(memory, bias)
-        return x, torch.sigmoid(self.done_logit(memory)), extras
+        return {**extras, ACTIONS: x, DONE: torch.sigmoid(self.done_logit(memory))}
+
+    def validation_metrics(self, batches: Sequence[dict[str, Tensor]], outputs: Sequence[dict[str, Tensor]]) -> dict[str, float]:
+        """The focus head's RMS error (cm) and the focus map's distance (px), where the data has focus targets."""
+        return focus_metrics(batches, outputs, FOCUS, FOCUS_UV)
+
+    def outputs(self) -> tuple[str, ...]:
+        """The chunk, the done probability and, with the budget, the kept patches (drawn in videos as ``info["keep"]``)."""
+        return (ACTIONS, DONE, "keep_index") if self.config.budget else (ACTIONS, DONE)
