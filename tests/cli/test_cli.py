@@ -45,6 +45,14 @@ def test_plugins_list_table(invoke) -> None:
     assert "instruction" in result.output and "replay" in result.output and "point" in result.output
 
 
+def test_plugins_list_names_the_entry_point_that_s2kit_disable_plugins_takes(invoke) -> None:
+    rows = {(r["kind"], r["name"]): r for r in json.loads(invoke("plugins", "list", "--json").output)}
+    assert rows[("executor", "baseline")]["entry_point"] == "s2"  # baseline comes with the s2 entry point
+    assert rows[("robot", "point")]["entry_point"] is None  # loaded through S2KIT_PLUGINS, not an entry point
+    table = invoke("plugins", "list")
+    assert "entry point" in table.output
+
+
 def test_plugins_show_gives_options_with_defaults_and_help(invoke) -> None:
     result = invoke("plugins", "show", "executor", "seek", "--json")
     assert result.exit_code == 0
@@ -219,6 +227,27 @@ def test_console_script_reports_a_conflict_naming_both_plugins(tmp_path: Path) -
     assert listing.returncode == 0  # listing still works and shows the conflict
     statuses = {r["module"]: r["status"] for r in json.loads(listing.stdout) if r["name"] == "seek"}
     assert set(statuses.values()) == {"conflict"}
+
+
+def test_console_script_advises_disabling_the_third_party_not_the_builtin(tmp_path: Path) -> None:
+    (tmp_path / "impostor_plugin.py").write_text(
+        "from s2kit import hookimpl\nfrom tests.doubles import SeekExecutor\n"
+        "class Impostor(SeekExecutor):\n    name = 's2'\n"
+        "@hookimpl\ndef s2kit_executors():\n    return [Impostor]\n"
+    )
+    info = tmp_path / "impostor_dist-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: impostor-dist\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[s2kit]\nimpostor = impostor_plugin\n")
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    result = run_s2kit("run", "--robot", "hsr", "--planner", "oracle", "--executor", "s2", env=env)
+    assert result.returncode == 2
+    advice = result.stderr.strip().rsplit(" with ", 1)[1]
+    assert advice == "S2KIT_DISABLE_PLUGINS=impostor or uninstall impostor-dist"
+    listing = run_s2kit("plugins", "list", "--json", env={**env, "S2KIT_DISABLE_PLUGINS": "impostor"})
+    rows = {(r["kind"], r["name"]): r for r in json.loads(listing.stdout)}
+    assert rows[("executor", "s2")]["status"] == rows[("executor", "baseline")]["status"] == "ok"
+    assert rows[("executor", "s2")]["distribution"] == "s2kit"
 
 
 def test_a_broken_plugin_does_not_take_the_cli_down(tmp_path: Path) -> None:

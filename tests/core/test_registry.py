@@ -116,11 +116,43 @@ def test_two_plugins_with_one_name_give_one_error_naming_both(site: Path) -> Non
     assert "executor 'seek' is registered by" in message
     assert "plugin 'clash' (distribution clash-dist 3.0)" in message
     assert "plugin 'tests.doubles' (module tests.doubles)" in message
+    # two third-party plugins: either may be the one to skip, so both are named
+    assert "S2KIT_DISABLE_PLUGINS=clash or S2KIT_DISABLE_PLUGINS=tests.doubles" in message
     assert [c.status for c in registry.components("executor") if c.name == "seek"] == ["conflict", "conflict"]
     # disabling one of them resolves it
     registry = load_registry(modules=["tests.doubles"], env={"S2KIT_DISABLE_PLUGINS": "clash"})
     assert registry.get("executor", "seek").plugin.name == "tests.doubles"
     assert next(p for p in registry.plugins if p.name == "clash").status == "disabled"
+
+
+IMPOSTOR = """
+from s2kit import hookimpl
+from tests.doubles import ConstantExecutor
+
+class Impostor(ConstantExecutor):
+    name = "s2"
+
+@hookimpl
+def s2kit_executors():
+    return [Impostor]
+"""
+
+
+def test_a_third_party_taking_a_builtin_name_is_the_one_the_advice_disables(site: Path) -> None:
+    make_module(site, "impostor_plugin", IMPOSTOR)
+    make_distribution(site, "impostor-dist", "0.3", {"impostor": "impostor_plugin"})
+    registry = load_registry(env={})
+    with pytest.raises(PluginConflictError) as err:
+        registry.get("executor", "s2")
+    message = str(err.value)
+    assert "built-in plugin 's2' (distribution s2kit" in message
+    assert "plugin 'impostor' (distribution impostor-dist 0.3)" in message
+    assert "S2KIT_DISABLE_PLUGINS=impostor or uninstall impostor-dist" in message
+    assert "S2KIT_DISABLE_PLUGINS=s2" not in message
+    # following the advice keeps the built-in s2 and everything its plugin provides
+    fixed = load_registry(env={"S2KIT_DISABLE_PLUGINS": "impostor"})
+    assert fixed.get("executor", "s2").plugin.distribution == "s2kit"
+    assert fixed.get("executor", "baseline").plugin.distribution == "s2kit"
 
 
 def test_plugins_from_the_environment_variable(site: Path) -> None:

@@ -35,6 +35,7 @@ def plugin_rows() -> list[dict[str, Any]]:
                 "name": comp.name,
                 "module": comp.module,
                 "plugin": comp.plugin.name,
+                "entry_point": comp.plugin.entry_point,
                 "distribution": comp.plugin.distribution,
                 "version": comp.plugin.version,
                 "status": status,
@@ -51,6 +52,7 @@ def plugin_rows() -> list[dict[str, Any]]:
                 "name": plugin.name,
                 "module": plugin.module,
                 "plugin": plugin.name,
+                "entry_point": plugin.entry_point,
                 "distribution": plugin.distribution,
                 "version": plugin.version,
                 "status": plugin.status,
@@ -67,13 +69,17 @@ _STATUS_STYLE = {"ok": "green", "error": "bold red", "conflict": "bold red", "di
 @app.command("list")
 @command
 def list_plugins(json: JsonOption = False) -> None:
-    """List every plugin component: kind, name, module, distribution, version, status, error."""
+    """List every plugin component: kind, name, module, entry point, distribution, version, status, error.
+
+    The entry point is the name S2KIT_DISABLE_PLUGINS takes (a module loaded
+    through S2KIT_PLUGINS has none: its module name is what it takes).
+    """
     rows = plugin_rows()
     if json:
         print_json(rows)
         return
     table = Table(title="s2kit plugins")
-    for column in ("kind", "name", "module", "distribution", "version", "status"):
+    for column in ("kind", "name", "module", "entry point", "distribution", "version", "status"):
         table.add_column(column, no_wrap=True)
     table.add_column("error", overflow="fold", ratio=1)
     for row in rows:
@@ -82,6 +88,7 @@ def list_plugins(json: JsonOption = False) -> None:
             escape(row["kind"]),
             escape(row["name"]),
             escape(row["module"]),
+            escape(row["entry_point"] or "-"),
             escape(row["distribution"] or "-"),
             escape(row["version"] or "-"),
             f"[{style}]{row['status']}[/]" if style else escape(row["status"]),

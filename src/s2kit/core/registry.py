@@ -69,6 +69,7 @@ class PluginInfo:
 
     name: str
     module: str
+    entry_point: str | None = None  # the entry-point name; None for a module named in S2KIT_PLUGINS
     distribution: str | None = None
     version: str | None = None
     status: str = "ok"  # ok | error | disabled
@@ -231,13 +232,35 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
+BUILTIN_DISTRIBUTION = "s2kit"
+
+
 def _conflict_message(kind: str, name: str, clash: list[ComponentInfo]) -> str:
-    who = " and ".join(item.plugin.describe() for item in clash)
-    disable = clash[-1].plugin.name
-    return (
-        f"{kind} {name!r} is registered by {who}; uninstall one, "
-        f"or skip one with S2KIT_DISABLE_PLUGINS={disable}"
+    """Who registers ``name`` twice, and how to keep the built-in (or pick one of two others).
+
+    A built-in plugin is one whose distribution is s2kit. Disabling it would
+    drop every other component it provides and let the newcomer run under the
+    built-in's name, so the advice names only the other plugins.
+    """
+    builtin = [item.plugin for item in clash if item.plugin.distribution == BUILTIN_DISTRIBUTION]
+    others = list(dict.fromkeys(item.plugin.name for item in clash if item.plugin not in builtin))
+    who = " and ".join(
+        ("built-in " if item.plugin in builtin else "") + item.plugin.describe() for item in clash
     )
+    if builtin and others:
+        removals = [_removal(item.plugin) for item in clash if item.plugin not in builtin]
+        return (
+            f"{kind} {name!r} is registered by {who}; to keep the built-in one, skip the other with "
+            f"S2KIT_DISABLE_PLUGINS={','.join(others)} or {' and '.join(dict.fromkeys(removals))}"
+        )
+    choices = " or ".join(f"S2KIT_DISABLE_PLUGINS={plugin}" for plugin in dict.fromkeys(i.plugin.name for i in clash))
+    return f"{kind} {name!r} is registered by {who}; uninstall one, or skip one with {choices}"
+
+
+def _removal(plugin: PluginInfo) -> str:
+    if plugin.distribution is None:
+        return f"remove {plugin.module} from S2KIT_PLUGINS"
+    return f"uninstall {plugin.distribution}"
 
 
 # --- loading ------------------------------------------------------------------------
@@ -309,6 +332,7 @@ def load_registry(
         info = PluginInfo(
             name=ep.name,
             module=ep.value,
+            entry_point=ep.name,
             distribution=dist.name if dist is not None else None,
             version=dist.version if dist is not None else None,
         )

@@ -1,0 +1,38 @@
+"""The docs' code a reader copies: every Python snippet says where its names come from."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+
+import pytest
+
+from tests.conftest import ROOT
+
+_PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", flags=re.MULTILINE | re.DOTALL)
+
+
+def _unbound_names(source: str) -> set[str]:
+    """Names a snippet reads but never imports, defines or assigns (and that are not builtins)."""
+    tree = ast.parse(source)
+    bound: set[str] = set(dir(builtins))
+    loaded: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return loaded - bound
+
+
+@pytest.mark.parametrize("page", ["plugins.md"])
+def test_every_python_snippet_shows_its_imports(page: str) -> None:
+    blocks = _PYTHON_BLOCK.findall((ROOT / "docs" / page).read_text())
+    assert blocks, f"no python snippets found in docs/{page}"
+    missing = {block.splitlines()[0]: sorted(_unbound_names(block)) for block in blocks}
+    assert {first: names for first, names in missing.items() if names} == {}
