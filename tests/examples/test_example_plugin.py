@@ -129,3 +129,35 @@ def test_a_robot_without_suites_gets_collect_train_and_eval(site: Path, tmp_path
     assert wrong.returncode == 2 and wrong.stderr.strip() == (
         "Error: robot 'planar' declares no task suites, so it takes no suite ('id' given)"
     )
+
+
+def test_its_learned_executor_gets_train_eval_export_and_serve(site: Path, tmp_path: Path) -> None:
+    """``colour-mlp`` is only a configuration and a network on the learning kit: every command handles it unchanged."""
+    import os
+
+    from tests.cli.test_serve import serve_process
+
+    data, run, graph = tmp_path / "data", tmp_path / "run", tmp_path / "colour.onnx"
+    assert s2kit(site, "collect", "--robot", "planar", "--executor", "colour-seeker", "--episodes", "3", "--out", str(data)).returncode == 0
+    trained = s2kit(site, "train", "--executor", "colour-mlp", "--data", str(data), "--out", str(run), "--steps", "3",
+                    "--set", "batch_size=8", "--set", "state=all", "--set", "threads=1")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    config = json.loads(next(run.glob("checkpoints/step_*/config.json")).read_text())
+    assert config["executor"] == "colour-mlp" and config["embodiment"]["robots"] == ["planar"]
+
+    evaluated = s2kit(site, "eval", str(run), "--robot", "planar", "--episodes", "1", "--workers", "1",
+                      "--set", "runtime.max_steps=5", "--json")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["pipeline"]["executor"]["name"] == "colour-mlp"
+
+    exported = s2kit(site, "export", str(run), "--out", str(graph), "--set", "episodes=1", "--set", "steps=3",
+                     "--set", "expert=colour-seeker", "--json")  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    report = json.loads(exported.stdout)
+    assert report["check"].startswith("2 observations of robot 'planar'") and report["max_abs_actions"] <= 1e-4
+
+    with serve_process(str(run), "--image", "observation/image=head", env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}) as (port, _):
+        remote = s2kit(site, "run", "--robot", "planar", "--planner", "then-splitter", "--executor", "remote",
+                       "--set", f"executor.port={port}", "--set", 'executor.images={"observation/image": "head"}',
+                       "--set", "runtime.max_steps=5", "--json")  # fmt: skip
+    assert remote.returncode == 0, remote.stderr

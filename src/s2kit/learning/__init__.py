@@ -6,7 +6,8 @@ rest: the policy contract (`policy`), batch keys (`batch`), inputs shared by
 training and inference (`inputs`: state encoding, normalization, image
 squaring), datasets as batches (`data`), the trainer (`trainer`), checkpoints
 found through the registry (`checkpoints`), action heads (`heads`), encoders
-(`encoders`, `text`), and ONNX export with its runtime backend (`export`).
+(`encoders`, `text`), ONNX export with its runtime backend (`export`), and
+the one executor base every kit policy runs under (`executor`).
 
 Importing this package imports no torch: the modules that need it import it.
 """

@@ -234,7 +234,8 @@ def _check(
     robot = robot or next((str(d["robot_type"]) for d in info.datasets if d.get("robot_type")), None)
     if robot is not None:
         inputs = observed_inputs(info, robot, episodes=episodes, steps=steps, expert=expert)
-        where = f"{len(inputs)} observations of robot {robot!r} (seeds 0-{episodes - 1}, {expert} steps 0 and {steps})"
+        moved = f"{expert} steps 0 and {steps}" if steps else "at reset"
+        where = f"{len(inputs)} observations of robot {robot!r} (seeds 0-{episodes - 1}, {moved})"
     else:
         inputs = random_inputs(info.model, 2 * episodes)
         where = f"{len(inputs)} random inputs (the checkpoint names no robot; --set robot=NAME for real observations)"

@@ -7,6 +7,7 @@ such as torch, belongs inside the component's methods).
 from __future__ import annotations
 
 from s2kit import hookimpl
+from s2kit_example.mlp.executor import ColourMlpExecutor
 from s2kit_example.planner import ThenSplitterPlanner
 from s2kit_example.robot import PlanarRobot
 from s2kit_example.skill import ColourSeekerExecutor, ReachColourSkill
@@ -24,7 +25,7 @@ def s2kit_planners():
 
 @hookimpl
 def s2kit_executors():
-    return [ColourSeekerExecutor]
+    return [ColourSeekerExecutor, ColourMlpExecutor]
 
 
 @hookimpl
