@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -176,3 +177,27 @@ def test_reward_and_truncation_follow_the_step_count() -> None:
         assert flags == [(0.0, False, False), (0.0, False, False), (0.0, False, True)]
     finally:
         env.close()
+
+
+def test_registered_ids_truncate_at_the_s2kit_episode_length_through_gymnasium() -> None:
+    name = env_id("hsr", "id")
+    direct = inspect.signature(S2kitSimEnv).parameters["max_steps"].default
+    assert gymnasium.spec(name).max_episode_steps == 300 == direct  # made or built directly, the same length
+    env = gymnasium.make(name, image_size=16)
+    assert env.spec.max_episode_steps == 300 and env.unwrapped.max_steps is None  # one limit: Gymnasium's
+    env.close()
+    env = gymnasium.make(name, image_size=16, max_episode_steps=2)  # the Gymnasium way to change it
+    try:
+        env.reset(seed=0)
+        hold = np.array([0, 0, 0, 0, 0, 0, 1], dtype=np.float32)
+        assert [env.step(hold)[3] for _ in range(2)] == [False, True]
+    finally:
+        env.close()
+
+
+def test_an_episode_the_robot_cannot_go_on_with_terminates_with_the_reason(hsr: S2kitSimEnv) -> None:
+    hsr.reset(seed=0)
+    hsr.robot.data.qvel[0] = np.nan  # the simulation diverges; MuJoCo resets it
+    _, reward, terminated, truncated, info = hsr.step(np.array([0, 0, 0, 0, 0, 0, 1], dtype=np.float32))
+    assert terminated and not truncated and reward == 0.0 and not info["is_success"]
+    assert "mjWARN_BADQVEL" in info["aborted"]

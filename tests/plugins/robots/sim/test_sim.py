@@ -318,3 +318,99 @@ def test_a_task_object_falling_off_the_table_aborts_the_episode() -> None:
             r.apply(np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32), EE_DELTA)
     finally:
         r.close()
+
+
+# --- commands driven directly, physics failures ---------------------------------------------------
+
+
+def _frozen(r) -> tuple:
+    """What a command that never reaches MuJoCo leaves as it was."""
+    return r.steps, r.data.time, r.data.ctrl.copy(), r.data.qpos.copy(), [w.number for w in r.data.warning]
+
+
+@pytest.mark.parametrize("space", [EE_DELTA, JOINT_POS])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_direct_command_that_is_not_finite_is_refused_before_mujoco(space: str, bad: float) -> None:
+    """Custom loops and gym wrappers call `robot.apply` without the runtime's safety layer."""
+    from s2kit.core.errors import RobotError
+
+    r = REGISTRY.create("robot", {"name": "hsr", "render": False})
+    try:
+        obs = r.reset(seed=0)
+        command = np.array([0, 0, 0, 0, 0, 0, 1.0]) if space == EE_DELTA else r.joint_positions()
+        command[4] = bad  # dpitch / arm_flex_joint
+        name = r.spec.action_space(space).names[4]
+        before = _frozen(r)
+        with pytest.raises(RobotError, match=rf"non-finite {space} command \({name}\)"):
+            r.apply(command.astype(np.float32), space)
+        after = _frozen(r)
+        assert before[:2] == after[:2] and all(np.array_equal(a, b) for a, b in zip(before[2:], after[2:]))
+        with pytest.raises(RobotError, match=r"shape \(7,\), got \(6,\)"):
+            r.apply(np.zeros(6, np.float32), EE_DELTA)
+        r.apply(np.array([0.01, 0, 0, 0, 0, 0, 1.0], np.float32), EE_DELTA)  # the robot still takes good commands
+        assert r.steps == 1 and not np.array_equal(r.observe().state, obs.state)
+    finally:
+        r.close()
+
+
+def test_a_direct_command_is_clamped_to_the_action_spaces_bounds() -> None:
+    r, bound = (REGISTRY.create("robot", {"name": "hsr", "render": False}) for _ in range(2))
+    try:
+        for robot in (r, bound):
+            robot.reset(seed=0)
+        space = r.spec.action_space(EE_DELTA)
+        r.apply(np.full(7, 10.0, np.float32), EE_DELTA)  # 10 m, 10 rad: more than one step may move
+        bound.apply(np.asarray(space.high, np.float32), EE_DELTA)
+        assert np.array_equal(r.data.qpos, bound.data.qpos)
+        joints = r.spec.action_space(JOINT_POS)
+        command = r.joint_positions()
+        lift = joints.names.index("arm_lift_joint")
+        command[lift] = 5.0  # beyond the lift's 0.69 m
+        r.apply(command.astype(np.float32), JOINT_POS)
+        assert r.data.ctrl[r._act["arm_lift_joint"]] == pytest.approx(joints.high[lift])
+    finally:
+        r.close()
+        bound.close()
+
+
+# How to make MuJoCo give up on the physics: a diverged velocity, position, force (acceleration) or control.
+DIVERGENCES = {
+    "BADQVEL": ("qvel", np.nan),
+    "BADQPOS": ("qpos", 1e11),
+    "BADQACC": ("qfrc_applied", 1e15),
+    "BADCTRL": ("ctrl", np.nan),
+}
+
+
+@pytest.mark.parametrize("warning", list(DIVERGENCES))
+def test_a_physics_failure_of_any_kind_aborts_the_episode(warning: str) -> None:
+    from s2kit.core.errors import EpisodeAborted
+
+    r = REGISTRY.create("robot", {"name": "hsr", "render": False})
+    try:
+        r.reset(seed=0)
+        field, value = DIVERGENCES[warning]
+        # the head's servo: an ee_delta command leaves its ctrl as it is
+        index = r._act["head_tilt_joint"] if field == "ctrl" else 0
+        getattr(r.data, field)[index] = value
+        completed = r.progress.completed
+        with pytest.raises(EpisodeAborted, match=f"unstable: MuJoCo's mjWARN_{warning}"):
+            r.apply(np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32), EE_DELTA)
+        assert r.progress.completed == completed  # nothing credited from the reset state
+    finally:
+        r.close()
+
+
+def test_a_diverging_simulation_ends_a_run_episode_as_aborted() -> None:
+    from s2kit.core.interfaces import Subscriber
+
+    class Diverge(Subscriber):  # stands for a simulation blowing up on its own at step 3
+        def on_step(self, step) -> None:
+            if step.index == 2:
+                rt.robot.data.qvel[0] = np.nan
+
+    rt = runtime("hsr", max_steps=20, render=False)
+    rt.subscribers.append(Diverge())
+    (result,) = rt.run()
+    assert result.status == "aborted" and result.steps == 3, result  # the 4th command met the diverged state
+    assert "mjWARN_BADQVEL" in result.message and result.task_success is False

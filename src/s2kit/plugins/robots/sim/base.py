@@ -105,6 +105,14 @@ class SimRobot(Robot):
         emb = self.embodiment
         self._cams = emb.cameras(cfg.arm)
         self._spec = robot_spec(emb, cfg)
+        #: per action space: the bounds a command is clamped to, and the dimensions' names
+        self._bounds = {
+            space.name: (np.asarray(space.low, np.float64), np.asarray(space.high, np.float64), space.names)
+            for space in self._spec.action_spaces
+        }
+        warning = mujoco.mjtWarning
+        #: the warnings with which mj_step gives up on the physics (see _advance)
+        self._diverged = (warning.mjWARN_BADQPOS, warning.mjWARN_BADQVEL, warning.mjWARN_BADQACC, warning.mjWARN_BADCTRL)
         self.model: Any = None
         self.data: Any = None
         self._renderer: Any = None
@@ -305,34 +313,40 @@ class SimRobot(Robot):
     # --- acting ---------------------------------------------------------------------------
 
     def apply(self, action: np.ndarray, space: str) -> None:
+        """Execute one command in ``space`` for one control period (20 physics steps at 10 Hz).
+
+        The command is checked before anything moves, as a real robot's
+        controller would, whoever calls (the runtime, a gym env, a custom
+        loop): it must have the space's ``(D,)`` shape and finite entries,
+        else `RobotError` and MuJoCo never sees it; each entry is then
+        clamped to the space's bounds (`RobotSpec.action_space`: per-step
+        deltas and the gripper opening for ``ee_delta``, joint limits for
+        ``joint_pos``). Rate limits across commands are the safety layer's
+        (`SafetyFilter`), not the robot's.
+
+        Raises `EpisodeAborted` when MuJoCo gives up on the physics (see
+        `_advance`) or an object the task needs falls off the table.
+        """
         emb = self.embodiment
         kin = self.kinematics
+        action = self._checked(action, space)
         if space == EE_DELTA:
             for name, value in zip(self._ik, kin.ee_delta(self.data, action)):
                 self.data.ctrl[self._act[name]] = value
             self._gripper_cmd = float(action[6])
             self.data.ctrl[self._act[self._gripper]] = kin.gripper_target(self._gripper_cmd)
-        elif space == JOINT_POS:
+        else:
             for j, value in zip(emb.joints, action):
                 if j.name in self._act:
                     self.data.ctrl[self._act[j.name]] = value
             self._gripper_cmd = kin.gripper_command(float(action[[j.name for j in emb.joints].index(self._gripper)]))
             # keep the IK target where the hand will be, so switching spaces is smooth
             kin.q_des = np.array([self.data.ctrl[self._act[n]] for n in self._ik])
-        else:
-            raise RobotError(f"{emb.name}: unknown action space {space!r}")
         self._update_grasp()
-        mj, m, d = self._mj, self.model, self.data
-        unstable = d.warning[mj.mjtWarning.mjWARN_BADQACC].number
-        for _ in range(self._substeps):
-            mj.mj_step(m, d)
-            if self.held is not None:
-                self._carry()
-        if self.held is not None:
-            mj.mj_forward(m, d)
-        if d.warning[mj.mjtWarning.mjWARN_BADQACC].number > unstable:
-            # MuJoCo has reset the state to recover: the episode cannot be trusted any more
-            raise EpisodeAborted(f"{emb.name}: the simulation became unstable (seed {self.seed})")
+        failure = self._advance()
+        if failure is not None:
+            # MuJoCo has reset the state (or dropped the command) to recover: the episode cannot be trusted any more
+            raise EpisodeAborted(f"{emb.name}: the simulation became unstable: {failure} (seed {self.seed})")
         if space == JOINT_POS:
             kin.track(self.data)
         self.steps += 1
@@ -344,14 +358,62 @@ class SimRobot(Robot):
             if positions[name][2] < emb.table_height - 0.1:
                 raise EpisodeAborted(f"the {self.scene.item(name).label} fell off the table")
 
-    def hold(self) -> None:
-        """Hold: joint targets become the current positions, and a few physics steps pass."""
-        for name, aid in self._act.items():
-            self.data.ctrl[aid] = self.data.qpos[self._qadr[name]]
+    def _checked(self, action: np.ndarray, space: str) -> np.ndarray:
+        """``action`` as float64, clamped to ``space``'s bounds; `RobotError` for a wrong shape or a non-finite entry."""
+        name = self.embodiment.name
+        bounds = self._bounds.get(space)
+        if bounds is None:
+            raise RobotError(f"{name}: unknown action space {space!r} (it has: {', '.join(self._bounds)})")
+        low, high, names = bounds
+        try:
+            command = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise RobotError(f"{name}: a {space} command must be numbers, got {action!r}") from err
+        if command.shape != low.shape:
+            raise RobotError(f"{name}: a {space} command has shape {low.shape}, got {command.shape}")
+        finite = np.isfinite(command)
+        if not finite.all():
+            bad = ", ".join(names[i] for i in np.flatnonzero(~finite))
+            raise RobotError(f"{name}: refused a non-finite {space} command ({bad}): {command.tolist()}")
+        return np.clip(command, low, high)
+
+    def _advance(self) -> str | None:
+        """One control period of physics (carrying a held object); what went wrong, or None.
+
+        MuJoCo's ``mj_step`` checks the state it integrates: a NaN, infinite
+        or huge (> 1e10) number in ``qpos``, ``qvel`` or ``qacc`` (a diverging
+        simulation) raises ``mjWARN_BADQPOS``/``BADQVEL``/``BADQACC`` and
+        *resets the whole simulation* to the model's initial state; a bad
+        ``ctrl`` raises ``mjWARN_BADCTRL`` and the step runs without the
+        command. Either way the episode no longer follows the commands. Any
+        of these warnings, or simulated time running backwards (which is what
+        a reset does, whatever its cause), is reported.
+        """
+        mj, m, d = self._mj, self.model, self.data
+        before = [d.warning[w].number for w in self._diverged]
+        expected = d.time + (self._substeps - 0.5) * m.opt.timestep
         for _ in range(self._substeps):
-            self._mj.mj_step(self.model, self.data)
+            mj.mj_step(m, d)
             if self.held is not None:
                 self._carry()
+        if self.held is not None:
+            mj.mj_forward(m, d)
+        for w, count in zip(self._diverged, before):
+            if d.warning[w].number > count:
+                return f"MuJoCo's {w.name} (bad number at index {d.warning[w].lastinfo})"
+        if d.time < expected:
+            return "MuJoCo reset the simulation"
+        return None
+
+    def hold(self) -> None:
+        """Hold: joint targets become the current positions, and one control period passes.
+
+        Called when an episode stops (whatever stopped it), so a physics
+        failure here is not raised again.
+        """
+        for name, aid in self._act.items():
+            self.data.ctrl[aid] = self.data.qpos[self._qadr[name]]
+        self._advance()
         self._mj.mj_forward(self.model, self.data)
 
     def status(self) -> RobotStatus:

@@ -14,8 +14,8 @@ the s2kit tasks unchanged::
 Ids are ``s2kit/<ROBOT>-<Suite>-v0`` for ``ROBOT`` in ``HSR``, ``TXG2`` and
 every built-in suite (``Id``, ``Distractor``, ``Appearance``, ``Semantic``,
 ``Paraphrase``); keyword arguments of `gymnasium.make` go to `S2kitSimEnv`
-(``image_size=48``, ``max_steps=200``, ``cameras=["head"]``, and robot options
-such as ``arm="left"``).
+(``image_size=48``, ``cameras=["head"]``, and robot options such as
+``arm="left"``), except ``max_episode_steps``, Gymnasium's own episode limit.
 
 Design choices, and why:
 
@@ -36,10 +36,15 @@ Design choices, and why:
   subtasks completed, and ``info["subtask_success"]`` is that divided by
   their number. The signal is sparse on purpose: it is the benchmark's own
   success measure, not a shaped proxy a policy could exploit.
-* ``terminated`` when every subtask is done; ``truncated`` after
-  ``max_steps`` steps. The env counts steps itself rather than through
-  ``max_episode_steps`` so `S2kitSimEnv` built directly behaves the same as
-  one from `gymnasium.make`.
+* ``terminated`` when every subtask is done, or when the episode cannot go
+  on (an object the task needs fell off the table, or MuJoCo reset a
+  diverging simulation): ``info["aborted"]`` then says why, the s2kit
+  runtime's ``aborted`` status. ``truncated`` after 300 steps, the length
+  of an s2kit episode: the registered ids set ``max_episode_steps=300``, so
+  `gymnasium.make` wraps the env in Gymnasium's ``TimeLimit`` (change it
+  with ``gymnasium.make(id, max_episode_steps=N)``; ``gymnasium.spec(id)``
+  shows it), and `S2kitSimEnv` built directly counts its own ``max_steps``
+  (default 300; ``max_steps`` below the limit also shortens a made env).
 * Seeding: ``reset(seed=s)`` samples the scene and task of seed ``s`` (the
   same episode ``s2kit run --seed s`` gives); ``reset()`` draws a scene seed
   from ``self.np_random``, so it varies, yet is reproducible after one seeded
@@ -63,11 +68,15 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from s2kit.core.errors import EpisodeAborted
 from s2kit.core.safety import SafetyFilter, UnsafeAction
 from s2kit.core.types import EE_DELTA, Observation
 from s2kit.plugins.robots.sim.tasks import SUITES, builtin_suites
 
-__all__ = ["ROBOTS", "S2kitSimEnv", "env_id", "register_envs"]
+__all__ = ["MAX_EPISODE_STEPS", "ROBOTS", "S2kitSimEnv", "env_id", "register_envs"]
+
+#: Steps before an episode is truncated: an s2kit episode's length (``s2kit run``'s ``runtime.max_steps``).
+MAX_EPISODE_STEPS = 300
 
 #: Simulated robots by name: where their class lives, and the name in env ids.
 #: Classes are imported when an env is built, so importing this module stays light.
@@ -120,16 +129,16 @@ class S2kitSimEnv(gymnasium.Env[dict[str, Any], np.ndarray]):
         robot: str = "hsr",
         suite: str = SUITES[0],
         image_size: int | Sequence[int] = 96,
-        max_steps: int = 300,
+        max_steps: int | None = MAX_EPISODE_STEPS,
         cameras: Sequence[str] | None = None,
         render_mode: str | None = None,
         **robot_options: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)):
-            raise TypeError(f"max_steps must be an int, got {max_steps!r}")
-        if max_steps < 1:
+        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer))):
+            raise TypeError(f"max_steps must be an int or None, got {max_steps!r}")
+        if max_steps is not None and max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         clash = sorted({"image_height", "image_width"} & set(robot_options))
         if clash:
@@ -154,7 +163,8 @@ class S2kitSimEnv(gymnasium.Env[dict[str, Any], np.ndarray]):
         # Rendered frames show the head camera, the one looking at the whole table.
         self._render_role = "head" if "head" in roles else roles[0]
         self.render_mode = render_mode
-        self.max_steps = int(max_steps)
+        #: Steps after which the env truncates by itself (None: only a wrapper's limit, as from `gymnasium.make`).
+        self.max_steps = None if max_steps is None else int(max_steps)
         self.metadata = {**self.metadata, "render_fps": spec.control_hz}
 
         space = spec.action_space(EE_DELTA)
@@ -198,7 +208,9 @@ class S2kitSimEnv(gymnasium.Env[dict[str, Any], np.ndarray]):
         """Clamp ``action`` to the robot's limits, execute it for one control period, observe.
 
         Raises ValueError for an action of the wrong shape or with a
-        non-finite entry; the robot then receives nothing.
+        non-finite entry; the robot then receives nothing. An episode the
+        robot cannot go on with ends here: ``terminated``, with
+        ``info["aborted"]`` saying why.
         """
         if self.last_observation is None:
             raise gymnasium.error.ResetNeeded("call reset() before step()")
@@ -209,7 +221,11 @@ class S2kitSimEnv(gymnasium.Env[dict[str, Any], np.ndarray]):
             command, clamped = self._safety.filter(a, previous=self._last_command)
         except UnsafeAction as err:
             raise ValueError(f"refusing action {action!r}: {err}") from err
-        self.robot.apply(command, EE_DELTA)
+        aborted = None
+        try:
+            self.robot.apply(command, EE_DELTA)
+        except EpisodeAborted as err:
+            aborted = str(err)
         self._last_command = command
         self._steps += 1
         obs = self.robot.observe()
@@ -218,9 +234,11 @@ class S2kitSimEnv(gymnasium.Env[dict[str, Any], np.ndarray]):
         completed = int(status.subtasks_completed or 0)
         reward = float(completed - self._completed)
         self._completed = completed
-        terminated = bool(status.done)
-        truncated = self._steps >= self.max_steps
+        terminated = bool(status.done) or aborted is not None
+        truncated = self.max_steps is not None and self._steps >= self.max_steps
         info = self._info()
+        if aborted is not None:
+            info["aborted"] = aborted
         info["clamped"] = clamped
         info["command"] = command.copy()
         return self._obs(obs), reward, terminated, truncated, info
@@ -275,6 +293,9 @@ def env_id(robot: str, suite: str) -> str:
 def register_envs() -> list[str]:
     """Register an id for every (robot, built-in suite) with Gymnasium; return the ids.
 
+    Each id truncates episodes after `MAX_EPISODE_STEPS` (its spec's
+    ``max_episode_steps``; the env's own ``max_steps`` is off, so
+    ``gymnasium.make(id, max_episode_steps=N)`` alone sets the limit).
     Idempotent: ids already registered are left alone, so importing this
     module twice (or reloading it) neither warns nor overrides a user's own
     registration.
@@ -284,7 +305,12 @@ def register_envs() -> list[str]:
         for suite in builtin_suites():
             name = env_id(robot, suite)
             if name not in gymnasium.registry:
-                gymnasium.register(id=name, entry_point=ENTRY_POINT, kwargs={"robot": robot, "suite": suite})
+                gymnasium.register(
+                    id=name,
+                    entry_point=ENTRY_POINT,
+                    max_episode_steps=MAX_EPISODE_STEPS,
+                    kwargs={"robot": robot, "suite": suite, "max_steps": None},
+                )
             ids.append(name)
     return ids
 
