@@ -11,7 +11,8 @@ like the baseline's patch count) and ``baseline`` (every patch, the goal only).
 Columns, each timed alone on one torch thread:
 
 - ``synthetic``: the step on one fixed batch of random values (the cost does
-  not depend on them): the network's ceiling;
+  not depend on them; with the augmentation's ``shift``, which the network
+  reads in training): the network's ceiling;
 - ``real``: the trainer's data path on a LeRobot dataset (frames from the
   memory-mapped cache, stale-guidance samples, shift augmentation, the
   policy's extra columns) with the next batch drawn on a worker thread while
@@ -43,7 +44,7 @@ import torch
 from executor_latency import interleaved, machine_info, summary
 
 from s2kit.core.config import validate_overrides
-from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, STATE, TEXT
+from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, SHIFT, STATE, TEXT
 from s2kit.learning.data import EE_STATE, Normalizer, guidance_embeddings, load_frames
 from s2kit.learning.trainer import TrainConfig, _Prefetcher, _Sampler, _to, model_settings
 from s2kit.plugins.executors.s2.executor import BaselineExecutor, S2Executor
@@ -64,6 +65,7 @@ def synthetic_batch(config, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
         DONE: torch.zeros(n),
         FOCUS: torch.randn(n, 3, generator=g),  # the auxiliary targets real data carries
         FOCUS_UV: torch.rand(n, C, 2, generator=g) * 2 - 1,
+        SHIFT: (torch.randint(-4, 5, (n, C, 2), generator=g) * 2 / S).float(),  # the shift augmentation's record, as in training
     }
 
 

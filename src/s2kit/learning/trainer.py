@@ -109,10 +109,10 @@ class TrainConfig(BaseModel):
     save_every: int = Field(1000, ge=1)
     log_every: int = Field(50, ge=1)
     threads: int | None = Field(None, ge=1, description="torch threads per process (default: torch's).")
-    prefetch: bool = Field(
-        True,
-        description="Draw and augment the next batch on a worker thread while the step runs (and copy it to the GPU). "
-        "Off: draw it between steps (the same batches either way).",
+    prefetch: bool | None = Field(
+        None,
+        description="Draw and augment the next batch on a worker thread while the step runs (and copy it to the GPU); the "
+        "same batches either way. Default: on a GPU, or where torch's threads leave a core free (docs/benchmarks.md).",
     )
     device: str = Field(
         "cpu", pattern=r"^(cpu|cuda(:\d+)?)$",
@@ -373,7 +373,8 @@ def train(
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
 
-    prefetch = _Prefetcher(sampler, per_rank, device) if config.prefetch else None
+    ahead = config.prefetch if config.prefetch is not None else device.type == "cuda" or torch.get_num_threads() < (os.cpu_count() or 1)
+    prefetch = _Prefetcher(sampler, per_rank, device) if ahead else None
     next_batch = prefetch if prefetch is not None else (lambda: _to(sampler(per_rank), device))
     sampler_state = prefetch.state if prefetch is not None else sampler.generator.get_state
 
