@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from s2kit.plugins.executors.s2 import executor as s2_executor
-from s2kit.learning.data import FOCUS_SCALE
+from s2kit.plugins.executors.s2.training_data import FOCUS_SCALE
 from s2kit.plugins.executors.s2.modeling import S2Policy, focus_map_pixels
 
 #: Per chunk: the estimate and the map's positions (from the network), the truth (from the simulator).

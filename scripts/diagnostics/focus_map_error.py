@@ -33,7 +33,7 @@ def main() -> None:
         raise SystemExit(f"{args.run} has no focus map (model.focus_map = 0)")
     train = TrainConfig(**json.loads((Path(args.run) / "train.json").read_text())["config"])
     frames = load_frames(args.data.split(","), cameras=info.model.cameras, image_size=info.model.image_size,
-                         state=info.state_names, done_window=train.done_window)  # fmt: skip
+                         state=info.state_names, done_window=train.done_window, columns=type(model).extra_columns)  # fmt: skip
     _, val = _split(frames, train.val_fraction, train.seed)  # the run's own held-out episodes
     assert val is not None
     norm = Normalizer.from_dict(info.normalization)

@@ -36,7 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s2kit.learning.text import DIM, sentence_encoder
-from s2kit.learning.data import EE_STATE, FOCUS_SCALE, load_frames
+from s2kit.learning.data import EE_STATE, load_frames
+from s2kit.plugins.executors.s2.modeling import FOCUS, FOCUS_UV, S2Policy
+from s2kit.plugins.executors.s2.training_data import FOCUS_SCALE
 from s2kit.plugins.executors.s2.modeling import (
     focus_map_loss,
     focus_map_pixels,
@@ -160,20 +162,20 @@ def main() -> None:
     parser.add_argument("--heatmap", type=float, default=0.0, help="weight of a focus heatmap per camera, trained on privileged.focus_uv (0: none)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    frames = load_frames(args.data.split(","), cameras=["head", "wrist"], image_size=96, state=EE_STATE, done_window=8)
+    frames = load_frames(args.data.split(","), cameras=["head", "wrist"], image_size=96, state=EE_STATE, done_window=8, columns=S2Policy.extra_columns)
     state = (frames.state - frames.state.mean(0)) / frames.state.std(0).clamp(min=1e-2)
     text, mask = text_features(frames.strings, args.text)
     subtask = frames.text[:, 2]
     episodes = frames.num_episodes
     first = int(frames.datasets[0]["episodes"])  # type: ignore[call-overload]
     held_out = torch.randperm(first, generator=torch.Generator().manual_seed(0))[:10]  # from the first dataset: the same whatever follows
-    known = frames.focus.isfinite().all(1)
+    known = frames.extras[FOCUS].isfinite().all(1)
     is_val = torch.isin(frames.episode, held_out)
     train, val = (~is_val & known).nonzero().squeeze(1), (is_val & known).nonzero().squeeze(1)
     if args.episodes is not None:
         kept = torch.tensor([e for e in range(episodes) if e not in set(held_out.tolist())][: args.episodes])
         train = train[torch.isin(frames.episode[train], kept)]
-    target = frames.focus * FOCUS_SCALE  # decimetres
+    target = frames.extras[FOCUS] * FOCUS_SCALE  # decimetres
     mean_rms = (target[val] - target[train].mean(0)).pow(2).mean(0).sqrt() * 10
     print(f"{len(train)} training frames, {len(val)} held out; predicting the mean: {mean_rms.numpy().round(2)} cm RMS (x, y, z)")
 
@@ -183,7 +185,7 @@ def main() -> None:
 
     def predict(index: Tensor) -> Tensor:
         ids = subtask[index]
-        return model(frames.images[index], state[index], text[ids], None if mask is None else mask[ids])
+        return model(frames.frames(index), state[index], text[ids], None if mask is None else mask[ids])
 
     def held_out_rms() -> np.ndarray:
         model.eval()
@@ -193,7 +195,7 @@ def main() -> None:
                 index = val[i : i + 256]
                 errors.append(predict(index) - target[index])
                 if args.heatmap > 0:
-                    map_errors.append(torch.stack([focus_map_pixels(c.logits, frames.focus_uv[index, k], 96) for k, c in enumerate(model.cameras)], 1))
+                    map_errors.append(torch.stack([focus_map_pixels(c.logits, frames.extras[FOCUS_UV][index, k], 96) for k, c in enumerate(model.cameras)], 1))
         model.train()
         if map_errors:
             pixels = torch.cat(map_errors)  # (frames, cameras), NaN where the item is out of frame
@@ -209,7 +211,7 @@ def main() -> None:
         if args.heatmap > 0:
             for k, camera in enumerate(model.cameras):
                 assert camera.logits is not None
-                entropy, maps = focus_map_loss(camera.logits, frames.focus_uv[index, k])
+                entropy, maps = focus_map_loss(camera.logits, frames.extras[FOCUS_UV][index, k])
                 loss = loss + args.heatmap * entropy / maps.clamp(min=1.0)
         optimizer.zero_grad()
         loss.backward()

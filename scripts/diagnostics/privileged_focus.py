@@ -28,7 +28,7 @@ from torch import nn
 
 from s2kit.plugins.executors.s2 import executor as s2_executor
 from s2kit.plugins.executors.s2 import modeling
-from s2kit.learning.data import FOCUS_SCALE
+from s2kit.plugins.executors.s2.training_data import FOCUS_SCALE
 from s2kit.plugins.executors.s2.modeling import FOCUS, S2Policy
 
 #: The focus of the observation being acted on (set per act, read by the network).
