@@ -179,3 +179,15 @@ def test_two_processes_train_data_parallel_over_gloo(tiny_dataset: Path, tmp_pat
 
 def test_fast_options_are_valid() -> None:
     validate_overrides(TrainConfig, FAST, "train")
+
+
+def test_a_run_started_before_newer_settings_existed_resumes(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A train.json without a setting added since (ema, lr_schedule, ...) compares as that setting's default."""
+    out = tmp_path / "old"
+    run(tiny_dataset, out, 2)
+    record = json.loads((out / "train.json").read_text())
+    for key in ("ema", "lr_schedule", "lr_final", "cache", "prefetch"):
+        del record["config"][key]
+    (out / "train.json").write_text(json.dumps(record))
+    run(tiny_dataset, out, 3, resume=True)
+    assert read_info(out).step == 3
