@@ -295,21 +295,99 @@ def test_a_recorder_that_cannot_write_is_reported(invoke, tmp_path: Path) -> Non
     assert (blocked / "episodes.jsonl").read_text() == "not json\n"  # left as it was
 
 
-def test_a_recorder_failing_mid_run_is_warned_about_and_keeps_what_it_wrote(invoke, tmp_path, monkeypatch) -> None:
-    from s2kit.core.data import Recorder
+def test_a_full_disk_during_the_run_fails_it_naming_the_episodes_kept(invoke, tmp_path, monkeypatch) -> None:
+    from s2kit.core.data import recorder
 
-    original = Recorder.on_step
     calls = {"n": 0}
+    real_fsync = os.fsync
 
-    def failing(self, step):
+    def fsync(fd: int) -> None:  # meta.json, then each episode's file and its index line
         calls["n"] += 1
-        if calls["n"] > 15:  # the disk fills up during the second episode
-            raise OSError("No space left on device")
-        original(self, step)
+        if calls["n"] == 6:  # the third episode's file: the disk is full
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
 
-    monkeypatch.setattr(Recorder, "on_step", failing)
-    result = invoke(*POINT, "--episodes", "3", "--record", str(tmp_path))
-    assert result.exit_code == 0
-    assert "Warning: Recorder stopped during the run (on_step: OSError: No space left on device)" in result.output
+    monkeypatch.setattr(recorder.os, "fsync", fsync)
+    result = invoke(*POINT, "--episodes", "4", "--record", str(tmp_path))
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: recording into {tmp_path} failed (on_episode_end: OSError: [Errno 28] No space left on device)")
+    assert last.endswith("episodes kept: 0 (episode_000000.npz), 1 (episode_000001.npz)")
     entries = list_episodes(tmp_path)
-    assert len(entries) == 1 and read_episode(tmp_path / entries[0]["file"])["action"].shape[0] == entries[0]["length"]
+    assert [e["file"] for e in entries] == ["episode_000000.npz", "episode_000001.npz"]
+    assert all(read_episode(tmp_path / e["file"])["action"].shape[0] == e["length"] for e in entries)
+    assert not list(tmp_path.glob(".*.tmp"))  # no half-written file left behind
+
+
+# --- refused before any episode -------------------------------------------------------------
+
+
+def refused(result, message: str) -> None:
+    """Exit 2 with one line, ``Error: ...`` containing ``message``, and no traceback."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and message in lines[0], result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["TMP/empty.yaml"], "empty.yaml: the pipeline file is empty"),
+        (["TMP/twice.yaml"], "duplicate key 'runtime' (first given at line 1)"),
+        (["--suite", ""], "suites '' names no suite (e.g. a,b,distractor)"),
+        (["--suite", "", "--json"], "suites '' names no suite"),
+        (["--suite", "a,,b"], "suites 'a,,b': an empty name in the comma-separated list"),
+        (["--suite", "a,nosuch"], "unknown suite 'nosuch' for robot 'point'"),
+        (["--metrics", "TMP"], "--metrics TMP: is a folder; give a file path"),
+        (["--metrics", "TMP/afile/m.jsonl"], "--metrics TMP/afile/m.jsonl: TMP/afile is a file, not a folder"),
+        (["--record", "TMP/afile/rec"], "--record TMP/afile/rec: TMP/afile is a file, not a folder"),
+        (["--record", "TMP/afile"], "--record TMP/afile: is a file, not a folder"),
+        (["--video", "TMP/afile/deeper/v"], "--video TMP/afile/deeper/v: TMP/afile is a file, not a folder"),
+        (["--suite", "a,b", "--record", "TMP/afile"], "--record TMP/afile/a: TMP/afile is a file, not a folder"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_before_any_episode(invoke, tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    (tmp_path / "twice.yaml").write_text("runtime: {episodes: 1}\nruntime: {episodes: 2}\n")
+    (tmp_path / "afile").write_text("")
+    args = [a.replace("TMP", str(tmp_path)) for a in args]
+    witness = ["--record", str(tmp_path / "witness")] if "--record" not in args else ["--metrics", str(tmp_path / "witness")]
+    refused(invoke(*POINT, *args, *witness), message.replace("TMP", str(tmp_path)))
+    assert not list(tmp_path.glob("witness*"))  # nothing ran
+
+
+def test_an_output_in_a_place_that_takes_no_file_is_refused(invoke, tmp_path: Path) -> None:
+    try:  # /sys takes no new file, even from root (where a read-only folder would)
+        (Path("/sys") / "s2kit-probe").write_text("")
+    except OSError:
+        pass
+    else:
+        pytest.skip("/sys is writable here")
+    refused(invoke(*POINT, "--metrics", "/sys/m.jsonl", "--record", str(tmp_path / "rec")),
+            "--metrics /sys/m.jsonl: cannot write in /sys (")  # fmt: skip
+    assert not (tmp_path / "rec").exists()
+
+
+def test_a_negative_seed_is_refused_at_parsing(invoke, tmp_path: Path) -> None:
+    result = invoke(*POINT, "--seed", "-5", "--record", str(tmp_path / "rec"))
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "rec").exists()
+
+
+def test_recording_into_another_robots_recording_is_refused(invoke, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    assert invoke(*POINT, "--record", str(rec)).exit_code == 0
+    meta = json.loads((rec / "meta.json").read_text())
+    meta["robot"]["name"] = "txg2"  # as if a TX-G2 had made it
+    (rec / "meta.json").write_text(json.dumps(meta))
+    before = (rec / "episodes.jsonl").read_text()
+    refused(invoke(*POINT, "--record", str(rec)),
+            f"{rec} is a recording of robot 'txg2': episodes of robot 'point' cannot be appended to it")  # fmt: skip
+    assert (rec / "episodes.jsonl").read_text() == before
+    # the same robot with other cameras is another robot too
+    meta["robot"]["name"] = "point"
+    (rec / "meta.json").write_text(json.dumps(meta))
+    refused(invoke(*POINT, "--record", str(rec), "--set", "robot.image_size=8"),
+            "is a recording of another 'point': its spec's 'cameras' does not match this robot's")  # fmt: skip
+    assert invoke(*POINT, "--record", str(rec)).exit_code == 0
+    assert len(list_episodes(rec)) == 2

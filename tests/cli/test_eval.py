@@ -259,3 +259,32 @@ def test_ctrl_c_stops_every_worker_and_reports_the_episodes_so_far(
     assert all(e["seed"] == 100_000 + e["index"] for e in episodes)
     assert {e["status"] for e in episodes} <= {"max_steps", "interrupted"}
     assert report["suites"]["b"]["episodes"] == []
+
+
+def test_episodes_cut_short_by_ctrl_c_are_left_out_of_the_means(invoke, monkeypatch) -> None:
+    from tests.doubles import PointRobot, SeekExecutor
+
+    seeds: list[int | None] = []
+    reset, act = PointRobot.reset, SeekExecutor.act
+
+    def reset_and_note(self, *, seed=None):
+        seeds.append(seed)
+        return reset(self, seed=seed)
+
+    def act_or_ctrl_c(self, observation, guidance):
+        if seeds[-1] == 1:  # Ctrl-C during the second episode
+            raise KeyboardInterrupt
+        return act(self, observation, guidance)
+
+    monkeypatch.setattr(PointRobot, "reset", reset_and_note)
+    monkeypatch.setattr(SeekExecutor, "act", act_or_ctrl_c)
+    result = invoke(*POINT, "--executor", "seek", "--workers", "1", "--seed", "0", "--json")
+    assert result.exit_code == 130, result.output
+    report = json.loads(result.output)
+    a = report["suites"]["a"]
+    assert [e["seed"] for e in a["episodes"]] == [0] and a["summary"]["task_success"]["n"] == 1
+    assert [e["status"] for e in a["interrupted_episodes"]] == ["interrupted"]
+    assert report["left_out_interrupted"] == 1
+    seeds.clear()
+    table = invoke(*POINT, "--executor", "seek", "--workers", "1", "--seed", "0")
+    assert "1 episode(s) cut short by Ctrl-C are left out of the means" in table.output

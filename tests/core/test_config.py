@@ -6,9 +6,11 @@ import pytest
 
 from s2kit.core.config import (
     apply_overrides,
+    comma_list,
     compose_pipeline,
     default_pipeline,
     load_pipeline,
+    load_yaml,
     parse_override,
 )
 from s2kit.core.errors import ConfigError
@@ -42,11 +44,36 @@ def test_file_sections_replace_the_defaults(tmp_path: Path) -> None:
         ("robots: {name: point}\n", "unknown section 'robots' (allowed: robot, planner, executor, skill, runtime)"),
         ("robot: {tolerance: 0.1}\n", "section 'robot' needs a 'name'"),
         ("robot: 3\n", "section 'robot' must be a mapping"),
+        ("", "the pipeline file is empty"),
+        ("# only a comment\n", "the pipeline file is empty"),
+        ("{}\n", "the pipeline file is empty"),
+        ("runtime: {episodes: 1}\nruntime: {episodes: 2}\n", "line 2, column 1: duplicate key 'runtime' (first given at line 1)"),
+        ("robot:\n  name: point\n  name: hsr\n", "line 3, column 3: duplicate key 'name' (first given at line 2)"),
+        ("executor: {name: s2, camera: {size: 64, size: 32}}\n", "duplicate key 'size'"),
     ],
 )
 def test_malformed_files_get_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_pipeline(write(tmp_path, text))
+
+
+def test_a_yaml_merge_may_still_override_what_it_brings_in() -> None:
+    assert load_yaml("base: &b {size: 64, depth: 2}\nexecutor:\n  <<: *b\n  size: 32\n")["executor"] == {"size": 32, "depth": 2}
+
+
+def test_a_negative_seed_is_refused_before_the_run() -> None:
+    with pytest.raises(ConfigError, match="option 'seed' = -5: Input should be greater than or equal to 0"):
+        compose_pipeline(None, runtime={"seed": -5})
+
+
+@pytest.mark.parametrize("text", ["", "a,,b", "a,", ",a", " , "])
+def test_an_empty_name_in_a_comma_list_is_an_error(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"--suites '.*': an empty name in the comma-separated list"):
+        comma_list(text, "--suites")
+
+
+def test_a_comma_list_is_stripped_and_deduplicated() -> None:
+    assert comma_list(" id , distractor,id", "--suites") == ["id", "distractor"]
 
 
 def test_missing_file_is_named() -> None:

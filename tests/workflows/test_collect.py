@@ -11,9 +11,10 @@ from s2kit import hookimpl
 from s2kit.core.config import validate_pipeline
 from s2kit.core.errors import PluginError
 from s2kit.core.hookspecs import DatasetColumn
+from s2kit.core.interfaces import Subscriber
 from s2kit.core.registry import load_registry
 from s2kit.core.runtime import build_runtime
-from s2kit.core.types import Observation, RobotSpec, ee_delta_space
+from s2kit.core.types import Observation, RobotSpec, Step, ee_delta_space
 from s2kit.datasets.lerobot import LeRobotDatasetReader
 from s2kit.workflows.collect import LeRobotRecorder, dataset_columns, dataset_features
 
@@ -65,3 +66,26 @@ def test_a_column_that_clashes_with_the_recorded_ones_is_an_error() -> None:
     column = DatasetColumn({"dtype": "float32", "shape": [1]}, lambda observation: np.zeros(1, np.float32))
     with pytest.raises(PluginError, match="'action', which s2kit records itself"):
         dataset_features(robot("head"), "ee_delta", {"action": column})
+
+
+def test_an_episode_cut_by_ctrl_c_is_dropped_even_when_keeping_all(tmp_path: Path) -> None:
+    registry = load_registry(modules=["tests.doubles"], env={})
+    pipeline = validate_pipeline(
+        {"robot": {"name": "point", "image_size": 16}, "planner": {"name": "waypoints"}, "executor": {"name": "seek"},
+         "runtime": {"episodes": 3, "max_steps": 30}}  # fmt: skip
+    )
+    runtime = build_runtime(pipeline, registry)
+
+    class CtrlC(Subscriber):  # what the first Ctrl-C does: ask the loop to stop at the next step
+        def on_step(self, step: Step) -> None:
+            if runtime.robot.seed == 1 and step.index == 5:  # type: ignore[attr-defined]
+                runtime.stop_requested = True
+
+    recorder = LeRobotRecorder(tmp_path / "ds", runtime.spec, runtime.space.name, keep="all", columns={})
+    runtime.subscribers += [recorder, CtrlC()]
+    results = runtime.run()
+    recorder.close()
+    assert [r.status for r in results] == ["done", "interrupted"]
+    assert (recorder.saved, recorder.dropped, recorder.interrupted) == (1, 1, 1)
+    reader = LeRobotDatasetReader(tmp_path / "ds")
+    assert reader.num_episodes == 1 and len(reader.episode(0)["action"]) == results[0].steps

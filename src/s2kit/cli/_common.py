@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -22,7 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from s2kit.core.errors import S2kitError
+from s2kit.core.errors import ConfigError, S2kitError
 
 # Piped output (logs, CI, `| less`) is not wrapped at rich's default 80
 # columns: tables of plugins and results need more to stay readable.
@@ -94,6 +96,37 @@ def command(fn: F) -> F:
             raise fail(f"{type(err).__name__}: {err} (run with --debug for the traceback)", 1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_output(path: Path | None, option: str, *, folder: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written (`ConfigError`, one line).
+
+    ``folder``: the output is a folder (``--record``, ``--out DIR``), else a
+    file (``--metrics``, ``export --out``). Nothing is created: a folder
+    where a file is wanted (or the reverse), a file in the way of the
+    folders above it, and a place that does not take a file (tried with a
+    temporary file in the nearest folder that exists) are errors naming
+    ``option``. Nothing given (None) is nothing to check.
+    """
+    if path is None:
+        return
+    where = f"{option} {path}"
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{where}: is a file, not a folder")
+    if not folder and path.is_dir():
+        raise ConfigError(f"{where}: is a folder; give a file path")
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{where}: the file is not writable")
+    parent = path if folder else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{where}: {parent} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot write in {parent} ({err.strerror or err})") from None
 
 
 def to_jsonable(value: Any) -> Any:

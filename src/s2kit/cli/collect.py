@@ -13,6 +13,7 @@ from s2kit import hookimpl
 from s2kit.cli._common import (
     JsonOption,
     SetOption,
+    check_output,
     command,
     console,
     err_console,
@@ -38,7 +39,7 @@ def collect(
         typer.Option(help="Task suite (sets robot.suite); default: the robot's first (in-distribution) one, if it declares any."),
     ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="Episodes to run.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the first episode; episode i uses seed + i.")] = 0,
     planner: Annotated[
         str,
         typer.Option(help="Planner writing the guidance annotations; oracle takes the robot's own subtask texts (Robot.task)."),
@@ -52,7 +53,11 @@ def collect(
     set_: SetOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Record episodes as a LeRobot v3.0 dataset, with S2 guidance annotations per frame."""
+    """Record episodes as a LeRobot v3.0 dataset, with S2 guidance annotations per frame.
+
+    An episode cut short by Ctrl-C is never saved (it is counted as dropped).
+    """
+    check_output(out, "--out", folder=True)
     suites = suites_of(get_registry().get("robot", robot).cls, suite)  # type: ignore[arg-type]
     if len(suites) > 1:
         raise ConfigError(f"collect records one suite at a time, not {', '.join(suites)}")
@@ -82,6 +87,7 @@ def collect(
         "dataset": str(out),
         "saved": recorder.saved,
         "dropped": recorder.dropped,
+        "interrupted": recorder.interrupted,
         "seconds": elapsed,
         "episodes_per_minute": 60 * len(results) / elapsed if elapsed else None,
         "summary": summarize(results),
@@ -90,7 +96,8 @@ def collect(
         print_json({**report, "episodes": results})
     else:
         console.print(results_table(results, " · ".join(["collect", robot, *suites, planner, executor])))
-        console.print(f"saved {recorder.saved} episode(s), dropped {recorder.dropped}, into {out} ({elapsed:.1f} s)")
+        cut = f" ({recorder.interrupted} cut short by Ctrl-C)" if recorder.interrupted else ""
+        console.print(f"saved {recorder.saved} episode(s), dropped {recorder.dropped}{cut}, into {out} ({elapsed:.1f} s)")
     if runtime.interrupted:
         raise typer.Exit(130)
 

@@ -12,14 +12,15 @@ import typer
 from s2kit.cli._common import (
     JsonOption,
     SetOption,
+    check_output,
     command,
     console,
     err_console,
+    fail,
     json_text,
     print_json,
     progress_bars,
     state,
-    warn,
 )
 from s2kit.cli._tables import suites_table
 from s2kit.core.checkpoints import checkpoint_executor
@@ -70,7 +71,7 @@ def eval_(
     seed: Annotated[
         int,
         typer.Option(
-            help="Seed of each suite's first episode (kept clear of training seeds)."
+            min=0, help="Seed of each suite's first episode (kept clear of training seeds)."
         ),
     ] = 100_000,
     planner: Annotated[
@@ -112,7 +113,9 @@ def eval_(
     --workers processes, with the same results as one. The last row is the
     mean over the shift suites (every suite but the robot's first, its
     in-distribution one). A robot that declares no suites runs one set of
-    episodes.
+    episodes. Episodes cut short by Ctrl-C are left out of the means (the
+    report says how many). Suites and --out are checked before the first
+    episode; videos that fail to write end the command with exit code 1.
     """
     if (run is None) == (executor is None):
         which = "not both" if run is not None else "one is needed"
@@ -126,6 +129,7 @@ def eval_(
         raise ConfigError("set the suites with --suites, not --set robot.suite")
     if video and out is None:
         raise ConfigError("--video needs --out DIR (videos go to DIR/videos/<suite>/)")
+    check_output(out, "--out", folder=True)
     workers = workers or _default_workers()
 
     overrides = list(set_ or [])
@@ -160,10 +164,8 @@ def eval_(
         if state.debug and err.remote_traceback:
             err_console.print(err.remote_traceback, highlight=False, markup=False)
         raise
-    for message in evaluation.warnings:
-        warn(message)
-
-    per_suite = evaluation.per_suite
+    per_suite, cut = evaluation.per_suite, evaluation.cut
+    left_out = sum(len(v) for v in cut.values())
     in_distribution = declared[0] if declared else None
     shift = [n for n in names if n != in_distribution]
     report: dict[str, Any] = {
@@ -173,9 +175,11 @@ def eval_(
             "out": str(out) if out is not None else None, "video": video, "set": list(set_ or []),
         },
         "pipeline": base.model_dump(mode="json"),
-        "suites": {n: {"episodes": per_suite[n], "summary": summarize(per_suite[n])} for n in configs},
+        "suites": {n: {"episodes": per_suite[n], "interrupted_episodes": cut.get(n, []), "summary": summarize(per_suite[n])} for n in configs},
         "shift_mean": {"suites": shift, "summary": summarize(shift_results(per_suite, in_distribution))} if shift else None,
         "interrupted": evaluation.interrupted,
+        "left_out_interrupted": left_out,
+        "failures": evaluation.warnings,
     }  # fmt: skip
 
     written = []
@@ -204,8 +208,12 @@ def eval_(
                         f"{name} episode {r.index} (seed {r.seed}): {r.message}",
                         highlight=False,
                     )
+        if left_out:
+            console.print(f"{left_out} episode(s) cut short by Ctrl-C are left out of the means", highlight=False)
         for path in written:
             console.print(f"wrote {path}", highlight=False)
+    if evaluation.warnings:  # an output (videos) stopped during the run: it is incomplete
+        raise fail("; ".join(evaluation.warnings), 1)
     if evaluation.interrupted:
         raise typer.Exit(130)
 

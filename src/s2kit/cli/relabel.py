@@ -17,6 +17,7 @@ from rich.progress import (
 from s2kit.cli._common import (
     JsonOption,
     SetOption,
+    check_output,
     command,
     component_section,
     console,
@@ -53,6 +54,7 @@ def relabel(
         raise fail("give --out DIR for a relabelled copy, or --in-place to rewrite the dataset itself")
     if segment not in ("auto", "annotation", "gripper", "uniform"):
         raise fail(f"--segment must be auto, annotation, gripper or uniform, not {segment!r}")
+    check_output(dataset if in_place else out, "--in-place" if in_place else "--out", folder=True)
     section = component_section("planner", planner, set_)
     component = get_registry().create("planner", section)
     planner_id = " ".join(f"{k}={v}" for k, v in sorted(section.items()))

@@ -11,15 +11,17 @@ from rich.progress import Progress
 from s2kit.cli._common import (
     JsonOption,
     SetOption,
+    check_output,
     command,
     console,
     err_console,
+    fail,
     print_json,
     progress_bars,
-    warn,
 )
 from s2kit.cli._tables import results_table, suites_table
 from s2kit.core.config import compose_pipeline
+from s2kit.core.data.recorder import Recorder, check_recording
 from s2kit.workflows.evaluate import run_to_end, suites_of
 from s2kit.core.interfaces import Subscriber
 from s2kit.core.metrics import summarize
@@ -70,7 +72,7 @@ def run(
         typer.Option(help="Task suite(s), comma-separated, of those the robot declares (sets robot.suite); default: the robot's own."),
     ] = None,
     episodes: Annotated[int | None, typer.Option(min=1, help="Episodes to run.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the first episode; episode i uses seed + i.")] = None,
     record: Annotated[Path | None, typer.Option(help="Record every episode into this folder.")] = None,
     video: Annotated[Path | None, typer.Option(help="Write one MP4 per episode (all cameras) into this folder.")] = None,
     metrics: Annotated[
@@ -83,6 +85,9 @@ def run(
 
     With several suites (--suite id,distractor) each runs in turn and a last
     table gives every suite's mean subtask and task success with 95% CIs.
+    Every suite's pipeline and every output path are checked before the first
+    episode; an output that fails during the run (a full disk) ends it with
+    exit code 1, naming the episodes that were kept.
     """
     suites: list[str | None] = [None]  # None: the pipeline's or the robot's own default
     if suite is not None:
@@ -96,8 +101,7 @@ def run(
             return path
         return path / name if path.suffix == "" else path.with_name(f"{path.stem}.{name}{path.suffix}")
 
-    per_suite: dict[str, list[EpisodeResult]] = {}
-    interrupted = False
+    planned = []  # every suite's pipeline and outputs, checked before the first episode
     for name in suites:
         config = compose_pipeline(
             pipeline,
@@ -106,7 +110,15 @@ def run(
             overrides=([f"robot.suite={name}"] if name is not None else []) + list(set_ or []),
         )
         outputs = {"record": where(record, name), "video": where(video, name), "metrics": where(metrics, name)}
-        results, interrupted = _run_pipeline(config, outputs, show_progress=not json and err_console.is_terminal)
+        for what, path in outputs.items():
+            check_output(path, f"--{what}", folder=what != "metrics")
+        planned.append((name, config, outputs))
+
+    per_suite: dict[str, list[EpisodeResult]] = {}
+    interrupted = False
+    failures: list[str] = []
+    for name, config, outputs in planned:
+        results, interrupted, failures = _run_pipeline(config, outputs, show_progress=not json and err_console.is_terminal)
         label = name or config.robot.get("suite")
         per_suite[str(label)] = results
         if not json:
@@ -119,11 +131,11 @@ def run(
             for what, path in outputs.items():
                 if path is not None:
                     console.print(f"{what}: {path}")
-        if interrupted:
+        if interrupted or failures:
             break
 
     if json:
-        out: dict[str, Any] = {"pipeline": config.model_dump(mode="json"), "interrupted": interrupted}
+        out: dict[str, Any] = {"pipeline": config.model_dump(mode="json"), "interrupted": interrupted, "failures": failures}
         if many:
             out["suites"] = {k: {"episodes": v, "summary": summarize(v)} for k, v in per_suite.items()}
         else:
@@ -132,18 +144,40 @@ def run(
         print_json(out)
     elif many:
         console.print(suites_table(per_suite))
+    if failures:
+        raise fail("; ".join(failures), 1)
     if interrupted:
         raise typer.Exit(130)
 
 
-def _run_pipeline(config: Any, outputs: dict[str, Path | None], show_progress: bool) -> tuple[list[EpisodeResult], bool]:
-    """Build the pipeline's runtime with the asked-for subscribers (record, video, metrics: plugins make them) and run it."""
+def _run_pipeline(
+    config: Any, outputs: dict[str, Path | None], show_progress: bool
+) -> tuple[list[EpisodeResult], bool, list[str]]:
+    """Build the pipeline's runtime with the asked-for subscribers (record, video, metrics: plugins make them) and run it.
+
+    Returns the episodes, whether Ctrl-C ended the run, and a line for each
+    subscriber that failed during it (its output is incomplete).
+    """
     options = {k: str(v) for k, v in outputs.items() if v is not None}
     runtime = build_runtime(config, get_registry(), options=options)
+    if outputs.get("record") is not None:  # another robot's recording is refused before the first episode
+        try:
+            check_recording(outputs["record"], runtime.spec, runtime.space.name)  # type: ignore[arg-type]
+        except BaseException:
+            runtime.close()
+            for component in reversed(runtime.components):
+                component.close()
+            raise
     results = run_with_progress(runtime, show_progress)
-    for sub, why in runtime.detached:  # the run went on without it: say so, do not hide it in a log
-        warn(f"{type(sub).__name__} stopped during the run ({why})")
-    return results, runtime.interrupted
+    return results, runtime.interrupted, [_failure(sub, why, outputs) for sub, why in runtime.detached]
+
+
+def _failure(sub: Subscriber, why: str, outputs: dict[str, Path | None]) -> str:
+    """One line on a subscriber that stopped during a run; for the recorder, the episodes it kept."""
+    if not isinstance(sub, Recorder):
+        return f"{type(sub).__name__} stopped during the run ({why})"
+    kept = ", ".join(f"{index} ({file})" for index, file in sub.kept) or "none"
+    return f"recording into {outputs['record']} failed ({why}); episodes kept: {kept}"
 
 
 def run_with_progress(runtime: Runtime, show: bool) -> list[EpisodeResult]:

@@ -16,7 +16,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from s2kit.cli._common import JsonOption, command, console, err_console, print_json
+from s2kit.cli._common import JsonOption, check_output, command, console, err_console, print_json
+from s2kit.core.config import comma_list
 from s2kit.core.checkpoints import checkpoint_executor, find_checkpoint
 from s2kit.core.registry import get_registry
 
@@ -44,7 +45,8 @@ def train(
     processes share each batch and average gradients (gloo on CPU).
     """
     cls = get_registry().get("executor", executor).cls
-    roots = [Path(p.strip()) for p in data.split(",") if p.strip()]
+    roots = [Path(p) for p in comma_list(data, "--data")]
+    check_output(out, "--out", folder=True)
     overrides = list(set_ or []) + ([f"steps={steps}"] if steps is not None else [])
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]  # fmt: skip
@@ -69,6 +71,7 @@ def export(
     json: JsonOption = False,
 ) -> None:
     """Export a trained executor's inference graph and check it against the original."""
+    check_output(out, "--out", folder=False)  # before the export and its parity check, which take a while
     checkpoint = find_checkpoint(run)
     cls = get_registry().get("executor", checkpoint_executor(checkpoint)).cls
     report = cls.export(checkpoint, out, format=format, overrides=list(set_ or []))

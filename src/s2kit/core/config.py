@@ -30,10 +30,12 @@ __all__ = [
     "PluginConfig",
     "RuntimeConfig",
     "apply_overrides",
+    "comma_list",
     "compose_pipeline",
     "default_pipeline",
     "describe_validation_error",
     "load_pipeline",
+    "load_yaml",
     "parse_override",
     "validate_model",
     "validate_pipeline",
@@ -56,7 +58,7 @@ class RuntimeConfig(BaseModel):
 
     # episode
     episodes: int = Field(1, ge=1, description="Episodes to run.")
-    seed: int = Field(0, description="Seed of the first episode; episode i uses seed + i.")
+    seed: int = Field(0, ge=0, description="Seed of the first episode; episode i uses seed + i.")
     max_steps: int = Field(300, ge=1, description="Control steps before an episode is cut off.")
     instruction: str | None = Field(
         None,
@@ -152,6 +154,11 @@ def _load(path: str | Path | None) -> tuple[dict[str, Any], set[str]]:
     except OSError as err:
         raise ConfigError(f"cannot read pipeline file {str(path)!r}: {err.strerror}") from None
     data = _parse_yaml(text, str(path))
+    if not data:  # an empty file is a mistake, not a request for the default (which is: no file at all)
+        raise ConfigError(
+            f"{path}: the pipeline file is empty (give robot, planner and executor sections, "
+            "or leave the file out for the default pipeline)"
+        )
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise ConfigError(
@@ -182,9 +189,39 @@ def _without_default_executor(data: dict[str, Any], given: set[str]) -> dict[str
     return data
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (at any depth).
+
+    Plain PyYAML keeps the last of two equal keys, so a second ``runtime:``
+    section would silently replace the first. Keys a merge (``<<``) brings in
+    may still be overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given at line {first.line + 1})", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (`yaml.YAMLError` naming the key and both lines)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -195,6 +232,18 @@ def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a pipeline must be a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def comma_list(text: str, what: str) -> list[str]:
+    """The names in a comma-separated option (``a,b``), stripped, duplicates dropped.
+
+    An empty item (``""``, ``a,,b``, ``a,``) is a `ConfigError` naming ``what``
+    (the option, e.g. ``--suites``): it is a typo, never a request for nothing.
+    """
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise ConfigError(f"{what} {text!r}: an empty name in the comma-separated list")
+    return list(dict.fromkeys(items))
 
 
 # --- overrides -------------------------------------------------------------------
@@ -224,7 +273,7 @@ def parse_override(text: str, sections: Iterable[str] | None = SECTIONS) -> tupl
         if len(path) < 2:
             raise ConfigError(f"--set {key}: expected SECTION.KEY=VALUE, e.g. runtime.max_steps=100")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return path, value

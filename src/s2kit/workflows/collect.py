@@ -22,7 +22,9 @@ observation, and every frame records them.
 The frame's LeRobot *task* is the goal (the original instruction, kept
 verbatim); a LeRobot reader loads the annotations as ordinary string and
 integer columns. Episodes that did not succeed are dropped unless ``keep`` is
-``"all"``.
+``"all"``. An episode cut short by Ctrl-C is always dropped, whatever ``keep``
+says: a demonstration stopped half-way would teach a policy to stop there, and
+a LeRobot reader has no field that would tell it apart.
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ class LeRobotRecorder(Subscriber):
         self.columns = dataset_columns(spec) if columns is None else dict(columns)
         self.keep = keep
         self.saved = 0
-        self.dropped = 0
+        self.dropped = 0  # every episode not saved, the interrupted ones included
+        self.interrupted = 0
         self.writer: LeRobotWriter | None = LeRobotWriter(
             self.root,
             fps=spec.control_hz,
@@ -145,7 +148,9 @@ class LeRobotRecorder(Subscriber):
     def on_episode_end(self, result: EpisodeResult) -> None:
         if self.writer is None:
             return
-        if result.steps and (self.keep == "all" or result.task_success):
+        if result.status == "interrupted":
+            self.interrupted += 1
+        if result.steps and result.status != "interrupted" and (self.keep == "all" or result.task_success):
             self.writer.save_episode()
             self.saved += 1
         else:

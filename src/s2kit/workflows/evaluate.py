@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from s2kit.core.config import PipelineConfig
+from s2kit.core.config import PipelineConfig, comma_list
 from s2kit.core.errors import ConfigError, S2kitError
 from s2kit.core.interfaces import Robot
 from s2kit.core.metrics import Summary
@@ -286,11 +286,16 @@ def _extra_modules(registry: Registry) -> list[str]:
 
 @dataclass
 class Evaluation:
-    """Every suite's episodes (in seed order, indexed from 0), and how the evaluation ended."""
+    """Every suite's scored episodes (in seed order, indexed from 0), and how the evaluation ended.
+
+    An episode Ctrl-C cut short says nothing of the policy: it is kept apart,
+    in ``cut``, and left out of ``per_suite`` and so of every mean.
+    """
 
     per_suite: dict[str, list[EpisodeResult]]
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
+    cut: dict[str, list[EpisodeResult]] = field(default_factory=dict)
 
 
 def evaluate(
@@ -319,13 +324,14 @@ def evaluate(
         done = _evaluate_in_pool(
             blocks, min(workers, len(blocks)), registry, on_episode
         )
-    evaluation = Evaluation(per_suite={b.suite: [] for b in blocks})
+    evaluation = Evaluation(per_suite={b.suite: [] for b in blocks}, cut={b.suite: [] for b in blocks})
     for block in blocks:
         result = done.get(id(block))
         if result is None:
             evaluation.interrupted = True
             continue
-        evaluation.per_suite[block.suite].extend(result.results)
+        for episode in result.results:
+            (evaluation.cut if episode.status == "interrupted" else evaluation.per_suite)[block.suite].append(episode)
         evaluation.interrupted |= result.interrupted
         evaluation.warnings.extend(result.warnings)
     return evaluation
@@ -462,16 +468,16 @@ def suites_of(robot: type[Robot], asked: str | None, *, every: bool = False) -> 
 
     The default is the robot's first declared suite, or all of them with
     ``every`` (``s2kit eval``); a robot that declares none runs without one
-    (an empty list). A suite the robot cannot run is a `ConfigError` here,
-    before any episode.
+    (an empty list). A suite the robot cannot run, or an empty name in the
+    list (``a,,b``), is a `ConfigError` here, before any episode.
     """
     declared = robot.suites()
     if asked is None:
         return list(declared) if every else list(declared[:1])
-    names = list(dict.fromkeys(s.strip() for s in asked.split(",") if s.strip()))
-    if not names:
+    if not asked.replace(",", "").strip():
         example = f" (e.g. {','.join(declared)})" if declared else ""
         raise ConfigError(f"suites {asked!r} names no suite{example}")
+    names = comma_list(asked, "suites")
     for name in names:
         robot.check_suite(name)
     return names

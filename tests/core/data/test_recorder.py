@@ -10,6 +10,7 @@ from s2kit.core.config import validate_pipeline
 from s2kit.core.data import FORMAT, Recorder, list_episodes, read_episode
 from s2kit.core.errors import DataError
 from s2kit.core.runtime import build_runtime
+from s2kit.core.types import RobotSpec
 
 
 def record(registry, root: Path, episodes: int = 2, **executor) -> list:
@@ -70,3 +71,36 @@ def test_a_leftover_temporary_file_is_not_an_episode(registry, tmp_path: Path) -
     record(registry, tmp_path, episodes=1)
     (tmp_path / ".episode_000001.npz.tmp").write_bytes(b"half written")
     assert len(list_episodes(tmp_path)) == 1
+
+
+def test_only_episodes_of_the_same_robot_may_be_appended(registry, tmp_path: Path) -> None:
+    from s2kit.core.data.recorder import check_recording
+    from s2kit.core.types import EpisodeInfo
+
+    record(registry, tmp_path, episodes=1)
+    spec = RobotSpec.model_validate(json.loads((tmp_path / "meta.json").read_text())["robot"])
+    check_recording(tmp_path, spec, "ee_delta")  # the robot that made it
+    check_recording(tmp_path / "new", spec.model_copy(update={"name": "other"}), "ee_delta")  # a new recording
+    with pytest.raises(DataError, match="is a recording of robot 'point': episodes of robot 'txg2' cannot be appended"):
+        check_recording(tmp_path, spec.model_copy(update={"name": "txg2"}), "ee_delta")
+    with pytest.raises(DataError, match="its spec's 'control_hz' does not match"):
+        check_recording(tmp_path, spec.model_copy(update={"control_hz": 7.0}), "ee_delta")
+    with pytest.raises(DataError, match="in action space 'ee_delta', not 'joint'"):
+        check_recording(tmp_path, spec, "joint")
+    # a recorder made without the CLI's check refuses at the first episode, before writing anything
+    info = EpisodeInfo(index=0, seed=0, instruction="x", robot=spec.model_copy(update={"name": "txg2"}), action_space="ee_delta")
+    with pytest.raises(DataError, match="robot 'point'"):
+        Recorder(tmp_path).on_episode_start(info)
+    assert len(list_episodes(tmp_path)) == 1
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    from s2kit.core.data import recorder
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(recorder.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        recorder._atomic_write(tmp_path / "episode_000000.npz", b"x" * 100)
+    assert list(tmp_path.iterdir()) == []

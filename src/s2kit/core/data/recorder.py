@@ -12,7 +12,8 @@ Each episode file is written to a temporary name and renamed into place, and
 only then is its line appended to ``episodes.jsonl`` (flushed and fsynced).
 An interruption at any point leaves every listed episode complete; an
 interrupted episode is kept too, with status ``interrupted``. Appending to an
-existing recording continues its numbering.
+existing recording continues its numbering, and only episodes of the same
+robot (spec) in the same action space may be appended (`check_recording`).
 
 Arrays in an episode file (T steps): ``image.<role>`` uint8 (T, H, W, 3) — the
 observation that *followed* each command; ``state`` float32 (T, S);
@@ -34,9 +35,9 @@ import numpy as np
 
 from s2kit.core.errors import DataError
 from s2kit.core.interfaces import Subscriber
-from s2kit.core.types import EpisodeInfo, EpisodeResult, Guidance, Step
+from s2kit.core.types import EpisodeInfo, EpisodeResult, Guidance, RobotSpec, Step
 
-__all__ = ["FORMAT", "Recorder", "list_episodes", "read_episode"]
+__all__ = ["FORMAT", "Recorder", "check_recording", "list_episodes", "read_episode"]
 
 FORMAT = "s2kit-episodes/1"
 
@@ -49,6 +50,8 @@ class Recorder(Subscriber):
         self.root.mkdir(parents=True, exist_ok=True)
         self._index_path = self.root / "episodes.jsonl"
         self._next = len(list_episodes(self.root)) if self._index_path.exists() else 0
+        #: ``(episode index in the run, file)`` of every episode this recorder wrote
+        self.kept: list[tuple[int, str]] = []
         self._reset_buffers()
 
     def _reset_buffers(self) -> None:
@@ -67,7 +70,9 @@ class Recorder(Subscriber):
         self._reset_buffers()
         self._info = info
         meta = self.root / "meta.json"
-        if not meta.exists():
+        if meta.exists():
+            check_recording(self.root, info.robot, info.action_space)
+        else:
             _atomic_write(
                 meta,
                 json.dumps(
@@ -126,6 +131,7 @@ class Recorder(Subscriber):
             f.write(json.dumps(line) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        self.kept.append((result.index, name))
         self._next += 1
         self._reset_buffers()
 
@@ -136,11 +142,39 @@ def _stack(rows: list[np.ndarray], dtype: type) -> np.ndarray:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: leave no half-written file behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_recording(root: str | Path, spec: RobotSpec, action_space: str) -> None:
+    """`DataError` unless the recording in ``root`` (if any) holds episodes of ``spec``'s robot in ``action_space``.
+
+    Episodes of another robot appended to a recording would be replayed on the
+    wrong one. A folder without ``meta.json`` is a new recording: nothing to check.
+    """
+    meta_path = Path(root) / "meta.json"
+    if not meta_path.exists():
+        return
+    try:
+        meta = json.loads(meta_path.read_text())
+        have, space = meta["robot"], meta["action_space"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{meta_path} is not a valid recording header ({type(err).__name__}: {err})") from None
+    wanted = spec.model_dump(mode="json")
+    if have.get("name") != spec.name:
+        raise DataError(f"{root} is a recording of robot {have.get('name')!r}: episodes of robot {spec.name!r} cannot be appended to it")
+    differ = next((key for key in wanted if have.get(key) != wanted[key]), None)
+    if differ is not None:
+        raise DataError(f"{root} is a recording of another {spec.name!r}: its spec's {differ!r} does not match this robot's")
+    if space != action_space:
+        raise DataError(f"{root} is a recording in action space {space!r}, not {action_space!r}")
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -243,6 +243,8 @@ def _image(request: dict[str, Any], key: str) -> np.ndarray:
         raise ProtocolError(f"{key!r} must be a uint8 image of shape (H, W, 3) or (3, H, W), got a {what}")
     if value.shape[-1] != 3:  # (3, H, W): channel-first, as openpi's ALOHA example sends its images
         value = value.transpose(1, 2, 0)
+    if 0 in value.shape[:2]:  # no pixel to see: an executor would divide by its size
+        raise ProtocolError(f"{key!r} is an empty image ({value.shape[0]}x{value.shape[1]} pixels)")
     return np.ascontiguousarray(value)
 
 
