@@ -164,13 +164,14 @@ def check_recording(root: str | Path, spec: RobotSpec, action_space: str) -> Non
         return
     try:
         meta = json.loads(meta_path.read_text())
-        have, space = meta["robot"], meta["action_space"]
+        have, space = dict(meta["robot"]), meta["action_space"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DataError(f"{meta_path} is not a valid recording header ({type(err).__name__}: {err})") from None
     wanted = spec.model_dump(mode="json")
     if have.get("name") != spec.name:
         raise DataError(f"{root} is a recording of robot {have.get('name')!r}: episodes of robot {spec.name!r} cannot be appended to it")
-    differ = next((key for key in wanted if have.get(key) != wanted[key]), None)
+    # a field RobotSpec gained since the recording was made is no difference
+    differ = next((key for key in wanted if key in have and have[key] != wanted[key]), None)
     if differ is not None:
         raise DataError(f"{root} is a recording of another {spec.name!r}: its spec's {differ!r} does not match this robot's")
     if space != action_space:
