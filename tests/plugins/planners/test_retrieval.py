@@ -17,6 +17,7 @@ from s2kit.plugins.planners._language import (
     structure,
 )
 from s2kit.plugins.planners.retrieval import RetrievalConfig, RetrievalPlanner
+from tests.plugins.robots.sim.test_sim import user_suite
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,31 @@ def test_matches_the_oracle_on_the_simulated_suites(planner: RetrievalPlanner, s
     finally:
         robot.close()
     assert matches >= 18, f"{matches}/20 subtask sequences match the oracle's"
+
+
+def test_on_a_users_suite_it_reads_the_suites_own_words_and_phrasings(planner: RetrievalPlanner, tmp_path: Path) -> None:
+    """A new colour (crimson), a container under a new name (dish) and new phrasings parse like the built-in ones."""
+    suite = user_suite(tmp_path)
+    registry = load_registry(env={})
+    robot = registry.create("robot", {"name": "hsr", "suite": str(suite), "render": False})
+    oracle = registry.create("planner", {"name": "oracle"})
+    try:
+        seen = set()
+        for seed in range(1, 5):  # sort and tidy into the 'bin', and 'pop the crimson sphere onto the dish, please'
+            o = robot.reset(seed=seed)
+            vocab = Vocabulary().with_labels(list(parse_scene(o.scene)))
+            ref, got = oracle.plan(robot.instruction, o), planner.plan(robot.instruction, o)
+            assert structure(got.subtasks, vocab) == structure(ref.subtasks, vocab), robot.instruction
+            seen.update(m.label for m in vocab.mentions(robot.instruction))
+    finally:
+        robot.close()
+    assert {"crimson sphere", "dish", "bin"} <= seen
+
+
+def test_a_scenes_labels_teach_the_vocabulary_their_colours_and_nouns() -> None:
+    vocab = Vocabulary().with_labels(["crimson cube", "dish"])
+    assert [m.label for m in vocab.mentions("put the crimson sphere on the dish")] == ["crimson sphere", "dish"]
+    assert "crimson" in vocab.colours and "dish" in vocab.nouns
 
 
 def test_a_broken_exemplar_file_is_one_clear_error(tmp_path: Path) -> None:

@@ -6,6 +6,9 @@ them, and by re-reading each object's location from the scene description.
 Both need to find object names in free text: names the scene lists are
 matched first (longest first, so 'red cube' wins over 'cube'), then the
 generic pattern *[colour] noun* over a vocabulary the config can extend.
+The scene's labels teach that vocabulary their words too: a suite's own
+colour ('crimson cube') or container ('dish') is then recognised in any
+combination ('the crimson sphere', 'the dish'), not only as listed.
 """
 
 from __future__ import annotations
@@ -52,7 +55,15 @@ class Vocabulary:
     labels: tuple[str, ...] = field(default=())
 
     def with_labels(self, labels: tuple[str, ...] | list[str]) -> Vocabulary:
-        return Vocabulary(self.colours, self.nouns, tuple(labels))
+        """This vocabulary with a scene's labels, and their words: 'crimson cube' adds the colour 'crimson'."""
+        colours, nouns = list(self.colours), list(self.nouns)
+        for label in labels:
+            *words, noun = label.lower().split() or [""]
+            if noun and noun not in nouns:
+                nouns.append(noun)
+            if len(words) == 1 and words[0] not in colours:
+                colours.append(words[0])
+        return Vocabulary(tuple(colours), tuple(nouns), tuple(labels))
 
     def mentions(self, text: str) -> list[Mention]:
         """Object names in ``text``, in the order they appear (lower-cased labels)."""

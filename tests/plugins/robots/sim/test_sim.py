@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from s2kit.cli.main import build_app
 from s2kit.core.config import validate_pipeline
 from s2kit.core.errors import ConfigError, PluginError
 from s2kit.core.registry import load_registry
@@ -20,7 +23,7 @@ from s2kit.plugins.robots.sim.tasks import (
     load_suite,
     sample_episode,
 )
-from s2kit.plugins.robots.sim.world import COLOURS, CONTAINERS, SHAPES
+from s2kit.plugins.robots.sim.world import COLOURS, CONTAINERS, SHAPES, scene_xml
 
 REGISTRY = load_registry(env={})
 ROBOTS = ("hsr", "txg2")
@@ -121,6 +124,85 @@ def test_a_user_suite_file_is_loaded_and_checked(tmp_path: Path) -> None:
         load_suite(str(bad))
     with pytest.raises(ConfigError, match="unknown suite 'idd'"):
         load_suite("idd")
+
+
+#: A user's suite: a colour and a container of its own, and its own phrasings.
+USER_SUITE = """
+name: kitchen
+families: {pick_place: 1, sort: 1, tidy: 1}
+target_colours: [crimson, teal, red]
+palette: {crimson: [0.6, 0.05, 0.15], teal: [0.0, 0.5, 0.5]}
+containers: {dish: plate, bin: basket, bowl: bowl}
+instructions:
+  pick_place: ["pop the {object} onto the {container}, please"]
+  sort: ["tidy away the {first}, the {second} and the {third}, in that order, into the {container}"]
+"""
+
+
+def user_suite(tmp_path: Path, text: str = USER_SUITE) -> Path:
+    path = tmp_path / "kitchen.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_user_suite_brings_its_own_colours_containers_and_phrasings(tmp_path: Path) -> None:
+    suite = load_suite(str(user_suite(tmp_path)))
+    episodes = {seed: sample_episode(suite, seed, table_x=0.6) for seed in range(6)}
+    _, sort = episodes[1]  # seed 1: sort, the suite's phrasing, into the basket mesh it calls 'bin'
+    assert sort.instruction == "tidy away the red cylinder, the red sphere and the teal sphere, in that order, into the bin"
+    assert sort.subtask_texts[0] == "put the red cylinder in the bin"
+    scene, pick = episodes[2]  # seed 2: pick_place into the plate mesh it calls 'dish': 'on' the dish
+    assert pick.instruction == "pop the crimson sphere onto the dish, please"
+    assert pick.subtask_texts == ["pick up the crimson sphere", "put the crimson sphere on the dish"]
+    dish = scene.item(pick.subtasks[1].target)
+    assert (dish.kind, dish.label) == ("plate", "dish")
+    _, tidy = episodes[4]  # tidy keeps the training phrasing, with the suite's container names
+    assert tidy.instruction == "put the teal cylinder in the bowl, the teal sphere on the dish and the crimson cube in the bin"
+    crimson = next(it for it in scene.items if it.colour == "crimson")
+    assert crimson.colour_rgb == (0.6, 0.05, 0.15)
+    xml = scene_xml(scene, "", table_x=0.6, table_height=0.4, model_name="t")
+    assert 'rgba="0.600 0.050 0.150 1.000"' in xml  # drawn in the palette's RGB
+
+
+def test_a_user_suite_runs_with_oracle_and_scripted_to_full_success(tmp_path: Path) -> None:
+    path = user_suite(tmp_path)
+    result = CliRunner().invoke(
+        build_app(),
+        ["run", "--robot", "hsr", "--suite", str(path), "--planner", "oracle", "--executor", "scripted",
+         "--episodes", "4", "--seed", "1", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["summary"]["task_success"]["mean"] == 1.0
+    instructions = [e["instruction"] for e in out["episodes"]]
+    assert instructions[0].startswith("tidy away the red cylinder") and instructions[1].startswith("pop the crimson")
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (("crimson: [0.6, 0.05, 0.15]", "crimson: [1.6, 0.05, 0.15]"), "palette colour 'crimson': RGB must be three numbers in [0, 1], got [1.6, 0.05, 0.15]"),
+        (("crimson: [0.6, 0.05, 0.15]", "crimson: [0.6, 0.05]"), "palette colour 'crimson': RGB must be three numbers in [0, 1], got [0.6, 0.05]"),
+        (("crimson: [0.6, 0.05, 0.15]", "red: [0.6, 0.05, 0.15]"), "palette colour 'red': the name is already a built-in colour"),
+        (("dish: plate", "dish: pot"), "container 'dish': unknown mesh 'pot' (meshes: bowl, plate, basket)"),
+        (("dish: plate", "teal: plate"), "the name is already a palette colour"),
+        (("dish: plate", "bowl: plate"), "duplicate key 'bowl' (first given at line 6)"),
+        (("dish: plate", "plate: bowl"), "container 'plate' would be drawn as a bowl"),
+        (("{object} onto", "{colour} onto"), "unknown slot {colour} (slots: object, object_colour, object_shape, container)"),
+        (("pop the {object}", "pop it"), "never names {object}"),
+        (("{object} onto", "{object!r} onto"), "slot {object} takes no format or conversion"),
+        (("[crimson, teal, red]", "[crimson, teal, scarlet]"), "target_colours: unknown colour 'scarlet'"),
+        (("[crimson, teal, red]", "[crimson, teal, crimson]"), "target_colours lists 'crimson' twice"),
+        (("  pick_place: [", "  pick-place: ["), "instructions: unknown task family 'pick-place'"),
+    ],
+)
+def test_a_user_suites_mistake_is_one_line_naming_it(tmp_path: Path, change: tuple[str, str], error: str) -> None:
+    assert change[0] in USER_SUITE
+    path = user_suite(tmp_path, USER_SUITE.replace(change[0], change[1], 1))
+    with pytest.raises(ConfigError) as err:
+        load_suite(str(path))
+    assert error in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{path}: ")
 
 
 @pytest.mark.parametrize("robot", ROBOTS)

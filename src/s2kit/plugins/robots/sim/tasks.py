@@ -1,8 +1,11 @@
 """Task families, generalization suites, and success predicates from simulator state.
 
-A suite (a YAML file, see ``suites/``) says which task families occur, which
-colours and shapes, how many distractors and look-alikes, how instructions
-are phrased, and how the appearance varies. `sample_episode(suite, seed)`
+A suite (a YAML file, see ``suites/`` and docs/simulation.md) says which task
+families occur, which colours and shapes, how many distractors and look-alikes,
+how instructions are phrased, and how the appearance varies. A user's suite may
+bring colours of its own (a named palette), containers of its own (a built-in
+mesh under a new name) and phrasings of its own (templates over the family's
+slots, `SLOTS`). `sample_episode(suite, seed)`
 turns a suite and a seed into a `Scene` and a `Task`: the same seed always
 gives the same scene and task. The ``semantic`` variant samples exactly the
 ``id`` scene of that seed and changes the task (another target, relation or
@@ -19,11 +22,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import re
+import string
+
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from s2kit.core.config import describe_validation_error
+from s2kit.core.config import describe_validation_error, load_yaml
 from s2kit.core.errors import ConfigError
 from s2kit.plugins.robots.sim.world import (
     COLOURS,
@@ -36,6 +43,7 @@ from s2kit.plugins.robots.sim.world import (
 
 __all__ = [
     "FAMILIES",
+    "SLOTS",
     "SUITES",
     "Progress",
     "Subtask",
@@ -69,6 +77,52 @@ class Appearance(BaseModel):
     camera_rot_jitter: float = Field(0.0, ge=0.0, description="Radians, uniform per axis.")
 
 
+#: The slots a phrasing of each family fills, and the task role each names. An
+#: object slot (``object``, ``base``, ``first``...) and ``region`` also come as
+#: ``<slot>_colour`` and ``<slot>_shape`` (the region: ``region_colour``).
+SLOTS: dict[str, dict[str, str]] = {
+    "pick_place": {"object": "a", "container": "c"},
+    "stack": {"object": "a", "base": "b"},
+    "push": {"object": "a", "region": "r"},
+    "sort": {"first": "a", "second": "b", "third": "c", "container": "basket"},
+    "tidy": {"first": "a", "second": "b", "third": "c", "bowl": "bowl", "plate": "plate", "basket": "basket"},
+}
+_OBJECT_SLOTS = ("object", "base", "first", "second", "third")
+_NAME = re.compile(r"[a-z][a-z-]*")
+#: The containers of a suite that names none: each built-in mesh under its own name.
+_DEFAULT_CONTAINERS = {mesh: mesh for mesh in CONTAINERS}
+
+
+def slot_names(family: str) -> list[str]:
+    """Every slot a phrasing of ``family`` may use: each role, and an object's or region's colour and shape."""
+    names = []
+    for slot in SLOTS[family]:
+        names.append(slot)
+        if slot in _OBJECT_SLOTS:
+            names += [f"{slot}_colour", f"{slot}_shape"]
+        elif slot == "region":
+            names.append("region_colour")
+    return names
+
+
+def check_phrasing(family: str, template: str) -> None:
+    """A phrasing fills only its family's slots and names every role; ValueError (one line) otherwise."""
+    allowed = slot_names(family)
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:
+        raise ValueError(f"phrasing {template!r} of {family}: {err} (write a literal brace as {{{{ or }}}})") from None
+    for name, spec, conv in fields:
+        if name not in allowed:
+            raise ValueError(f"phrasing {template!r} of {family}: unknown slot {{{name}}} (slots: {', '.join(allowed)})")
+        if spec or conv:
+            raise ValueError(f"phrasing {template!r} of {family}: slot {{{name}}} takes no format or conversion")
+    used = {name.split("_")[0] for name, _, _ in fields}
+    missing = [slot for slot in SLOTS[family] if slot not in used]
+    if missing:
+        raise ValueError(f"phrasing {template!r} of {family} never names {', '.join('{' + m + '}' for m in missing)}")
+
+
 class Suite(BaseModel):
     """A generalization suite: a distribution over scenes and tasks."""
 
@@ -82,19 +136,98 @@ class Suite(BaseModel):
     distractors: tuple[int, int] = Field((1, 2), description="Inclusive range of extra random objects.")
     lookalikes: tuple[int, int] = Field((0, 0), description="Distractors differing from a target in one attribute.")
     distractor_colours: list[str] | None = Field(None, description="None: the target colours.")
-    instructions: Literal["train", "paraphrase"] = "train"
+    palette: dict[str, list[float]] = Field(
+        default_factory=dict, description="Colours of this suite's own: name -> RGB in [0, 1]."
+    )
+    containers: dict[str, str] = Field(
+        default_factory=lambda: dict(_DEFAULT_CONTAINERS),
+        description="Container name -> mesh (bowl, plate or basket); pick_place uses each, sort and tidy the first of each mesh.",
+    )
+    instructions: Literal["train", "paraphrase"] | dict[str, list[str]] = Field(
+        "train", description="train, paraphrase, or family -> phrasings (templates over SLOTS); unlisted families: train."
+    )
     task_variant: Literal["none", "semantic"] = "none"
     appearance: Appearance = Field(default_factory=Appearance)
 
-    def model_post_init(self, _: object) -> None:
+    @field_validator("instructions", mode="before")
+    @classmethod
+    def _instructions_shape(cls, value: object) -> object:
+        if isinstance(value, (str, dict)):
+            return value
+        example = "{pick_place: ['drop the {object} in the {container}']}"
+        message = f"expected train, paraphrase or task family -> phrasings (e.g. {example}), got a {type(value).__name__}"
+        raise PydanticCustomError("suite", "{message}", {"message": message})
+
+    @model_validator(mode="after")
+    def _valid(self) -> Suite:
+        try:
+            self._check()
+        except ValueError as err:  # one plain line, without pydantic's "Value error, " prefix
+            raise PydanticCustomError("suite", "{message}", {"message": str(err)}) from None
+        return self
+
+    def _check(self) -> None:
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
             raise ValueError(f"unknown task families {sorted(unknown)} (known: {', '.join(FAMILIES)})")
-        for colour in [*self.target_colours, *(self.distractor_colours or [])]:
-            if colour not in COLOURS:
-                raise ValueError(f"unknown colour {colour!r} (known: {', '.join(COLOURS)})")
+        for shape in self.shapes:
+            if shape not in SHAPES:
+                raise ValueError(f"unknown shape {shape!r} (known: {', '.join(SHAPES)})")
+        words: dict[str, str] = {**{c: "a built-in colour" for c in COLOURS}, **{s: "a shape" for s in SHAPES}}
+        words.update({"area": "what a push region is called", "region": "what a push region is called"})
+        for colour, rgb in self.palette.items():
+            _check_name("palette colour", colour, words)
+            if len(rgb) != 3 or not all(0.0 <= v <= 1.0 for v in rgb):
+                raise ValueError(f"palette colour {colour!r}: RGB must be three numbers in [0, 1], got {rgb}")
+            words[colour] = "a palette colour"
+        known = [*COLOURS, *self.palette]
+        for field_name in ("target_colours", "distractor_colours"):
+            colours = getattr(self, field_name) or []
+            for colour in colours:
+                if colour not in known:
+                    raise ValueError(
+                        f"{field_name}: unknown colour {colour!r} (known: {', '.join(known)}; or define it under palette)"
+                    )
+            twice = sorted({c for c in colours if colours.count(c) > 1})
+            if twice:
+                raise ValueError(f"{field_name} lists {twice[0]!r} twice")
         if len(self.target_colours) < 3:
             raise ValueError("target_colours needs at least 3 colours (long-horizon tasks use three objects)")
+        if not self.containers:
+            raise ValueError(f"containers names none (e.g. {{dish: plate}}; meshes: {', '.join(CONTAINERS)})")
+        for name, mesh in self.containers.items():
+            if mesh not in CONTAINERS:
+                raise ValueError(f"container {name!r}: unknown mesh {mesh!r} (meshes: {', '.join(CONTAINERS)})")
+            if name in CONTAINERS and name != mesh:
+                raise ValueError(f"container {name!r} would be drawn as a {mesh}: a mesh's name names that mesh")
+            if name not in CONTAINERS:
+                _check_name("container", name, words)
+            words[name] = "a container"
+        if isinstance(self.instructions, dict):
+            for family, phrasings in self.instructions.items():
+                if family not in FAMILIES:
+                    raise ValueError(f"instructions: unknown task family {family!r} (known: {', '.join(FAMILIES)})")
+                if not phrasings:
+                    raise ValueError(f"instructions: {family} lists no phrasing")
+                for template in phrasings:
+                    check_phrasing(family, template)
+
+    def container_for(self, mesh: str) -> str:
+        """The suite's name for a container of ``mesh`` (its first), or the mesh's own name."""
+        return next((name for name, m in self.containers.items() if m == mesh), mesh)
+
+    def phrasings(self, family: str) -> list[str] | None:
+        """The templates this suite phrases ``family`` with, where they are not the training ones."""
+        if isinstance(self.instructions, dict):
+            return self.instructions.get(family)
+        return TEMPLATES[self.instructions][family] if self.instructions != "train" else None
+
+
+def _check_name(what: str, name: str, taken: dict[str, str]) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{what} {name!r}: a name is one lower-case word (letters and hyphens)")
+    if name in taken:
+        raise ValueError(f"{what} {name!r}: the name is already {taken[name]}")
 
 
 def builtin_suites() -> list[str]:
@@ -115,10 +248,13 @@ def load_suite(name_or_path: str) -> Suite:
         folder = resources.files("s2kit.plugins.robots.sim").joinpath("suites")
         text, origin = folder.joinpath(f"{name_or_path}.yaml").read_text(), f"suite {name_or_path}"
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)  # a name given twice (two 'dish:' containers) is an error, not the last one winning
         return Suite.model_validate(data)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{origin}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{origin}: not valid YAML{where}: {problem}") from None
     except ValidationError as err:
         raise ConfigError(f"{origin}: {describe_validation_error(err, Suite)}") from None
 
@@ -154,50 +290,63 @@ class Task:
 
 TEMPLATES: dict[str, dict[str, list[str]]] = {
     "train": {
-        "pick_place": ["put the {a} in the {c}", "place the {a} in the {c}"],
-        "stack": ["stack the {a} on the {b}", "put the {a} on top of the {b}"],
-        "push": ["push the {a} to the {r}", "push the {a} into the {r}"],
-        "sort": ["put the {a}, then the {b}, then the {c} in the basket"],
-        "tidy": ["put the {a} in the bowl, the {b} on the plate and the {c} in the basket"],
+        "pick_place": ["put the {object} in the {container}", "place the {object} in the {container}"],
+        "stack": ["stack the {object} on the {base}", "put the {object} on top of the {base}"],
+        "push": ["push the {object} to the {region}", "push the {object} into the {region}"],
+        "sort": ["put the {first}, then the {second}, then the {third} in the {container}"],
+        "tidy": ["put the {first} in the {bowl}, the {second} on the {plate} and the {third} in the {basket}"],
     },
     # Phrasings the training set never uses.
     "paraphrase": {
-        "pick_place": ["could you drop the {a} into the {c}?", "the {a} belongs in the {c}, move it there"],
-        "stack": ["set the {a} down on top of the {b}", "build a tower with the {b} at the bottom and the {a} above it"],
-        "push": ["slide the {a} over to the {r}", "nudge the {a} until it sits in the {r}"],
-        "sort": ["first the {a}, next the {b}, and finally the {c}: all of them go into the basket"],
-        "tidy": ["clean up: the {a} goes in the bowl, the {b} onto the plate, the {c} into the basket"],
+        "pick_place": [
+            "could you drop the {object} into the {container}?",
+            "the {object} belongs in the {container}, move it there",
+        ],
+        "stack": ["set the {object} down on top of the {base}", "build a tower with the {base} at the bottom and the {object} above it"],
+        "push": ["slide the {object} over to the {region}", "nudge the {object} until it sits in the {region}"],
+        "sort": ["first the {first}, next the {second}, and finally the {third}: all of them go into the {container}"],
+        "tidy": ["clean up: the {first} goes in the {bowl}, the {second} onto the {plate}, the {third} into the {basket}"],
     },
 }
+for _family_templates in TEMPLATES.values():  # the built-in phrasings obey the rules a user's do
+    for _family, _templates in _family_templates.items():
+        for _template in _templates:
+            check_phrasing(_family, _template)
 
 
-def _put_text(label: str, container: str) -> str:
-    return f"put the {label} {'on' if container.endswith('plate') else 'in'} the {container}"
+def _put_text(label: str, container: Item) -> str:
+    return f"put the {label} {'on' if container.kind == 'plate' else 'in'} the {container.label}"
 
 
-def _make_task(family: str, labels: dict[str, str], roles: dict[str, str], template: str) -> Task:
-    """A task from roles (a, b, c objects; c/r container or region names) and a template."""
-    L = labels  # noqa: N806  (item name -> label)
+def _slots(family: str, roles: dict[str, str], items: list[Item]) -> dict[str, str]:
+    """What each slot of ``family`` says in this episode: labels, and objects' colours and shapes."""
+    values = {}
+    for slot, role in SLOTS[family].items():
+        item = items_by_name(items, roles[role])
+        values[slot] = item.label
+        values[f"{slot}_colour"], values[f"{slot}_shape"] = item.colour, item.kind
+    return values
+
+
+def _make_task(family: str, items: list[Item], roles: dict[str, str], template: str) -> Task:
+    """A task from roles (a, b, c objects; c/r container or region; the containers of sort and tidy) and a template."""
+    L = {it.name: it.label for it in items}  # noqa: N806  (item name -> label)
+    text = template.format(**_slots(family, roles, items))
     if family == "pick_place":
         a, c = roles["a"], roles["c"]
-        text = template.format(a=L[a], c=L[c])
-        subs = [Subtask("pick", a, None, f"pick up the {L[a]}"), Subtask("put", a, c, _put_text(L[a], L[c]))]
+        subs = [Subtask("pick", a, None, f"pick up the {L[a]}"), Subtask("put", a, c, _put_text(L[a], items_by_name(items, c)))]
     elif family == "stack":
         a, b = roles["a"], roles["b"]
-        text = template.format(a=L[a], b=L[b])
         subs = [Subtask("pick", a, None, f"pick up the {L[a]}"), Subtask("stack", a, b, f"place the {L[a]} on the {L[b]}")]
     elif family == "push":
         a, r = roles["a"], roles["r"]
-        text = template.format(a=L[a], r=L[r])
         subs = [Subtask("push", a, r, f"push the {L[a]} into the {L[r]}")]
     elif family == "sort":
-        objs = [roles["a"], roles["b"], roles["c"]]
-        text = template.format(a=L[objs[0]], b=L[objs[1]], c=L[objs[2]])
-        subs = [Subtask("put", o, roles["basket"], _put_text(L[o], "basket")) for o in objs]
+        basket = items_by_name(items, roles["basket"])
+        subs = [Subtask("put", roles[o], basket.name, _put_text(L[roles[o]], basket)) for o in ("a", "b", "c")]
     elif family == "tidy":
         pairs = [(roles["a"], roles["bowl"]), (roles["b"], roles["plate"]), (roles["c"], roles["basket"])]
-        text = template.format(a=L[pairs[0][0]], b=L[pairs[1][0]], c=L[pairs[2][0]])
-        subs = [Subtask("put", o, c, _put_text(L[o], L[c])) for o, c in pairs]
+        subs = [Subtask("put", o, c, _put_text(L[o], items_by_name(items, c))) for o, c in pairs]
     else:  # pragma: no cover - families are validated in Suite
         raise ValueError(family)
     return Task(family=family, instruction=text, subtasks=subs)
@@ -254,19 +403,23 @@ def sample_episode(suite: Suite, seed: int, *, table_x: float) -> tuple[Scene, T
         if xy is None:
             return None
         used_labels.add((c, s))
-        it = Item(name=f"{tag}{len(items)}", kind=s, colour=c, xy=xy, yaw=yaw)
+        rgb = tuple(suite.palette[c]) if c in suite.palette else None
+        it = Item(name=f"{tag}{len(items)}", kind=s, colour=c, xy=xy, yaw=yaw, rgb=rgb)  # type: ignore[arg-type]
         items.append(it)
         return it
 
-    def new_fixture(kind: str, colour: str = "default") -> Item:
-        it = Item(name=f"{kind}{len(items)}", kind=kind, colour=colour, xy=placer.place(kind))
+    def new_fixture(container: str) -> Item:
+        """A container the suite names (drawn with its mesh)."""
+        mesh = suite.containers.get(container, container)
+        noun = container if container != mesh else None
+        it = Item(name=f"{mesh}{len(items)}", kind=mesh, colour="default", xy=placer.place(mesh), noun=noun)
         items.append(it)
         return it
 
     colours, shapes = suite.target_colours, suite.shapes
     roles: dict[str, str] = {}
     if family == "pick_place":
-        roles["c"] = new_fixture(str(rng.choice(["bowl", "plate", "basket"]))).name
+        roles["c"] = new_fixture(str(rng.choice(list(suite.containers)))).name
         roles["a"] = new_object(colours, shapes, "obj").name
     elif family == "stack":
         roles["b"] = new_object(colours, ["cube"], "obj").name
@@ -278,12 +431,12 @@ def sample_episode(suite: Suite, seed: int, *, table_x: float) -> tuple[Scene, T
         roles["r"] = region.name
         roles["a"] = new_object(colours, ["cube", "cylinder"], "obj").name
     elif family == "sort":
-        roles["basket"] = new_fixture("basket").name
+        roles["basket"] = new_fixture(suite.container_for("basket")).name
         for role in ("a", "b", "c"):
             roles[role] = new_object(colours, shapes, "obj").name
     else:  # tidy
-        for kind in ("bowl", "plate", "basket"):
-            roles[kind] = new_fixture(kind).name
+        for mesh in ("bowl", "plate", "basket"):
+            roles[mesh] = new_fixture(suite.container_for(mesh)).name
         for role in ("a", "b", "c"):
             roles[role] = new_object(colours, shapes, "obj").name
     targets = [items_by_name(items, roles[r]) for r in ("a", "b") if r in roles]
@@ -300,16 +453,15 @@ def sample_episode(suite: Suite, seed: int, *, table_x: float) -> tuple[Scene, T
     for _ in range(n_extra):
         new_object(suite.distractor_colours or colours, shapes, "dis", False)
 
-    labels = {it.name: it.label for it in items}
     template_rng = np.random.default_rng([seed, 1])
     train_template = TEMPLATES["train"][family][int(template_rng.integers(len(TEMPLATES["train"][family])))]
     if suite.task_variant == "semantic":
         roles = _semantic_variant(family, roles, items, np.random.default_rng([seed, 2]))
     template = train_template
-    if suite.instructions == "paraphrase":
-        options = TEMPLATES["paraphrase"][family]
+    options = suite.phrasings(family)
+    if options:  # drawn after the training phrasing, so the scene stream is the id suite's
         template = options[int(template_rng.integers(len(options)))]
-    task = _make_task(family, labels, roles, template)
+    task = _make_task(family, items, roles, template)
     scene = _appearance(suite, items, np.random.default_rng([seed, 3]))
     return scene, task
 

@@ -50,8 +50,9 @@ CUBE_HALF = 0.02
 CYLINDER = (0.02, 0.025)
 SPHERE_R = 0.022
 
-#: Containers: bowl and plate are round, the basket square. ``inner`` is the
-#: radius (or half side) within which an object counts as inside/on it.
+#: Container meshes: bowl and plate are round, the basket square. ``inner`` is the
+#: radius (or half side) within which an object counts as inside/on it. A suite
+#: may name containers of its own, each drawn with one of these meshes.
 CONTAINERS: dict[str, dict[str, float]] = {
     "bowl": {"inner": 0.05, "wall": 0.035, "radius": 0.06},
     "plate": {"inner": 0.055, "wall": 0.008, "radius": 0.065},
@@ -65,13 +66,20 @@ def object_half_height(shape: str) -> float:
 
 @dataclass
 class Item:
-    """One thing on the table. ``kind`` is a shape, a container or ``region``."""
+    """One thing on the table. ``kind`` is a shape, a container mesh or ``region``.
+
+    ``rgb`` is the colour's RGB where a suite's palette defines the colour
+    (None: the built-in `COLOURS`); ``noun`` is how instructions name a
+    container a suite names itself ('dish', drawn as a plate; None: the mesh).
+    """
 
     name: str
     kind: str
     colour: str
     xy: tuple[float, float]
     yaw: float = 0.0
+    rgb: tuple[float, float, float] | None = None
+    noun: str | None = None
 
     @property
     def is_object(self) -> bool:
@@ -83,8 +91,14 @@ class Item:
         if self.kind == "region":
             return f"{self.colour} area"
         if self.kind in CONTAINERS:
-            return self.kind if self.colour == "default" else f"{self.colour} {self.kind}"
+            noun = self.noun or self.kind
+            return noun if self.colour == "default" else f"{self.colour} {noun}"
         return f"{self.colour} {self.kind}"
+
+    @property
+    def colour_rgb(self) -> tuple[float, float, float]:
+        """The RGB it is drawn in: the suite's palette entry, else the built-in colour."""
+        return tuple(self.rgb) if self.rgb is not None else COLOURS[self.colour]  # type: ignore[return-value]
 
 
 @dataclass
@@ -139,7 +153,7 @@ def _rgba(rgb: tuple[float, float, float], alpha: float = 1.0) -> str:
 
 
 def _object_xml(it: Item, z_table: float) -> str:
-    rgba = _rgba(COLOURS[it.colour])
+    rgba = _rgba(it.colour_rgb)
     z = z_table + object_half_height(it.kind) + 0.001
     friction = 'friction="1.2 0.01 0.001" condim="4" contype="1" conaffinity="3"'  # the hand (contype 2) touches objects only
     if it.kind == "cube":
@@ -160,7 +174,7 @@ def _container_xml(it: Item, z_table: float) -> str:
     spec = CONTAINERS[it.kind]
     rgb = {"bowl": (0.90, 0.90, 0.92), "plate": (0.97, 0.97, 0.97), "basket": (0.55, 0.38, 0.20)}[it.kind]
     if it.colour != "default":
-        rgb = COLOURS[it.colour]
+        rgb = it.colour_rgb
     rgba = _rgba(rgb)
     r, wall = spec["radius"], spec["wall"]
     geoms = [f'<geom type="cylinder" size="{r:.3f} 0.004" pos="0 0 0.004" rgba="{rgba}"/>']
@@ -184,7 +198,7 @@ def _container_xml(it: Item, z_table: float) -> str:
 
 
 def _region_xml(it: Item, z_table: float) -> str:
-    rgba = _rgba(COLOURS[it.colour], 0.9)
+    rgba = _rgba(it.colour_rgb, 0.9)
     return (
         f'<geom name="{it.name}" type="box" size="0.06 0.06 0.0005" pos="{it.xy[0]:.4f} {it.xy[1]:.4f} '
         f'{z_table + 0.0005:.4f}" rgba="{rgba}" contype="0" conaffinity="0"/>'
