@@ -1,4 +1,4 @@
-"""The docs' code a reader copies: every Python snippet says where its names come from."""
+"""What the docs promise a reader: snippets that say where their names come from, every suite field documented."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ def test_every_python_snippet_shows_its_imports(page: str) -> None:
     assert blocks, f"no python snippets found in docs/{page}"
     missing = {block.splitlines()[0]: sorted(_unbound_names(block)) for block in blocks}
     assert {first: names for first, names in missing.items() if names} == {}
+
+
+def test_simulation_md_documents_every_field_of_the_suite_file() -> None:
+    from s2kit.plugins.robots.sim.tasks import Appearance, Suite
+
+    page = (ROOT / "docs" / "simulation.md").read_text()
+    section = page.split("### The suite file", 1)[1].split("\n#", 1)[0]
+    documented = set(re.findall(r"^\| (.+?) \|", section, flags=re.MULTILINE))
+    documented = {name.strip("`") for cell in documented for name in cell.split(", ")}
+    fields = {*Suite.model_fields, *(f"appearance.{name}" for name in Appearance.model_fields)} - {"appearance"}
+    assert fields - documented == set()

@@ -105,6 +105,13 @@ def test_a_scenes_labels_teach_the_vocabulary_their_colours_and_nouns() -> None:
     assert "crimson" in vocab.colours and "dish" in vocab.nouns
 
 
+def test_without_a_scene_the_configured_words_join_the_exemplars_own() -> None:
+    planner = RetrievalPlanner(RetrievalConfig(colours=["crimson"], nouns=["dish"]))
+    g = planner.plan("pop the crimson sphere onto the dish, please", obs())
+    vocab = planner.vocabulary
+    assert structure(g.subtasks, vocab) == [("pick", ("crimson sphere",)), ("lower", ("crimson sphere", "dish"))]
+
+
 def test_a_broken_exemplar_file_is_one_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "exemplars.yaml"
     bad.write_text("exemplars:\n  - instruction: put the red cube in the bowl\n    subtask: [pick it up]\n")

@@ -55,7 +55,12 @@ class Vocabulary:
     labels: tuple[str, ...] = field(default=())
 
     def with_labels(self, labels: tuple[str, ...] | list[str]) -> Vocabulary:
-        """This vocabulary with a scene's labels, and their words: 'crimson cube' adds the colour 'crimson'."""
+        """This vocabulary with a scene's labels, and their words (`learn`)."""
+        learned = self.learn(labels)
+        return Vocabulary(learned.colours, learned.nouns, tuple(labels))
+
+    def learn(self, labels: tuple[str, ...] | list[str]) -> Vocabulary:
+        """This vocabulary with the words of object labels: 'crimson cube' adds the colour 'crimson'."""
         colours, nouns = list(self.colours), list(self.nouns)
         for label in labels:
             *words, noun = label.lower().split() or [""]
@@ -63,7 +68,7 @@ class Vocabulary:
                 nouns.append(noun)
             if len(words) == 1 and words[0] not in colours:
                 colours.append(words[0])
-        return Vocabulary(tuple(colours), tuple(nouns), tuple(labels))
+        return Vocabulary(tuple(colours), tuple(nouns), self.labels)
 
     def mentions(self, text: str) -> list[Mention]:
         """Object names in ``text``, in the order they appear (lower-cased labels)."""

@@ -16,7 +16,9 @@ How it plans:
 3. When no exemplar fits, the instruction itself is the single subtask.
 
 Object names come from the scene description where the robot gives one
-('the cube' then means the scene's only cube), else from *[colour] noun*.
+('the cube' then means the scene's only cube), else from *[colour] noun*;
+the colour words and nouns of the scene's labels (a suite's 'crimson cube',
+'dish') and of the exemplars' scenes join the configured ones.
 Events: ``start`` and ``subtask``. At a subtask end it re-plans with the
 scene as it is now (locations change as objects move) and moves ``current``
 on from the history; it supports ``period`` the same way.
@@ -53,8 +55,14 @@ class RetrievalConfig(PluginConfig):
     exemplars: Path | None = Field(None, description="Exemplar YAML file; None: the default that ships with s2kit.")
     top_k: int = Field(5, ge=1, description="Nearest exemplars tried, best first, before giving up.")
     min_similarity: float = Field(0.3, ge=-1.0, le=1.0, description="Below this cosine similarity an exemplar is not used.")
-    colours: list[str] = Field(default_factory=lambda: list(COLOURS), description="Colour words in object names.")
-    nouns: list[str] = Field(default_factory=lambda: list(NOUNS), description="Object nouns recognised without a scene.")
+    colours: list[str] = Field(
+        default_factory=lambda: list(COLOURS),
+        description="Colour words in object names (besides those of the scene's and the exemplars' labels).",
+    )
+    nouns: list[str] = Field(
+        default_factory=lambda: list(NOUNS),
+        description="Object nouns recognised without a scene (besides those of the exemplars' labels).",
+    )
 
 
 def adapt(exemplar: Exemplar, instruction: str, scene: dict[str, str], vocabulary: Vocabulary) -> tuple[str, list[str]] | None:
@@ -85,7 +93,9 @@ class RetrievalPlanner(Planner):
         super().__init__(config)
         cfg: RetrievalConfig = self.config  # type: ignore[assignment]
         self.exemplars = load_exemplars(cfg.exemplars)
-        self.vocabulary = Vocabulary(tuple(cfg.colours), tuple(cfg.nouns))
+        # the words of the exemplars' own scenes are known whatever colours and nouns the config lists
+        exemplar_labels = [label for e in self.exemplars for label in parse_scene(e.scene)]
+        self.vocabulary = Vocabulary(tuple(cfg.colours), tuple(cfg.nouns)).learn(exemplar_labels)
         self._keys: np.ndarray | None = None
 
     def _embed(self, texts: list[str]) -> np.ndarray:
