@@ -106,11 +106,11 @@ def test_video_overlays_the_kept_patches_and_numbers_episodes_across_workers(
     assert videos == ["videos/a/episode_000000.mp4", "videos/a/episode_000001.mp4"]
     with av.open(str(tmp_path / videos[1])) as container:
         frame = next(iter(container.decode(video=0))).to_ndarray(format="rgb24")
-    # 32 px upscaled to 288 (9x), then the caption band; the right half is darkened
-    assert frame.shape[1] == 288 and frame.shape[0] > 288
+    # 32 px upscaled to 384 (12x), then the caption band; the right half is darkened
+    assert frame.shape[1] == 384 and frame.shape[0] > 384
     left, right = (
-        frame[20:270, 20:120].astype(float),
-        frame[20:270, 170:270].astype(float),
+        frame[24:360, 24:144].astype(float),
+        frame[24:360, 216:360].astype(float),
     )
     assert abs(np.median(left) - 200) < 8 and abs(np.median(right) - 70) < 8
 

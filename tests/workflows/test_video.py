@@ -7,14 +7,47 @@ import numpy as np
 import pytest
 
 from s2kit.core.config import validate_pipeline
-from s2kit.workflows.video import VideoRecorder, tile_frames, video_overlays, write_video
 from s2kit.core.errors import DataError
 from s2kit.core.runtime import build_runtime
+from s2kit.core.types import (
+    EE_DELTA,
+    CameraSpec,
+    EpisodeInfo,
+    EpisodeResult,
+    Guidance,
+    Observation,
+    RobotSpec,
+    Step,
+    ee_delta_space,
+)
+from s2kit.workflows.video import MIN_HEIGHT, VideoRecorder, caption_bands, tile_frames, video_overlays, write_video
 
 
 def decode(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def record(
+    video: VideoRecorder,
+    frames: list[dict[str, np.ndarray]],
+    guidance: Guidance,
+    info: dict | None = None,
+) -> np.ndarray:
+    """One episode of ``frames`` (camera -> image) through ``video`` as the runtime would; its first decoded frame."""
+    cameras = tuple(CameraSpec(role=c, height=i.shape[0], width=i.shape[1]) for c, i in frames[0].items())
+    robot = RobotSpec(name="test", cameras=cameras, action_spaces=(ee_delta_space(),))
+    video.on_episode_start(EpisodeInfo(index=0, seed=0, instruction=guidance.goal, robot=robot, action_space=EE_DELTA))
+    action = np.zeros(7, np.float32)
+    for k, images in enumerate(frames):
+        observation = Observation(images=images, state=np.zeros(1, np.float32))
+        video.on_step(Step(k, k / 10, observation, action, action, EE_DELTA, guidance, info=info or {}))
+    video.on_episode_end(EpisodeResult(index=0, seed=0, instruction=guidance.goal, status="done", steps=len(frames)))
+    return decode(video.written[-1])[0]
+
+
+def upscaled(image: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def test_one_video_per_episode_with_every_step(registry, tmp_path: Path) -> None:
@@ -33,13 +66,13 @@ def test_one_video_per_episode_with_every_step(registry, tmp_path: Path) -> None
         "episode_000001.mp4",
     ]
     frames = decode(video.written[0])
-    assert len(frames) == results[0].steps and frames[0].shape == (32, 32, 3)
+    assert len(frames) == results[0].steps and frames[0].shape[1] == 384  # 32 px, 12 times
     # the point is drawn white; the episode ends on the last waypoint (0, 0.2, 0.1)
     size = 32
     x, y = round((0 + 1) / 2 * (size - 1)), round((0.2 + 1) / 2 * (size - 1))
-    last = frames[-1].sum(axis=-1)
+    last = frames[-1][:384].sum(axis=-1)  # the camera, above the caption
     by, bx = np.unravel_index(np.argmax(last), last.shape)
-    assert abs(bx - x) <= 1 and abs(by - y) <= 1
+    assert abs(bx // 12 - x) <= 1 and abs(by // 12 - y) <= 1
 
 
 def test_cameras_are_tiled_and_odd_sizes_padded(tmp_path: Path) -> None:
@@ -78,7 +111,7 @@ def test_plugin_overlays_draw_on_each_camera_with_the_steps_info(registry, tmp_p
     drawn, plain = VideoRecorder(tmp_path / "drawn", overlays=[blacken]), VideoRecorder(tmp_path / "plain", overlay=False)
     (result,) = build_runtime(pipeline, registry, [drawn, plain]).run()
     assert seen == [("head", True)] * result.steps
-    assert decode(drawn.written[0])[0].max() < 20 and decode(plain.written[0])[0].mean() > 150
+    assert decode(drawn.written[0])[0][:MIN_HEIGHT].max() < 20 and decode(plain.written[0])[0][:MIN_HEIGHT].mean() > 150
 
 
 def test_the_installed_plugins_overlays_are_the_default() -> None:
@@ -99,7 +132,7 @@ def test_captions_show_the_goal_and_subtask_under_upscaled_frames(
         }
     )
     plain, captioned = (
-        VideoRecorder(tmp_path / "plain"),
+        VideoRecorder(tmp_path / "plain", caption=False, min_height=0),
         VideoRecorder(tmp_path / "cap", caption=True, min_height=40),
     )
     build_runtime(pipeline, registry, [plain, captioned]).run()
@@ -109,3 +142,35 @@ def test_captions_show_the_goal_and_subtask_under_upscaled_frames(
         frame.shape[1] == 48 and frame.shape[0] > 48
     )  # 16 px upscaled 3x, a band below
     assert frame[48:].max() > 150  # text in the band
+
+
+def test_videos_are_watchable_by_default_each_camera_upscaled_to_384_px_with_a_caption(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    # blocks of 4 pixels, so the codec keeps them; a square head camera and a short, wide wrist camera
+    head = upscaled(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), 4)  # 96 x 96: 4 times
+    wrist = upscaled(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), 4)  # 48 x 64: 8 times
+    guidance = Guidance(goal="put the red cube in the bowl", subtasks=["pick up the red cube", "place it"], current=1)
+    frame = record(VideoRecorder(tmp_path), [{"head": head, "wrist": wrist}] * 3, guidance)
+    assert frame.shape[1] == 384 + 512 and frame.shape[0] > 384 + 2 * 14  # both 384 px tall, two lines below
+    for camera, image, x in (("head", head, 0), ("wrist", wrist, 384)):  # nearest neighbour: the blocks stay sharp
+        factor = 384 // image.shape[0]
+        shown = frame[:384, x : x + image.shape[1] * factor].astype(int)
+        assert np.abs(shown - upscaled(image, factor)).mean() < 6, camera
+    band = frame[384:].max(axis=(1, 2)) > 150  # rows of the caption with text in them
+    lines = np.flatnonzero(np.diff(band.astype(int)) == 1)
+    assert len(lines) == 2 and band.sum() >= 2 * 10  # the instruction and the subtask, 10+ px glyphs each
+    # a camera already tall enough is left as it is; 0 and no caption: the cameras' own size
+    tall = record(VideoRecorder(tmp_path / "tall"), [{"head": np.zeros((400, 300, 3), np.uint8)}], guidance)
+    assert tall.shape[1] == 300 and tall.shape[0] > 400
+    assert record(VideoRecorder(tmp_path / "own", caption=False, min_height=0), [{"head": head}], guidance).shape == (96, 96, 3)
+
+
+def test_a_long_instruction_wraps_instead_of_being_cut() -> None:
+    short = Guidance(goal="put the red cube in the bowl")
+    long = Guidance(goal="put the red cube in the bowl, then stack the blue cylinder on the green cube and push the ball left")
+    one, two = caption_bands([short, long], MIN_HEIGHT)
+    assert one.shape[1] == two.shape[1] == MIN_HEIGHT and one.shape == two.shape  # one size for the whole episode
+    rows = lambda band: band.max(axis=(1, 2)) > 150  # noqa: E731
+    assert rows(two).sum() > 1.6 * rows(one).sum()  # the long goal takes two lines of text
+    right = two[:, MIN_HEIGHT // 2 :].max(axis=(0, 2))
+    assert (right > 150).sum() > 20  # the second half of the line is written too: wrapped, not a cut-off first line

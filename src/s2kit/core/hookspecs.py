@@ -30,8 +30,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 __all__ = ["PROJECT", "DatasetColumn", "VideoOverlay", "hookimpl", "hookspec"]
 
 #: What ``s2kit_video_overlays`` returns a list of: ``overlay(image, camera, info)``
-#: draws on one camera's frame (uint8 H x W x 3) of a step whose executed chunk
-#: had ``info`` (`Step.info`), and returns the frame to show, or None to leave it.
+#: draws on one camera's frame (uint8 H x W x 3, at the camera's own resolution,
+#: the one the model saw: the video upscales it afterwards, so pixels and patch
+#: grids keep their place) of a step whose executed chunk had ``info``
+#: (`Step.info`), and returns the frame to show, or None to leave it.
 VideoOverlay = Callable[[np.ndarray, str, Mapping[str, Any]], "np.ndarray | None"]
 
 

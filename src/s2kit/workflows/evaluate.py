@@ -56,10 +56,6 @@ __all__ = [
     "suites_of",
 ]
 
-#: Videos of small camera images are upscaled to at least this height, so that
-#: plugins' overlays and captions are legible.
-VIDEO_MIN_HEIGHT = 288
-
 # Thread pools a worker limits to one thread (read when torch/NumPy load).
 _THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -187,9 +183,7 @@ def run_block(
     """
     options: dict[str, Any] = {}
     if block.video is not None:  # the built-in video subscriber (workflows.subscribers) makes it
-        options.update(
-            video=str(block.video), video_start=block.start, video_caption=True, video_min_height=VIDEO_MIN_HEIGHT
-        )
+        options.update(video=str(block.video), video_start=block.start)  # upscaled and captioned by default
     runtime = build_runtime(block.config, registry, options=options)
     on_result = (lambda _: on_episode(block.suite)) if on_episode is not None else None
     with _stop_watch(runtime, stop):

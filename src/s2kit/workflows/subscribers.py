@@ -11,8 +11,10 @@ them builds one by hand:
 | ``metrics``: file | `MetricsLog`: one JSON line per episode |
 
 Video options: ``video_start`` (number of the first file), ``video_caption``
-(a band with the goal and the subtask), ``video_min_height`` (upscale small
-frames). The order above is the order they are attached in.
+(the band with the instruction and the subtask; on by default),
+``video_min_height`` (each camera upscaled to at least this height; 384 by
+default, 0 for the cameras' own size). The order above is the order they are
+attached in.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from s2kit.core.config import PipelineConfig
 from s2kit.core.data import Recorder
 from s2kit.core.interfaces import Subscriber
 from s2kit.core.metrics import MetricsLog
-from s2kit.workflows.video import VideoRecorder
+from s2kit.workflows.video import MIN_HEIGHT, VideoRecorder
 
 __all__ = ["builtin_subscribers", "s2kit_subscribers"]
 
@@ -40,8 +42,8 @@ def builtin_subscribers(options: Mapping[str, Any]) -> list[Subscriber]:
             VideoRecorder(
                 options["video"],
                 start=options.get("video_start"),
-                caption=bool(options.get("video_caption", False)),
-                min_height=int(options.get("video_min_height", 0)),
+                caption=bool(options.get("video_caption", True)),
+                min_height=int(options.get("video_min_height", MIN_HEIGHT)),
             )
         )
     if options.get("metrics") is not None:

@@ -11,8 +11,10 @@ import pytest
 from s2kit.core.config import validate_pipeline
 from s2kit.core.errors import DataError
 from s2kit.core.runtime import build_runtime
-from s2kit.plugins.executors.s2.overlay import overlay_keep
+from s2kit.core.types import Guidance
+from s2kit.plugins.executors.s2.overlay import KEEP, overlay_keep
 from s2kit.workflows.video import VideoRecorder
+from tests.workflows.test_video import record
 
 
 def decode(path: Path) -> list[np.ndarray]:
@@ -51,7 +53,25 @@ def test_an_executors_kept_patches_darken_the_video(registry, tmp_path: Path) ->
     (result,) = build_runtime(pipeline, registry, [video]).run()
     assert [p.name for p in video.written] == ["episode_000007.mp4"]
     frames = decode(video.written[0])
-    assert len(frames) == result.steps > 1 and frames[0].shape == (32, 32, 3)
+    assert len(frames) == result.steps > 1 and frames[0].shape[1] == 384  # 32 px, 12 times
     for frame in frames:
-        assert abs(frame[2:30, 2:12].mean() - 200) < 8  # kept (away from the point and the outline)
-        assert abs(frame[2:30, 18:30].mean() - 70) < 8  # darkened to 35%
+        assert abs(frame[24:360, 24:144].mean() - 200) < 8  # kept (away from the point and the outline)
+        assert abs(frame[24:360, 216:360].mean() - 70) < 8  # darkened to 35%
+
+
+@pytest.mark.parametrize("size", [32, 30])  # 30: patches of 7.5 pixels, a grid the factor (13) does not divide
+def test_kept_patches_line_up_with_the_upscaled_camera_image(tmp_path: Path, size: int) -> None:
+    """The video upscales each camera; the overlay must still cover the pixels the model kept."""
+    rng = np.random.default_rng(size)
+    image = np.repeat(rng.integers(40, 216, (size, size, 1), dtype=np.uint8), 3, axis=2)  # grey: no chroma to blur
+    keep = np.zeros((4, 4), bool)
+    keep[1:3, 0:3] = True
+    frame = record(VideoRecorder(tmp_path), [{"head": image}] * 2, Guidance(goal="g"), info={KEEP: {"head": keep}})
+    factor = -(-384 // size)
+    shown = frame[: size * factor, : size * factor].astype(float)
+    # what the model's patches cover at the camera's resolution, each pixel a factor x factor block on screen
+    blocks = shown.reshape(size, factor, size, factor, 3).mean(axis=(1, 3))  # (rows, cols, rgb)
+    expected = overlay_keep(image, keep).astype(float)
+    # no block is off: codec noise is a few levels (up to ~16 where the outline's colour bleeds into grey);
+    # a grid drawn a pixel off, or a one-pixel outline instead of a block-wide one, differs by 50+
+    assert np.abs(blocks - expected).max() < 25
