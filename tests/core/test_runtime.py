@@ -141,12 +141,17 @@ def test_plan_period_requeries_the_planner(registry) -> None:
 
 
 def test_every_stage_is_timed(registry) -> None:
-    result = make(registry, subscribers=[Log()], max_steps=20).run_episode()
-    assert {"observe", "plan", "act", "safety", "apply", "status", "subscribers", "step"} <= set(result.timings)
-    assert set(result.timings) <= set(STAGES)
-    assert result.timings["step"].count == result.steps
-    assert result.timings["act"].count == result.chunks
-    assert all(t.mean_ms >= 0 for t in result.timings.values())
+    result = make(registry, executor={"name": "clock", "delay": 0.01}, subscribers=[Log()], max_steps=16).run_episode()
+    timings = result.timings
+    assert {"observe", "plan", "act", "safety", "apply", "status", "subscribers", "step"} <= set(timings)
+    assert set(timings) <= set(STAGES)
+    assert timings["step"].count == result.steps
+    assert timings["act"].count == result.chunks == 2
+    # a slow executor shows up where a user looks for it: each 10 ms inference in "act", not spread elsewhere
+    assert 10 <= timings["act"].p50_ms <= timings["act"].max_ms
+    assert timings["step"].total_ms < timings["act"].total_ms  # chunk requests are not counted inside the steps
+    within_steps = sum(timings[s].total_ms for s in ("apply", "status", "subscribers"))
+    assert within_steps <= timings["step"].total_ms <= result.duration_s * 1e3
 
 
 def test_commands_are_clamped_before_they_reach_the_robot(registry) -> None:
@@ -247,11 +252,29 @@ def test_async_splices_chunks_by_time(registry) -> None:
     assert intended == list(range(40))
 
 
-def test_async_without_delay_matches_sync(registry) -> None:
-    sync = make(registry, max_steps=200)
-    asyn = make(registry, mode="async", max_steps=200)
-    r1, r2 = sync.run_episode(), asyn.run_episode()
-    assert r1.status == r2.status == "done"
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"robot": {"report_progress": False}, "executor": {"signal_done": True}}],
+    ids=["robot-progress", "executor-signal"],
+)
+def test_async_without_delay_matches_sync(registry, options: dict[str, Any]) -> None:
+    # With an instant executor and execute_horizon == the chunk's horizon, async asks for each chunk
+    # exactly where sync does: at a subtask end it must re-plan at once, as sync does, and never run
+    # the rest of a chunk meant for the finished subtask.
+    runs = []
+    for mode in ("sync", "async"):
+        log = Log()
+        rt = make(registry, subscribers=[log], mode=mode, max_steps=200, **options)
+        result = rt.run_episode()
+        steps = log.of("step")
+        runs.append((result, [s.action for s in steps], [(s.guidance.current, s.guidance.subtask) for s in steps]))
+    (r_sync, actions_sync, guidance_sync), (r_async, actions_async, guidance_async) = runs
+    assert r_sync.status == r_async.status == "done"
+    assert r_async.steps == r_sync.steps and r_async.chunks == r_sync.chunks and r_async.plans == r_sync.plans
+    assert guidance_async == guidance_sync
+    assert [g for g, _ in guidance_sync] == sorted(g for g, _ in guidance_sync) and guidance_sync[-1][0] == 2
+    np.testing.assert_array_equal(np.array(actions_async), np.array(actions_sync))
+    assert r_async.dropped_actions == 0
 
 
 def test_pacing_holds_the_control_rate(registry) -> None:
@@ -286,9 +309,17 @@ def test_ctrl_c_ends_cleanly_and_keeps_what_was_recorded(registry, tmp_path) -> 
     assert results[1].steps == 5 == len(second["action"]) == entries[1]["length"]
 
 
-def test_episodes_use_consecutive_seeds_and_components_are_closed(registry) -> None:
-    rt = make(registry, executor={"name": "constant"}, max_steps=3, episodes=3, seed=10)
+def test_episodes_use_consecutive_seeds_and_closing_the_runtime_leaves_the_components_to_their_builder(registry) -> None:
+    # Whoever built the components closes them (tests/cli/test_closing.py: run, eval and collect each do,
+    # once per component); Runtime.close closes its subscribers only, so nothing is closed twice.
+    log = Log()
+    closed: list[str] = []
+    log.close = lambda: closed.append("log")  # type: ignore[method-assign]
+    rt = make(registry, executor={"name": "constant"}, subscribers=[log], max_steps=3, episodes=3, seed=10)
     assert [r.seed for r in rt.run()] == [10, 11, 12]
+    assert [info.seed for info in log.of("start")] == [10, 11, 12]
+    rt.close()
+    assert closed == ["log"] and not rt.robot.closed
 
 
 def test_an_aborted_episode_ends_and_the_run_goes_on(registry) -> None:
@@ -358,12 +389,14 @@ def test_the_skill_is_set_up_once_and_reset_every_episode(registry) -> None:
     assert rt.components[-1] is rt.skill  # closed first by whoever built it
 
 
-def test_a_failed_build_closes_the_skill_it_made(registry) -> None:
-    from tests.doubles import ReachSkill
+def test_a_failed_build_closes_every_component_it_made_once(registry, monkeypatch) -> None:
+    from tests.closing import count_closes
 
+    made = count_closes(monkeypatch)
     with pytest.raises(ConfigError, match="they take turns on one robot and must share an action space"):
         make(registry, executor={"name": "constant", "space": "position", "value": [0, 0, 0]}, skill={})
-    assert ReachSkill.built[-1].closes == 1
+    assert [(c.kind, c.closes_seen) for c in made] == [("robot", 1), ("planner", 1), ("executor", 1), ("skill", 1)]
+    assert made[0].closed  # the robot's own close ran
 
 
 def test_a_skills_actions_are_clamped_before_they_reach_the_robot(registry) -> None:

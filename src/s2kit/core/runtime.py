@@ -10,6 +10,10 @@ In ``async`` mode the next chunk is computed on a worker thread while the
 current one executes; when it arrives, its action ``j`` belongs to control
 step ``t0 + j`` (``t0`` the step whose observation it saw), so the actions
 whose step has already passed are dropped and the rest replace the queue.
+In both modes a subtask end (the robot's count, or a chunk's ``subtask_done``)
+drops what was queued for the finished subtask, and the next step runs a chunk
+asked for under the new guidance, so async without inference delay executes
+exactly what sync does.
 
 Subscribers observe; they never change the loop. A subscriber that raises is
 reported and detached, and the run goes on. Every stage is timed and the
@@ -402,22 +406,25 @@ class _Episode:
         self.actors[actor] = self.actors.get(actor, 0) + 1
         return actor
 
-    def next_chunk(self) -> tuple[np.ndarray, dict[str, Any], str]:
-        """Synchronous: a fresh chunk (actions to execute, its info, its actor) for the current observation, honouring subtask signals."""
-        chunk, actor = self.act(self.obs, self.guidance)
+    def honour_done(self, chunk: ActionChunk, actor: str) -> tuple[ActionChunk, str]:
+        """The chunk to run: ``chunk``, or where it says its subtask is done and the guidance moves on, a fresh one
+        for the current observation under the new guidance (which replaces ``self.guidance``)."""
         if chunk.subtask_done:
             advanced = self.plan("subtask")
             if advanced != self.guidance:
                 self.guidance = advanced
-                chunk, actor = self.act(self.obs, self.guidance)
-        return chunk.actions[: self.rt.config.execute_horizon], chunk.info, self.counted(actor)
+                return self.act(self.obs, self.guidance)
+        return chunk, actor
 
-    def first_queue(self) -> tuple[np.ndarray, dict[str, Any], str]:
-        """A chunk computed synchronously (the start of an episode, or after async fell behind)."""
-        if self.rt.config.mode == "async":
-            chunk, actor = self.act(self.obs, self.guidance)
-            return chunk.actions, chunk.info, self.counted(actor)
-        return self.next_chunk()
+    def fresh_queue(self) -> tuple[np.ndarray, dict[str, Any], str]:
+        """A chunk computed now for the current observation (actions to execute, its info, its actor).
+
+        Sync mode runs its first ``execute_horizon`` actions; async mode keeps the whole chunk queued,
+        so there is something to run while the next one is computed.
+        """
+        chunk, actor = self.honour_done(*self.act(self.obs, self.guidance))
+        actions = chunk.actions if self.rt.config.mode == "async" else chunk.actions[: self.rt.config.execute_horizon]
+        return actions, chunk.info, self.counted(actor)
 
     def load(self, raw: np.ndarray, info: dict[str, Any], actor: str) -> None:
         """Make ``raw`` (from a chunk with ``info``, given by ``actor``) the queue of commands, passed through the safety layer."""
@@ -445,7 +452,7 @@ class _Episode:
         clock = time.perf_counter
         t_episode = clock()
 
-        self.load(*self.first_queue())
+        self.load(*self.fresh_queue())
         future: Future[tuple[ActionChunk, str]] | None = None
         future_step = 0
 
@@ -460,17 +467,19 @@ class _Episode:
                     future = self.pool.submit(self.act, self.obs, self.guidance)  # type: ignore[union-attr]
                 if future is not None and (future.done() or self.cursor >= len(self.safe)):
                     tw = clock()
-                    chunk, actor = future.result()
+                    arrived, actor = future.result()
                     s_wait.append(clock() - tw)
                     future = None
+                    chunk, actor = self.honour_done(arrived, actor)
                     self.counted(actor)
-                    # Action j was meant for step future_step + j: drop those whose time has passed.
-                    stale = self.steps - future_step
+                    # Action j was meant for step future_step + j: drop those whose time has passed
+                    # (none of a chunk that honour_done computed just now).
+                    stale = self.steps - future_step if chunk is arrived else 0
                     self.dropped += min(stale, len(chunk))
-                    self.load(*((chunk.actions[stale:], chunk.info, actor) if stale < len(chunk) else self.first_queue()))
+                    self.load(*((chunk.actions[stale:], chunk.info, actor) if stale < len(chunk) else self.fresh_queue()))
                     t0 = clock()
             elif self.cursor >= len(self.safe):
-                self.load(*self.next_chunk())
+                self.load(*self.fresh_queue())
                 t0 = clock()
 
             i = self.cursor
@@ -527,8 +536,12 @@ class _Episode:
                 and status.subtasks_completed > previous.subtasks_completed
             ):
                 self.guidance = self.plan("subtask")
-                if not async_mode:
-                    self.cursor = len(self.safe)  # its actions were meant for the finished subtask
+                # The queued actions were meant for the finished subtask, and so were those of a chunk
+                # asked for under the old guidance: drop both, so the next step gets a chunk for the new one.
+                self.cursor = len(self.safe)
+                if future is not None:
+                    future.cancel()  # if it is already running, the worker finishes it and nobody reads it
+                    future = None
             elif cfg.plan_period is not None and self.steps % cfg.plan_period == 0:
                 self.guidance = self.plan("period")
             s_step.append(clock() - t0)
