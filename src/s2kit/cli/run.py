@@ -176,7 +176,7 @@ def _failure(sub: Subscriber, why: str, outputs: dict[str, Path | None]) -> str:
     """One line on a subscriber that stopped during a run; for the recorder, the episodes it kept."""
     if not isinstance(sub, Recorder):
         return f"{type(sub).__name__} stopped during the run ({why})"
-    kept = ", ".join(f"{index} ({file})" for index, file in sub.kept) or "none"
+    kept = ", ".join(f"{index} ({file})" for index, file in sub.saved) or "none"
     return f"recording into {outputs['record']} failed ({why}); episodes kept: {kept}"
 
 

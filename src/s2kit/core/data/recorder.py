@@ -51,7 +51,7 @@ class Recorder(Subscriber):
         self._index_path = self.root / "episodes.jsonl"
         self._next = len(list_episodes(self.root)) if self._index_path.exists() else 0
         #: ``(episode index in the run, file)`` of every episode this recorder wrote
-        self.kept: list[tuple[int, str]] = []
+        self.saved: list[tuple[int, str]] = []
         self._reset_buffers()
 
     def _reset_buffers(self) -> None:
@@ -131,7 +131,7 @@ class Recorder(Subscriber):
             f.write(json.dumps(line) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        self.kept.append((result.index, name))
+        self.saved.append((result.index, name))
         self._next += 1
         self._reset_buffers()
 
