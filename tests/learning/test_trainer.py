@@ -165,16 +165,25 @@ def test_training_on_a_gpu_that_is_not_there_is_one_clear_error() -> None:
 
 def test_two_processes_train_data_parallel_over_gloo(tiny_dataset: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes: the ranks average gradients; rank 0 writes one run."""
+    from tests.learning.ddp_ranks import solo
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541"]
     out = tmp_path / "ddp"
-    done = subprocess.run([*torchrun, "-m", "tests.learning.tiny", str(tiny_dataset), str(out), "3"],
+    done = subprocess.run([*torchrun, "-m", "tests.learning.ddp_ranks", str(tiny_dataset), str(out), "3", "ema=0"],
                           capture_output=True, text=True, env=env, timeout=300, check=False, cwd=ROOT)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stderr and read_info(out).step == 3
-    run(tiny_dataset, tmp_path / "single", 3)
-    assert not same(weights(out), weights(tmp_path / "single"))  # each rank drew its own half-batch: another trajectory
     assert len(list((tiny_dataset / ".s2kit-cache").glob("frames-*.u8"))) == 1  # decoded once, by rank 0
+    ranks = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
+    assert same(ranks[0], ranks[1])  # every step applied one gradient on both ranks
+    assert same(weights(out), ranks[0])  # and rank 0 saved it
+    # Each rank drew half of each batch of 8 (its shard). Had the ranks trained on their own, each would end
+    # where a one-process run on its shard ends; averaged gradients take both somewhere else.
+    for rank, rank_weights in enumerate(ranks):
+        alone = solo(tiny_dataset, tmp_path / f"solo{rank}", 3, rank, "batch_size=4", "ema=0")
+        assert set(alone) == set(rank_weights)
+        assert not same(alone, rank_weights), f"rank {rank} trained as if alone"
 
 
 def test_fast_options_are_valid() -> None:
