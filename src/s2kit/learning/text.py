@@ -47,7 +47,8 @@ class SentenceEncoder:
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
             if missing:
                 if len(self._cache) + len(missing) > self._max_cache:
-                    self._cache.clear()
+                    self._cache.clear()  # and so every string asked for is missing now, the cached ones too
+                    missing = list(dict.fromkeys(texts))
                 vectors = self._model.encode(missing, normalize_embeddings=True, convert_to_numpy=True)
                 self._cache.update(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
             if not texts:
