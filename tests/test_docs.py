@@ -47,3 +47,35 @@ def test_simulation_md_documents_every_field_of_the_suite_file() -> None:
     documented = {name.strip("`") for cell in documented for name in cell.split(", ")}
     fields = {*Suite.model_fields, *(f"appearance.{name}" for name in Appearance.model_fields)} - {"appearance"}
     assert fields - documented == set()
+
+
+_PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+_REPO_PATH = re.compile(r"(?<![\w./-])((?:src|scripts|benchmarks|examples|tests|docs)/[\w./-]*\w)")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", _PAGES, ids=lambda p: p.name)
+def test_every_repository_path_a_page_names_exists(page) -> None:
+    text = re.sub(r"^```\n.*?^```", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)  # plain blocks: trees, output
+    named = {m.group(1).rstrip(".") for m in _REPO_PATH.finditer(text)}
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []
+
+
+@pytest.mark.parametrize("page", _PAGES, ids=lambda p: p.name)
+def test_every_link_to_a_section_finds_its_heading(page) -> None:
+    broken = []
+    for target, anchor in re.findall(r"\]\(([\w./-]*\.md|)#([\w-]+)\)", page.read_text()):
+        linked = page if not target else (page.parent / target)
+        headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.MULTILINE)
+        if anchor not in {_anchor(h) for h in headings}:
+            broken.append(f"{target}#{anchor}")
+    assert broken == []
+
+
+@pytest.mark.parametrize("page", _PAGES, ids=lambda p: p.name)
+def test_pages_speak_of_the_project_not_of_work_sessions(page) -> None:
+    assert re.findall(r".{0,30}\bsessions?\s*\d+.{0,30}", page.read_text(), flags=re.IGNORECASE) == []

@@ -690,7 +690,7 @@ def _column_numpy(path: Path, column: Any, ft: dict[str, Any]) -> np.ndarray:
 def _encode_video(path: Path, frames: np.ndarray, fps: int | float, codec: str) -> None:
     """Encode uint8 RGB frames (T, H, W, 3) to ``path`` atomically, frame i at i / fps.
 
-    Not s2kit.core.data.video.write_video: that one keeps the codec's default
+    Not s2kit.workflows.video.write_video: that one keeps the codec's default
     GOP (hundreds of frames), while lerobot decodes single frames at random
     during training and encodes with a GOP of 2 for that reason.
     """
