@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the S2 checkpoint shipped in src/s2kit/plugins/executors/s2/default/
-# (docs/experiments.md, "Session 14"; docs/executors.md, "The recipe"):
+# (docs/experiments.md, "Nothing privileged at run time; the shipped checkpoint"; docs/executors.md, "Training: s2kit train"):
 #   1. 200 expert episodes of the simulated HSR's id suite (seeds 0-199), the expert's funnel approach;
 #   2. 200 more with DART noise on the expert's actions (seeds 1000-1199; 0.01 m per step, replanned every step),
 #      so the data show the expert recovering from the states a learned policy drifts into;

@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--film", choices=["text", "text+state"], default="text+state", help="what modulates each camera's features (session 6: text)")
+    parser.add_argument("--film", choices=["text", "text+state"], default="text+state", help="what modulates each camera's features: the subtask's text alone, or the text and the state")
     parser.add_argument("--heatmap", type=float, default=0.0, help="weight of a focus heatmap per camera, trained on privileged.focus_uv (0: none)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
