@@ -77,25 +77,28 @@ class ModelConfig(PolicyConfig):
     )  # fmt: skip
     focus_map: float = Field(
         0.0, ge=0.0,
-        description="Weight of the focus map's loss: a map per camera over the stem's stride-4 cells, conditioned on the current "
-        "subtask's text and the state, whose expected position and confidence become one token per camera; trained against where the "
-        "focus item is in each image (privileged.focus_uv). 0 (the default, see docs/experiments.md, session 7): no map and no token.",
+        description="A privileged research switch. Weight of the focus map's loss: a map per camera over the stem's stride-4 cells, "
+        "conditioned on the current subtask's text and the state, whose expected position and confidence become one token per "
+        "camera; trained against where the focus item is in each image (privileged.focus_uv). 0 (the default; "
+        "docs/experiments.md, \"Perception diagnostics\"): no map and no token.",
     )  # fmt: skip
     focus_input: bool = Field(
         False,
-        description="The focus head reads the focus map's tokens (its position and confidence over each camera's kept cells), the "
-        "current subtask's text and the state instead of every cell; it runs at inference too, and its estimate joins the state "
-        "token as an input to the action (detached). Needs focus_map > 0 and focus_weight > 0.",
+        description="A privileged research switch. The focus head reads the focus map's tokens (its position and confidence over each "
+        "camera's kept cells), the current subtask's text and the state instead of every cell; it runs at inference too, and "
+        "its estimate joins the state token as an input to the action (detached). Needs focus_map > 0 and focus_weight > 0.",
     )  # fmt: skip
     keep_prior: float = Field(
         0.0, ge=0.0,
-        description="Adds this times the focus map's probability mass in each patch (detached) to that patch's keep logit, so the "
-        "patches where the map places the focus item are kept first. Needs focus_map > 0. 0: keep-scores from the action loss alone.",
+        description="A privileged research switch, departing from the paper. Adds this times the focus map's probability mass in each patch "
+        "(detached) to that patch's keep logit, so the patches where the map places the focus item are kept first. Needs "
+        "focus_map > 0. 0: keep-scores from the action loss alone.",
     )  # fmt: skip
     registers: int = Field(
         0, ge=0, le=16,
-        description="Learned tokens added to the encoder's input, outside the budget, for the network's scratch work (as ViT "
-        "registers). Without them a network may spend its kept patches on a fixed, uninformative region (docs/experiments.md, session 11).",
+        description="Learned tokens added to the encoder's input, outside the budget, for the network's scratch work (as ViT registers). "
+        "Without them a network may spend its kept patches on a fixed, uninformative region (docs/experiments.md, \"Register "
+        "tokens\").",
     )  # fmt: skip
 
     @model_validator(mode="after")

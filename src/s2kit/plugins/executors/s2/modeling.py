@@ -319,7 +319,7 @@ class S2Policy(Policy):
             self.focus_head = nn.Sequential(nn.Linear(len(c.cameras) * (2 * points + cell_dim) + D, D), nn.GELU(), nn.Linear(D, 3))
         if c.focus_input:
             # from where the map puts the item in each camera, and the state (which places the cameras),
-            # to where it is relative to the hand: a small, smooth function (docs/experiments.md, session 8)
+            # to where it is relative to the hand: a small, smooth function (docs/experiments.md, "Perception diagnostics")
             self.lift = nn.Sequential(nn.Linear(3 * len(c.cameras) + 2 * D, 2 * D), nn.GELU(), nn.Linear(2 * D, 2 * D), nn.GELU(), nn.Linear(2 * D, 3))
             self.focus_in = nn.Linear(3, D)
         if c.focus_map > 0:
