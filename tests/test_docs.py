@@ -76,6 +76,16 @@ def test_every_link_to_a_section_finds_its_heading(page) -> None:
     assert broken == []
 
 
+_SESSION = re.compile(r".{0,30}\bsessions?\s*#?\d+.{0,30}", flags=re.IGNORECASE)
+
+
 @pytest.mark.parametrize("page", _PAGES, ids=lambda p: p.name)
 def test_pages_speak_of_the_project_not_of_work_sessions(page) -> None:
-    assert re.findall(r".{0,30}\bsessions?\s*\d+.{0,30}", page.read_text(), flags=re.IGNORECASE) == []
+    assert _SESSION.findall(page.read_text()) == []
+
+
+def test_docstrings_and_comments_speak_of_the_project_not_of_work_sessions() -> None:
+    sources = [p for part in ("src", "benchmarks", "scripts", "examples") for p in (ROOT / part).rglob("*")
+               if p.suffix in {".py", ".md", ".yaml", ".sh"} and "egg-info" not in str(p)]
+    assert sources
+    assert {str(p.relative_to(ROOT)): _SESSION.findall(p.read_text()) for p in sources if _SESSION.search(p.read_text())} == {}
