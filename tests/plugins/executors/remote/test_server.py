@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import socket
 import threading
 import time
@@ -140,11 +139,14 @@ def test_the_openpi_client_gets_the_metadata_then_chunks_from_what_it_sent(serve
     assert meta["images"]["observation/wrist_image"]["role"] == "wrist"
 
     sent = observation(0.25)
+    t = time.perf_counter()
     reply = client.infer(sent)
+    round_trip_ms = (time.perf_counter() - t) * 1e3
     assert reply["actions"].dtype == np.float32 and reply["actions"].shape == (4, 7)
     np.testing.assert_allclose(reply["actions"], np.tile(sent["observation/state"][:7], (4, 1)), rtol=1e-6)
-    assert {"infer_ms", "queue_ms", "server_ms"} <= set(reply["server_timing"])
-    assert all(math.isfinite(v) and v >= 0 for v in reply["server_timing"].values())
+    timing = reply["server_timing"]
+    # what a client reads off them: the server's share of its round trip, and the transport is the rest
+    assert timing["infer_ms"] + timing["queue_ms"] <= timing["server_ms"] <= round_trip_ms
 
     seen, guidance = echo.seen[-1]
     np.testing.assert_array_equal(seen.images["head"], sent["observation/image"])

@@ -41,8 +41,7 @@ def test_s2_acts_in_ee_delta_with_its_budget_and_rho_at_run_time(tiny_run: Path,
         assert chunk.space == "ee_delta" and chunk.actions.shape == (10, 7) and np.isfinite(chunk.actions).all()
         assert set(chunk.info["keep"]) == {"head", "wrist"}
         assert all(mask.shape == (grid, grid) and mask.sum() == kept for mask in chunk.info["keep"].values())
-        assert 0.0 <= chunk.info["done_probability"] <= 1.0
-        assert chunk.subtask_done == (chunk.info["done_probability"] > 0.5)
+        assert chunk.subtask_done == (chunk.info["done_probability"] > 0.5)  # the done head: test_budget_learning.py
     # the same seed, the same chunk: an episode can be replayed
     executor.reset()
     again = executor.act(observation, guidance)
@@ -100,4 +99,7 @@ def test_the_default_pipeline_runs_the_shipped_checkpoint_and_it_does_subtasks()
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["pipeline"]["executor"] == {"name": "s2"} and report["pipeline"]["planner"]["name"] == "retrieval"
-    assert report["summary"]["subtask_success"]["mean"] > 0
+    # as docs/experiments.md reports it on held-out `id` scenes (32.5% [12, 53] mean subtask success): on these
+    # seeds (the run is deterministic) inside that interval, with a whole task done
+    summary = report["summary"]
+    assert 0.12 <= summary["subtask_success"]["mean"] <= 0.53 and summary["statuses"].get("done", 0) >= 1

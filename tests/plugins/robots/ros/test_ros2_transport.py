@@ -251,7 +251,7 @@ def _check_close(domain_id: int) -> None:
         publish = transport.publisher("/command_velocity", "geometry_msgs/Twist")
         twist = transport.message("geometry_msgs/Twist")()
         publish(twist)
-        assert transport.now() > 0
+        assert abs(transport.now() - time.time()) < 1.0  # the wall clock, as stamps on real robots' messages
 
         transport.close()
         transport.close()
