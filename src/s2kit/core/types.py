@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "EE_DELTA",
     "EE_DELTA_NAMES",
+    "EE_STATE",
     "ActionChunk",
     "ActionSpace",
     "CameraSpec",
@@ -45,6 +46,9 @@ __all__ = [
 
 EE_DELTA = "ee_delta"
 EE_DELTA_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+#: The state entries of the hand every arm can give (its pose in the base frame and the gripper opening), the
+#: counterpart of ``ee_delta``: a learned executor that reads only these runs on any robot whose state has them.
+EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
 
 
 # --- per-step containers (hot path: no validation) ---------------------------

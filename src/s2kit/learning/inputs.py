@@ -14,14 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2kit.core.errors import DataError
+from s2kit.core.types import EE_STATE
 from s2kit.datasets.images import resize
 
 __all__ = ["EE_STATE", "Normalizer", "StateEncoder", "square_frames"]
-
-#: The state entries every s2kit arm shares (the hand pose in the base frame
-#: and the gripper opening): a policy reading only these runs on either robot.
-EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
-
 
 
 def square_frames(frames: np.ndarray, size: int) -> np.ndarray:

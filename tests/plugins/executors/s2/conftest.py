@@ -5,8 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import run_s2kit
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Models trained inside a test use one torch thread: on a busy 2-core machine more threads only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 #: A network small enough to train in seconds on the CPU.
 TINY = ["model.dim=32", "model.heads=2", "model.encoder_layers=1", "model.decoder_layers=1", "batch_size=16", "threads=1"]

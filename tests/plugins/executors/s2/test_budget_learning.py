@@ -10,7 +10,6 @@ nothing about which patches: the control).
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
@@ -64,14 +63,6 @@ def train(term: str) -> tuple[float, float, float]:
         optimizer.step()
     after, error = kept_right()
     return before, after, error
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_kept_patches_come_to_be_those_that_carry_the_answer_from_the_action_loss_alone() -> None:

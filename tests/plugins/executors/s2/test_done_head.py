@@ -9,7 +9,6 @@ the stem learns to see small things.)
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from s2kit.plugins.executors.s2.configuration import ModelConfig
@@ -41,14 +40,6 @@ def done_batch(n: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor
     texts = batch[TEXT][:, 2]
     other = torch.where(named[:, None].bool(), texts[named == 0][:1], texts[named == 1][:1])  # the other square's words
     return batch, other, other_done
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_the_done_head_learns_when_the_named_subtask_is_done() -> None:
     torch.manual_seed(0)
     model = S2Policy(ModelConfig(**CONFIG))

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from s2kit.core.config import PluginConfig
-from s2kit.core.types import ActionSpace, CameraSpec, JointSpec, RobotSpec, ee_delta_space
+from s2kit.core.types import EE_STATE, ActionSpace, CameraSpec, JointSpec, RobotSpec, ee_delta_space
 from s2kit.plugins.robots.sim.tasks import SUITES
 from s2kit.plugins.robots.sim.world import Scene, scene_xml
 
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 JOINT_POS = "joint_pos"
-EE_STATE = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper")
 #: The virtual planar joints of a mobile base (see world.planar_base_xml).
 BASE_JOINTS = (
     JointSpec(name="odom_x", lower=-1.0, upper=1.0),
