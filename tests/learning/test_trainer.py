@@ -18,7 +18,7 @@ from s2kit.core.checkpoints import find_checkpoint
 from s2kit.core.config import validate_overrides
 from s2kit.core.errors import ConfigError
 from s2kit.core.registry import reset_registry
-from s2kit.learning.checkpoints import read_info
+from s2kit.learning.checkpoints import CheckpointError, read_info
 from s2kit.learning.trainer import TrainConfig, _device, _Prefetcher, lr_factor, model_settings, train
 from tests.conftest import ROOT
 from tests.learning.tiny import FAST, TinyExecutor, WideExecutor, registered, run
@@ -129,6 +129,18 @@ def test_a_run_is_not_overwritten_and_resume_refuses_other_settings(tiny_dataset
         run(tiny_dataset, out, 4, "lr=0.1", "ema=0.9", resume=True)
     run(tiny_dataset, out, 3, "prefetch=false", "log_every=5", resume=True)  # bookkeeping may change, steps may grow
     assert read_info(out).step == 3
+
+
+def test_a_truncated_training_state_on_resume_is_one_error_naming_the_file(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run(tiny_dataset, out, 2)
+    state = find_checkpoint(out) / "training_state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # as a full disk or a killed copy leaves it
+    with pytest.raises(CheckpointError, match=rf"--resume: {state} is unreadable"):
+        run(tiny_dataset, out, 3, resume=True)
+    torch.save({"step": 2}, state)  # some other file under that name
+    with pytest.raises(CheckpointError, match=r"is not a training state \(no model, optimizer, sampler, torch_rng\)"):
+        run(tiny_dataset, out, 3, resume=True)
 
 
 class _Counter:

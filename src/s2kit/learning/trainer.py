@@ -285,6 +285,20 @@ class _Ema:
 # --- the loop ------------------------------------------------------------------------------
 
 
+
+def _training_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's training_state.pt for ``--resume``; a truncated or foreign file is one error naming it."""
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ... for a damaged file
+        raise CheckpointError(f"--resume: {path} is unreadable ({type(err).__name__}: {err}); resume from an earlier checkpoint "
+                              "by removing this one's folder, or start a new run") from None
+    missing = [k for k in ("step", "model", "optimizer", "sampler", "torch_rng") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"--resume: {path} is not a training state (no {', '.join(missing)})")
+    return state
+
+
 def train(
     executor: Any,
     data: Sequence[str | Path],
@@ -328,7 +342,7 @@ def train(
         folder = find_checkpoint(out)
         if not (folder / TRAINING).is_file():
             raise CheckpointError(f"--resume: {folder} has no {TRAINING}")
-        state = torch.load(folder / TRAINING, weights_only=False, map_location="cpu")
+        state = _training_state(folder / TRAINING)
         start_step = int(state["step"])
     elif (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):  # every rank, so none waits alone
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or another --out")
