@@ -161,3 +161,55 @@ def test_collect_takes_the_robots_first_suite_unless_told_and_refuses_one_it_doe
         "Error: unknown suite 'zz' for robot 'point' (it declares: a, b, distractor)"
     )
     assert not (tmp_path / "zz").exists()  # refused before the dataset was created
+
+
+DAGGER_LEARNER = ROOT / "tests" / "learning" / "compat" / "baseline_regression"
+
+
+def test_collect_dagger_appends_expert_labels_and_trains_unchanged(tmp_path: Path) -> None:
+    out = tmp_path / "dagger"
+    dagger = ["--dagger", str(DAGGER_LEARNER), "--beta", "0.5", "--set", "runtime.max_steps=30", "--json"]
+    result = collect("--robot", "txg2", "--episodes", "2", "--seed", "3", "--out", str(out), *dagger)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["saved"] == 2 and not report["summary"]["task_success"]["mean"]  # failed episodes are kept
+    driven = report["dagger"]["steps_driven"]
+    assert driven["expert"] > 0 and driven["learner"] > 0 and driven["expert"] + driven["learner"] == 60
+    again = collect("--robot", "txg2", "--episodes", "1", "--seed", "9", "--out", str(out), *dagger)
+    assert again.exit_code == 0, again.output
+    reader = LeRobotDatasetReader(out)
+    assert reader.num_episodes == 3
+    assert reader.features["dagger.executed_action"]["names"] == reader.features["action"]["names"]
+    episode = reader.episode(0)
+    driver = np.asarray(episode["dagger.driver"]).reshape(-1)
+    assert set(driver.tolist()) == {0, 1}
+    assert not np.allclose(np.asarray(episode["action"])[driver == 0], np.asarray(episode["dagger.executed_action"])[driver == 0])
+    # a plain collect and a DAgger collect do not mix in one dataset: each says so before any episode
+    plain = collect("--robot", "txg2", "--episodes", "1", "--out", str(out))
+    assert plain.exit_code == 2 and "dagger.driver" in plain.output
+    into_plain = collect("--robot", "txg2", "--episodes", "1", "--out", str(tmp_path / "plain"))
+    assert into_plain.exit_code == 0, into_plain.output
+    refused = collect("--robot", "txg2", "--episodes", "1", "--out", str(tmp_path / "plain"), *dagger)
+    assert refused.exit_code == 2 and "recorded without --dagger" in refused.output
+    assert LeRobotDatasetReader(tmp_path / "plain").num_episodes == 1
+    # s2kit train reads the labels as the actions
+    tiny = ["model.dim=32", "model.heads=2", "model.encoder_layers=1", "model.decoder_layers=1", "batch_size=8", "threads=1", "val_fraction=0"]
+    args = ["train", "--executor", "baseline", "--data", f"{out},{tmp_path / 'plain'}", "--out", str(tmp_path / "run"), "--steps", "1"]
+    trained = CliRunner().invoke(build_app(), [*args, *(a for s in tiny for a in ("--set", s))])
+    assert trained.exit_code == 0, trained.output
+    assert list((tmp_path / "run" / "checkpoints").glob("step_*/config.json"))
+
+
+def test_collect_dagger_refuses_bad_input_before_any_episode(invoke, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    base = ["collect", "--robot", "point", "--planner", "waypoints", "--episodes", "1", "--out", str(out)]
+    cases = {
+        ("--dagger", str(tmp_path)): "is neither a checkpoint",
+        ("--dagger", str(DAGGER_LEARNER), "--beta", "1.5"): "must be in [0, 1], not 1.5",
+        ("--beta", "0.5"): "--beta is DAgger's: give --dagger RUN too",
+        ("--dagger", str(DAGGER_LEARNER)): "expert 'scripted' cannot label robot 'point'",
+    }
+    for args, message in cases.items():
+        result = invoke(*base, *args)
+        assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output
+        assert not out.exists()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class LeRobotRecorder(Subscriber):
             self.root,
             fps=spec.control_hz,
             robot_type=spec.name,
-            features=dataset_features(spec, action_space, self.columns),
+            features=self.features(spec, action_space),
             use_videos=use_videos,
             mode="append" if (self.root / "meta" / "info.json").exists() else "create",
         )
@@ -131,8 +131,17 @@ class LeRobotRecorder(Subscriber):
         assert self.writer is not None
         self.writer.discard_episode()
 
+    def features(self, spec: RobotSpec, action_space: str) -> dict[str, dict]:
+        """The dataset's LeRobot features (a subclass that records more adds its own)."""
+        return dataset_features(spec, action_space, self.columns)
+
     def on_step(self, step: Step) -> None:
-        assert self.writer is not None and step.previous is not None
+        assert self.writer is not None
+        self.writer.add_frame(self.frame(step), task=step.guidance.goal)
+
+    def frame(self, step: Step) -> dict[str, Any]:
+        """The dataset frame of one step: the observation before the command, the command, the guidance, the columns."""
+        assert step.previous is not None
         obs, g = step.previous, step.guidance
         frame = {f"observation.images.{role}": image for role, image in obs.images.items()}
         frame["observation.state"] = np.asarray(obs.state, dtype=np.float32)
@@ -143,7 +152,7 @@ class LeRobotRecorder(Subscriber):
         frame["annotation.subtask_index"] = np.array([g.current], dtype=np.int64)
         for name, column in self.columns.items():
             frame[name] = column.read(obs)
-        self.writer.add_frame(frame, task=g.goal)
+        return frame
 
     def on_episode_end(self, result: EpisodeResult) -> None:
         if self.writer is None:
