@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 import torch
@@ -329,3 +330,45 @@ def test_the_parameters_named_unused_are_exactly_those_the_loss_leaves_without_a
     model.loss(toy_batch(3), 0.5)["loss"].backward()
     without = {name for name, p in model.named_parameters() if p.grad is None}
     assert without == set(model.unused_parameters())
+
+
+def test_the_diffusion_head_trains_samples_from_its_noise_and_exports(tmp_path: Path) -> None:
+    """One training step reaches every parameter the diffusion head reads; sampling is a function of the noise (the
+    executor's replay, the exported graph's input), in ``ddim_steps`` decoder passes, and its ONNX graph matches torch."""
+    from s2kit.learning import export
+    from tests.learning.test_export import make_checkpoint
+
+    torch.manual_seed(0)
+    config = ModelConfig.variant("s2", head="diffusion", ddim_steps=4, **SMALL)
+    assert config.decoder_passes == 4 and config.graph_facts()["decoder_passes"] == 4
+    model = S2Policy(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = model.loss(toy_batch(3), 0.5)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and {n for n, p in model.named_parameters() if p.grad is None} == set(model.unused_parameters())
+    assert not any(n.startswith(("action_in.", "time_mlp.")) for n in model.unused_parameters())  # the flow head's layers, reused
+    optimizer.step()
+    model.eval()
+    passes = 0
+
+    def count(*_: object) -> None:
+        nonlocal passes
+        passes += 1
+
+    batch, noise = toy_batch(2), torch.randn(2, 4, 2, generator=torch.Generator().manual_seed(0))
+    handle = model.action_out.register_forward_hook(count)
+    with torch.inference_mode():
+        first = model.sample(batch, noise=noise)["actions"]
+        again = model.sample(batch, noise=noise.clone())["actions"]
+        other = model.sample(batch, noise=torch.randn(2, 4, 2))["actions"]
+    handle.remove()
+    assert passes == 3 * 4 and torch.equal(first, again) and not torch.allclose(first, other)
+    checkpoint = make_checkpoint(tmp_path / "checkpoint", head="diffusion", ddim_steps=4)
+    report = export.export_onnx(checkpoint, tmp_path / "model.onnx", episodes=1, steps=2)
+    assert report["decoder_passes"] == 4 and report["max_abs_actions"] <= 1e-4 and "noise" in export.OnnxBackend(tmp_path / "model.onnx", None).inputs
+
+
+def test_diffusion_sample_steps_beyond_its_training_levels_are_a_config_error() -> None:
+    with pytest.raises(ValueError, match="ddim_steps 200 must not exceed model.diffusion_steps 100"):
+        ModelConfig(head="diffusion", ddim_steps=200)
+    assert ModelConfig(head="flow", ddim_steps=200).decoder_passes == 10  # a flow model never reads it

@@ -67,8 +67,15 @@ class ModelConfig(PolicyConfig):
         "inside the kept patches (fine: patch/4 x patch/4 cells each, a finer position).",
     )
     # action head
-    head: Literal["flow", "regression"] = Field("flow", description="flow matching (pi0) or direct regression.")
+    head: Literal["flow", "regression", "diffusion"] = Field(
+        "flow", description="flow matching (pi0), direct regression, or diffusion (DDPM training, DDIM sampling; DNAct, Diffusion Policy)."
+    )
     flow_steps: int = Field(10, ge=1, description="Euler steps when sampling a flow-matching chunk.")
+    diffusion_steps: int = Field(100, ge=1, description="Diffusion head: noise levels in training (squaredcos_cap_v2 schedule, epsilon prediction).")
+    ddim_steps: int = Field(10, ge=1, description="Diffusion head: DDIM steps when sampling a chunk, every (diffusion_steps / ddim_steps)-th level.")
+    diffusion_clip: float = Field(
+        5.0, gt=0.0, description="Diffusion head: bound on each DDIM step's estimate of the clean chunk, in normalized action units."
+    )
     done_weight: float = Field(0.2, ge=0.0, description="Weight of the subtask-done loss.")
     focus_weight: float = Field(
         1.0, ge=0.0,
@@ -107,6 +114,8 @@ class ModelConfig(PolicyConfig):
             raise ValueError("model.focus_input and model.keep_prior read the focus map: set model.focus_map > 0")
         if self.focus_input and self.focus_weight <= 0:
             raise ValueError("model.focus_input trains the focus head: set model.focus_weight > 0")
+        if self.head == "diffusion" and self.ddim_steps > self.diffusion_steps:
+            raise ValueError(f"model.ddim_steps {self.ddim_steps} must not exceed model.diffusion_steps {self.diffusion_steps}")
         return self
 
     @property
@@ -119,8 +128,9 @@ class ModelConfig(PolicyConfig):
 
     @property
     def decoder_passes(self) -> int:
-        """Decoder passes per action chunk: ``flow_steps`` Euler steps with the flow head, one with regression."""
-        return self.flow_steps if self.head == "flow" else 1
+        """Decoder passes per action chunk: ``flow_steps`` Euler steps with the flow head, ``ddim_steps`` with diffusion,
+        one with regression."""
+        return {"flow": self.flow_steps, "diffusion": self.ddim_steps}.get(self.head, 1)
 
     def kept(self, rho: float | None = None) -> int:
         """Patch tokens kept per camera at inference (all of them with the budget off)."""
@@ -129,7 +139,7 @@ class ModelConfig(PolicyConfig):
         return max(1, round((self.rho if rho is None else rho) * self.patches))
 
     def graph_facts(self, rho: float | None = None) -> dict[str, Any]:
-        """An exported graph keeps a fixed number of patches per camera (k is a Python int when traced) and unrolls its flow loop."""
+        """An exported graph keeps a fixed number of patches per camera (k is a Python int when traced) and unrolls its sampling loop (flow or DDIM steps)."""
         return {"kept": self.kept(rho), "decoder_passes": self.decoder_passes} if self.budget else {"decoder_passes": self.decoder_passes}
 
     @classmethod

@@ -18,9 +18,11 @@ Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action 
    patches matter can only be learned once patches are used at all.
 4. A transformer encoder reads [guidance, state, kept patches]; a decoder
    with cross-attention to it outputs the chunk: flow matching as in pi0
-   (velocity field, Euler sampling from noise in ``flow_steps`` steps), or
+   (velocity field, Euler sampling from noise in ``flow_steps`` steps),
+   diffusion as in DNAct and Diffusion Policy (predicted noise, DDIM sampling
+   in ``ddim_steps`` steps; the same input and time layers), or
    direct regression. The encoder runs once per chunk; only the small
-   decoder runs per flow step.
+   decoder runs per flow or DDIM step.
 5. A subtask-done head on the state token predicts whether the current
    subtask ends within the coming chunk (non-privileged progress).
 6. In training only, a focus head reads every stride-4 cell of every camera (before
@@ -57,7 +59,7 @@ from torch import Tensor, nn
 
 from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, SHIFT, STATE, TEXT
 from s2kit.learning.encoders import patch_stem
-from s2kit.learning.heads import flow_error, flow_sample, masked_mean, regression_error
+from s2kit.learning.heads import diffusion_error, diffusion_sample, flow_error, flow_sample, masked_mean, regression_error, time_embedding
 from s2kit.learning.policy import Policy
 from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
 from s2kit.plugins.executors.s2.training_data import FocusColumns, focus_metrics
@@ -177,14 +179,6 @@ def sincos_2d(grid: int, dim: int) -> Tensor:
     ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32), indexing="ij")
     parts = [f(axis.reshape(-1, 1) * freqs[None]) for axis in (ys, xs) for f in (torch.sin, torch.cos)]
     return torch.cat(parts, dim=1)  # (patches, dim)
-
-
-def time_embedding(t: Tensor, dim: int) -> Tensor:
-    """Sinusoidal embedding of flow time t in [0, 1], (B,) -> (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
-    angles = t[:, None] * 1000.0 * freqs[None]  # (batch, half)
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 def focus_error(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -481,10 +475,11 @@ class S2Policy(Policy):
     # --- decoder: the action chunk --------------------------------------------------------------
 
     def decode(self, memory: Tensor, bias: Tensor | None, x_t: Tensor | None = None, t: Tensor | None = None) -> Tensor:
-        """Flow: the velocity at (x_t, t); regression: the chunk itself. (B, H, A)."""
+        """Flow: the velocity at (x_t, t); diffusion: the noise in x_t at level t * diffusion_steps; regression: the chunk
+        itself. (B, H, A)."""
         B = memory.shape[0]
         blocks = list(self.decoder)
-        if self.config.head == "flow":
+        if self.config.head != "regression":
             assert x_t is not None and t is not None
             h = self.action_in(x_t) + self.action_pos + self.time_mlp(time_embedding(t, self.config.dim))[:, None]
         else:
@@ -504,14 +499,14 @@ class S2Policy(Policy):
     # --- training and sampling --------------------------------------------------------------
 
     def unused_parameters(self) -> list[str]:
-        """Names of the parameters that this configuration's loss and sampling never read: the flow head's action
-        and time embeddings under the regression head, the keep-scorer with the budget off.
+        """Names of the parameters that this configuration's loss and sampling never read: the flow and diffusion
+        heads' action and time embeddings under the regression head, the keep-scorer with the budget off.
 
         They stay in the network, so checkpoints keep one layout whatever the head and variant; training freezes
         them (DistributedDataParallel waits for a gradient of every parameter that requires one).
         """
         c = self.config
-        prefixes = (("action_in.", "time_mlp.") if c.head != "flow" else ()) + (("scorer.",) if not c.budget else ())
+        prefixes = (("action_in.", "time_mlp.") if c.head == "regression" else ()) + (("scorer.",) if not c.budget else ())
         return [name for name, _ in self.named_parameters() if name.startswith(prefixes)] if prefixes else []
 
     def schedule(self, step: int, total: int) -> dict[str, Any]:
@@ -519,7 +514,7 @@ class S2Policy(Policy):
         return {"rho": rho_schedule(step, total, self.config.rho, self.config.budget_warmup)}
 
     def loss(self, batch: dict[str, Tensor], rho: float | None = None) -> dict[str, Tensor]:
-        """Loss terms: ``action`` (flow velocity or regression MSE), ``budget``, ``done``, and ``loss``, their sum.
+        """Loss terms: ``action`` (flow velocity, diffusion noise or regression MSE), ``budget``, ``done``, and ``loss``, their sum.
 
         ``rho`` overrides the keep-fraction: training anneals it from 1 to the target
         (`schedule`), since which patches matter is learned only once patches are used.
@@ -529,6 +524,8 @@ class S2Policy(Policy):
         actions = batch[ACTIONS]
         if c.head == "flow":
             error = flow_error(lambda x_t, t: self.decode(memory, bias, x_t, t), actions)
+        elif c.head == "diffusion":
+            error = diffusion_error(lambda x_t, t: self.decode(memory, bias, x_t, t), actions, c.diffusion_steps)
         else:
             error = regression_error(self.decode(memory, bias), actions)
         action_loss = masked_mean(error, batch.get(ACTION_MASK))
@@ -557,11 +554,18 @@ class S2Policy(Policy):
         c = self.config
         memory, bias, extras = self.encode(batch, rho)
         B = memory.shape[0]
-        if c.head == "flow":
-            x = torch.randn(B, c.chunk, c.action_dim, device=memory.device) if noise is None else noise
-            x = flow_sample(lambda x_t, t: self.decode(memory, bias, x_t, t), x, c.flow_steps)
-        else:
+        if c.head == "regression":
             x = self.decode(memory, bias)
+        else:
+            x = torch.randn(B, c.chunk, c.action_dim, device=memory.device) if noise is None else noise
+
+            def decode(x_t: Tensor, t: Tensor) -> Tensor:
+                return self.decode(memory, bias, x_t, t)
+
+            if c.head == "flow":
+                x = flow_sample(decode, x, c.flow_steps)
+            else:
+                x = diffusion_sample(decode, x, c.diffusion_steps, c.ddim_steps, c.diffusion_clip)
         return {**extras, ACTIONS: x, DONE: torch.sigmoid(self.done_logit(memory))}
 
     def validation_metrics(self, batches: Sequence[dict[str, Tensor]], outputs: Sequence[dict[str, Tensor]]) -> dict[str, float]:
