@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from s2kit.core.checkpoints import CheckpointError
 from s2kit.core.config import validate_pipeline
 from s2kit.core.errors import ConfigError
 from s2kit.core.interfaces import Subscriber
@@ -123,7 +124,7 @@ def test_bad_input_is_refused_before_any_episode(tmp_path: Path) -> None:
     registry = load_registry(env={})
     with pytest.raises(ConfigError, match=r"must be in \[0, 1\], not -0.1"):
         attach_learner(rt, LEARNER_RUN, beta=-0.1, registry=registry)
-    with pytest.raises(Exception, match="neither a checkpoint"):
+    with pytest.raises(CheckpointError, match="neither a checkpoint"):
         attach_learner(rt, tmp_path, beta=0.5, registry=registry)
     rt_async = pipeline("hsr", mode="async")
     with pytest.raises(ConfigError, match="runtime.mode=sync"):
