@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from s2kit.learning.encoders import TRUNK_STRIDE
 from s2kit.learning.policy import PolicyConfig
 
 __all__ = ["VARIANTS", "ModelConfig"]
@@ -47,11 +48,25 @@ class ModelConfig(PolicyConfig):
     gate_noise: float = Field(1.0, ge=0.0, description="Scale of the logistic noise on the patch ranking in training.")
     budget_weight: float = Field(0.1, ge=0.0, description="Weight of (mean sigmoid(keep logit) - rho)^2, which calibrates the logits.")
     # network
-    patch_size: int = Field(12, description="Pixels per patch side (the stem's total stride): 96 px -> 8x8 patches.")
-    stem: Literal["patch", "conv"] = Field(
-        "patch", description="patch: two convolutions (stride 4, then patch/4); conv: a small CNN (3x3 convolutions, stride 2, 2, then patch/4)."
-    )
+    patch_size: int = Field(
+        12, description="Pixels per patch side (the stem's total stride): 96 px -> 8x8 patches. With the efficientnet stem it is the "
+        "trunk's stride at trunk_blocks (set from it when not given).",
+    )  # fmt: skip
+    stem: Literal["patch", "conv", "efficientnet"] = Field(
+        "patch",
+        description="patch: two convolutions (stride 4, then patch/4); conv: a small CNN (3x3 convolutions, stride 2, 2, then patch/4); "
+        "efficientnet: the ImageNet-pretrained EfficientNet-Lite0's first trunk_blocks blocks, a 1x1 projection of its last map "
+        "to dim per patch (its block-3 stride-4 map gives the fine cells).",
+    )  # fmt: skip
     stem_width: int = Field(32, ge=4, description="Channels of the conv stem's first layer (the second has twice as many).")
+    trunk_blocks: int = Field(
+        11, ge=3, le=16,
+        description="EfficientNet-Lite0 blocks the efficientnet stem keeps (stride 4 after 3, 8 after 5, 16 after 8 to 11, 32 after "
+        "15 or 16); at least 3, the first stride-4 map, which the fine keypoints and the focus map read.",
+    )  # fmt: skip
+    trunk_frozen: bool = Field(
+        True, description="The efficientnet stem keeps its ImageNet weights and BatchNorm statistics (no gradient); false: fine-tuned."
+    )
     dim: int = Field(128, ge=16)
     heads: int = Field(4, ge=1)
     encoder_layers: int = Field(3, ge=1)
@@ -107,6 +122,16 @@ class ModelConfig(PolicyConfig):
         "Without them a network may spend its kept patches on a fixed, uninformative region (docs/experiments.md, \"Register "
         "tokens\").",
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _trunk_stride(self) -> ModelConfig:
+        if self.stem == "efficientnet":
+            stride = TRUNK_STRIDE[self.trunk_blocks]
+            if "patch_size" not in self.model_fields_set:
+                self.patch_size = stride
+            elif self.patch_size != stride:
+                raise ValueError(f"model.patch_size {self.patch_size}: the efficientnet stem's stride after {self.trunk_blocks} blocks is {stride}")
+        return self
 
     @model_validator(mode="after")
     def _needs_the_map(self) -> ModelConfig:

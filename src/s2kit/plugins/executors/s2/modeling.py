@@ -2,8 +2,9 @@
 
 Data flow (B batch, C cameras, N patches per camera, D width, H chunk, A action size):
 
-1. A stem (two convolutions, or a small CNN) turns each camera's image into N = (S / patch)^2 patch
-   tokens, plus a learned position and a camera embedding.
+1. A stem (two convolutions, a small CNN, or the first blocks of an ImageNet-pretrained EfficientNet-Lite0
+   and a 1x1 projection) turns each camera's image into N = (S / patch)^2 patch tokens, plus a learned
+   position and a camera embedding.
 2. The guidance (goal, trajectory, current subtask: frozen MiniLM sentence
    embeddings, or the goal alone for the baseline) becomes one token each;
    the state one more.
@@ -58,7 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, SHIFT, STATE, TEXT
-from s2kit.learning.encoders import patch_stem
+from s2kit.learning.encoders import TRUNK_STRIDE, EfficientNetTrunk, patch_stem
 from s2kit.learning.heads import diffusion_error, diffusion_sample, flow_error, flow_sample, masked_mean, regression_error, time_embedding
 from s2kit.learning.policy import Policy
 from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
@@ -269,7 +270,14 @@ class S2Policy(Policy):
             raise ValueError(f"image_size {config.image_size} must be a multiple of patch_size {config.patch_size}, itself a multiple of 4")
         c = config
         D = c.dim
-        self.stem = patch_stem(c.dim, c.patch_size, c.stem, c.stem_width)
+        if c.stem == "efficientnet":
+            if c.patch_size != TRUNK_STRIDE[c.trunk_blocks]:  # a config copied with a new stem skips its validator
+                raise ValueError(f"patch_size {c.patch_size}: the efficientnet stem's stride after {c.trunk_blocks} blocks is {TRUNK_STRIDE[c.trunk_blocks]}")
+            # ImageNet weights for a new network; a checkpoint's load replaces them like any other weight
+            self.stem = EfficientNetTrunk(c.trunk_blocks, pretrained=True, frozen=c.trunk_frozen)
+            self.stem_proj = nn.Linear(self.stem.channels, D)  # the 1x1 projection of the trunk's map to patch tokens
+        else:
+            self.stem = patch_stem(c.dim, c.patch_size, c.stem, c.stem_width)
         # fixed 2-D sine-cosine positions (as MAE's): where a patch is must be plain from the start,
         # since the action is mostly about where things are; a learned part refines them
         self.register_buffer("patch_sincos", sincos_2d(c.grid, D)[None, None], persistent=False)
@@ -290,7 +298,7 @@ class S2Policy(Policy):
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
         xy = torch.stack([xs, ys], dim=-1).view(c.grid, self.cells, c.grid, self.cells, 2).permute(0, 2, 1, 3, 4)
         self.register_buffer("cell_xy", xy.reshape(1, 1, c.patches, self.cells**2, 2), persistent=False)  # per patch, its cells
-        fine_dim = D // 2 if c.stem == "patch" else 2 * c.stem_width  # channels of the stem's stride-4 map
+        fine_dim = {"patch": D // 2, "conv": 2 * c.stem_width, "efficientnet": 24}[c.stem]  # channels of the stem's stride-4 map
         cell_dim = D if c.keypoint_grid == "patch" else fine_dim
         if c.keypoints:
             self.keypoint_logits = nn.Linear(cell_dim, c.keypoints)
@@ -337,6 +345,10 @@ class S2Policy(Policy):
         once, and the map comes out in that order, with the scaling to [-0.5, 0.5] folded into its weights.
         """
         c = self.config
+        if c.stem == "efficientnet":  # the stride-4 map after block 3 gives the cells, the last block's map the patches
+            cells, last_map = self.stem(images, taps=(3,))
+            fine = _patch_cells(cells.permute(0, 2, 3, 1), c.grid)  # (N, patches, cells, 24)
+            return fine, self.stem_proj(last_map.permute(0, 2, 3, 1).flatten(1, 2))  # (N, patches, channels) -> (N, patches, dim)
         if c.stem == "patch":
             first, act = self.stem[0], self.stem[1]
             N, G, s = images.shape[0], c.grid, c.patch_size // 4
@@ -500,13 +512,15 @@ class S2Policy(Policy):
 
     def unused_parameters(self) -> list[str]:
         """Names of the parameters that this configuration's loss and sampling never read: the flow and diffusion
-        heads' action and time embeddings under the regression head, the keep-scorer with the budget off.
+        heads' action and time embeddings under the regression head, the keep-scorer with the budget off; and the frozen trunk's,
+        read but never trained.
 
         They stay in the network, so checkpoints keep one layout whatever the head and variant; training freezes
         them (DistributedDataParallel waits for a gradient of every parameter that requires one).
         """
         c = self.config
         prefixes = (("action_in.", "time_mlp.") if c.head == "regression" else ()) + (("scorer.",) if not c.budget else ())
+        prefixes += ("stem.",) if c.stem == "efficientnet" and c.trunk_frozen else ()
         return [name for name, _ in self.named_parameters() if name.startswith(prefixes)] if prefixes else []
 
     def schedule(self, step: int, total: int) -> dict[str, Any]:
