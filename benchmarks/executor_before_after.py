@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60, help="Rounds of 10 timed calls per network and rho (each after an untimed one).")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    checkpoint = args.checkpoint or default_checkpoint()
+    checkpoint = args.checkpoint or default_checkpoint("hsr")
     after, info, _ = load_policy(checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         before = modeling_at(args.before, Path(tmp)).S2Policy(info.model)  # type: ignore[attr-defined]

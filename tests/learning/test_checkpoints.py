@@ -153,9 +153,9 @@ def test_what_makes_another_embodiment() -> None:
 def test_the_shipped_and_format_1_checkpoints_keep_loading(tmp_path: Path) -> None:
     from s2kit.plugins.executors.s2.executor import default_checkpoint
 
-    info = read_info(default_checkpoint())
+    info = read_info(default_checkpoint("hsr"))
     assert info.format == 1 and info.embodiment is None and info.executor == "s2"
     copy = tmp_path / "copy"
-    shutil.copytree(default_checkpoint(), copy)
+    shutil.copytree(default_checkpoint("hsr"), copy)
     model, _, _ = load_policy(copy)
     assert type(model).__name__ == "S2Policy"

@@ -21,7 +21,7 @@ from tests.learning.compat_inputs import GUIDANCE, SPEC, observations
 HERE = Path(__file__).parent / "compat"
 EXPECTED = json.loads((HERE / "outputs.json").read_text())
 SECTIONS = {
-    "default": {"name": "s2"},
+    "default": {"name": "s2", "robot": "hsr"},
     "flow_s2": {"name": "s2", "checkpoint": str(HERE / "flow_s2")},
     "flow_s2_rho": {"name": "s2", "checkpoint": str(HERE / "flow_s2"), "rho": 0.5, "seed": 3},
     "baseline_regression": {"name": "baseline", "checkpoint": str(HERE / "baseline_regression")},

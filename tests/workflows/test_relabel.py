@@ -15,6 +15,7 @@ from s2kit.workflows.relabel import MANIFEST, relabel, segment_frames
 from s2kit.core.errors import DataError
 from s2kit.core.interfaces import Planner
 from s2kit.core.types import Guidance, Observation, RobotStatus
+from s2kit.plugins.executors.s2.executor import default_checkpoint, shipped_robots
 from tests.conftest import run_s2kit
 from tests.datasets.test_lerobot import HEAD, LENGTHS, pack_into_one_file, write
 
@@ -166,3 +167,26 @@ def test_cli_relabels_a_collected_dataset_with_the_retrieval_planner(tmp_path: P
         np.testing.assert_array_equal(a["annotation.subtask_index"], b["annotation.subtask_index"])
     refused = run_s2kit("relabel", str(collected))
     assert refused.returncode == 2 and refused.stderr.startswith("Error: give --out DIR")
+
+
+PRIVILEGED_SWITCHES = {"focus_weight": 0, "focus_map": 0, "focus_input": False, "keep_prior": 0}
+
+
+@pytest.mark.parametrize("robot", shipped_robots())
+def test_the_shipped_recipe_trains_on_a_relabelled_dataset_without_privileged_columns(robot: str, dataset: Path, tmp_path: Path) -> None:
+    """What a user does with their own robot's LeRobot data: relabel it, then train with the recipe of the checkpoint
+    s2kit ships (its training record), which reads no privileged label."""
+    from s2kit.learning.checkpoints import read_info
+    from s2kit.learning.trainer import TrainConfig, train
+
+    shipped = read_info(default_checkpoint(robot))
+    recipe = TrainConfig.model_validate(shipped.train)
+    assert {k: getattr(shipped.model, k) for k in PRIVILEGED_SWITCHES} == PRIVILEGED_SWITCHES
+    relabel(dataset, Splitter(), out=tmp_path / "relabelled")
+    assert not [k for k in LeRobotDatasetReader(tmp_path / "relabelled").info["features"] if k.startswith("privileged.")]
+    # a few small steps; state=all: the synthetic data's state is not a robot's hand pose (what state=ee reads)
+    config = recipe.model_copy(update={"steps": 2, "batch_size": 4, "val_fraction": 0.34, "threads": 1, "state": "all", "log_every": 1})
+    last = train("s2", [tmp_path / "relabelled"], tmp_path / "run", config, log=lambda line: None)
+    trained = read_info(last)
+    assert trained.step == 2 and trained.model.stem == shipped.model.stem and trained.model.head == shipped.model.head
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count('"loss"') == 2

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from torch import Tensor
 
 from s2kit.core.errors import DataError
 from s2kit.datasets.lerobot import LeRobotDatasetReader
-from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, STATE, TEXT
+from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, FEATURES, IMAGES, STATE, TEXT
 from s2kit.learning.cache import cache_folders, cached_frames
 from s2kit.learning.inputs import EE_STATE, Normalizer, StateEncoder, square_frames
 
@@ -89,7 +89,7 @@ class _Images:
         if len(self.stores) == 1:
             return self.stores[0][rows]
         which = torch.bucketize(rows, self.starts[1:], right=True)  # the store of each row
-        out = torch.empty((len(rows), *self.stores[0].shape[1:]), dtype=torch.uint8)
+        out = torch.empty((len(rows), *self.stores[0].shape[1:]), dtype=self.stores[0].dtype)
         for i in which.unique().tolist():
             pick = (which == i).nonzero().squeeze(1)
             out[pick] = self.stores[i][rows[pick] - self.starts[i]]
@@ -115,6 +115,7 @@ class FrameData:
     datasets: list[dict[str, object]]  # what each dataset is (for a run's record): path, robot, episodes, frames
     extras: dict[str, Tensor] = field(default_factory=dict)  # per frame, from `ExtraColumns.read`
     columns: tuple[ExtraColumns, ...] = ()
+    image_key: str = IMAGES  # FEATURES once `with_features` replaced the images by a frozen encoder's features
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -139,8 +140,24 @@ class FrameData:
         return FrameData(
             self.images, self.rows[keep], self.state[keep], self.actions[keep], new_episode, new_end,
             self.text[keep], self.stale[keep], self.strings, self.state_names, self.action_names, self.fps, self.datasets,
-            {k: v[keep] for k, v in self.extras.items()}, self.columns,
+            {k: v[keep] for k, v in self.extras.items()}, self.columns, self.image_key,
         )  # fmt: skip
+
+    def with_features(self, encode: Callable[[Tensor], Tensor], chunk: int = 256) -> FrameData:
+        """These frames with every image replaced by ``encode(images (N, 3, S, S) uint8) -> (N, F)``, kept as float16 in
+        memory (only the rows these frames use), so that batches carry `FEATURES` instead of `IMAGES`."""
+        used, rows = torch.unique(self.rows, return_inverse=True)
+        store: Tensor | None = None
+        with torch.inference_mode():
+            for start in range(0, len(used), chunk):
+                images = self.images[used[start : start + chunk]]  # (n, cameras, 3, S, S)
+                values = encode(images.flatten(0, 1)).view(len(images), images.shape[1], -1)
+                if store is None:
+                    store = torch.empty((len(used), *values.shape[1:]), dtype=torch.float16)
+                store[start : start + len(images)] = values
+        if store is None:
+            raise DataError("no frames")
+        return replace(self, images=_Images([store]), rows=rows, image_key=FEATURES)
 
     def batch(self, index: Tensor, *, chunk: int, embeddings: Tensor, norm: Normalizer, stale: Tensor | None = None) -> dict[str, Tensor]:
         """The samples at frame ``index``; where ``stale`` is True, the stale-guidance version."""
@@ -156,7 +173,7 @@ class FrameData:
             mask[stale] = False  # no demonstration acts on stale guidance
             done[stale] = 1.0
         out = {
-            IMAGES: self.frames(index),
+            self.image_key: self.frames(index),
             STATE: torch.from_numpy(norm.state(self.state[index].numpy())),
             TEXT: embeddings[text],  # (batch, 3, text_dim)
             ACTIONS: torch.from_numpy(actions),

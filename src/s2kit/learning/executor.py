@@ -46,7 +46,8 @@ Backend = Callable[[dict[str, np.ndarray], dict[str, Any]], dict[str, np.ndarray
 class PolicyExecutorConfig(PluginConfig):
     """Which checkpoint, how to run it."""
 
-    checkpoint: Path | None = Field(None, description="A checkpoint or run folder.")
+    checkpoint: Path | None = Field(None, description="A checkpoint or run folder; default: the one the executor ships for the robot, if any.")
+    robot: str | None = Field(None, description="The robot the pipeline drives (filled in by the pipeline); picks the shipped checkpoint.")
     backend: Literal["torch", "onnxruntime"] = Field("torch", description="Run the network on torch, or on ONNX Runtime.")
     onnx: Path | None = Field(None, description="The exported graph for onnxruntime; default: <checkpoint>/model.onnx.")
     threads: int | None = Field(

@@ -101,6 +101,16 @@ class Policy(nn.Module):
         trainer reports ``action_mse`` and ``done_accuracy`` for every policy); none by default."""
         return {}
 
+    def frozen_features(self, images: Tensor) -> Tensor | None:
+        """What the policy's frozen image encoder (a pretrained trunk no step trains) makes of images (N, 3, S, S) uint8, as
+        (N, F), or None where it has none.
+
+        Training then runs it once per frame before the first step and gives the policy ``features`` (B, cameras, F) in
+        place of ``images`` (batch key `FEATURES`), where no augmentation changes the pixels; the policy must accept
+        either. Inference always passes images.
+        """
+        return None
+
     def unused_parameters(self) -> list[str]:
         """Parameters this configuration never reads (frozen in training, kept in checkpoints)."""
         return []

@@ -97,6 +97,12 @@ class TrainConfig(BaseModel):
         description="Probability per image that its large plain, unsaturated regions (table, floor, wall) take new random colours, "
         "keeping their shading; coloured items keep theirs (0: never).",
     )
+    precompute: bool = Field(
+        True,
+        description="Where the policy has a frozen image encoder (a frozen pretrained trunk) and no augmentation changes the "
+        "pixels (augment=false, no jitter): run the encoder once per frame before training and keep its features in memory "
+        "(float16), instead of on every batch.",
+    )
     done_window: int = Field(8, ge=1, description="Frames after a subtask ends that, with the ended subtask's text, are labelled done.")
     stale_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of each batch that is such stale-guidance samples.")
     cache: str = Field(
@@ -201,6 +207,34 @@ def lr_factor(step: int, config: TrainConfig) -> float:
         return 1.0
     decay = 0.5 * (1 + math.cos(math.pi * progress)) if config.lr_schedule == "cosine" else 1.0 - progress
     return config.lr_final + (1.0 - config.lr_final) * decay
+
+
+def _precompute(
+    model: Policy, train: FrameData, val: FrameData | None, config: TrainConfig, device: torch.device, log: Callable[[str], None] | None
+) -> tuple[FrameData, FrameData | None]:
+    """The frames with a frozen image encoder's features in place of their images, where the policy has one and
+    `TrainConfig.precompute` allows (no augmentation of the pixels)."""
+    with torch.inference_mode():
+        if model.frozen_features(train.frames(torch.zeros(1, dtype=torch.long)).flatten(0, 1).to(device)) is None:
+            return train, val
+    pixels_change = config.augment or config.colour_jitter > 0 or config.background_jitter > 0
+    if pixels_change or not config.precompute:
+        if log is not None:
+            why = "augmentation changes the pixels (augment=false and no jitter precompute it)" if pixels_change else "precompute=false"
+            log(f"the frozen image encoder runs on every batch: {why}")
+        return train, val
+    start = time.perf_counter()
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return model.frozen_features(images.to(device)).cpu()  # type: ignore[union-attr]
+
+    train = train.with_features(encode)
+    val = val.with_features(encode) if val is not None else None
+    if log is not None:
+        frames = len(train) + (len(val) if val is not None else 0)
+        size = train.images.stores[0][0].numel() * 2 / 1e3
+        log(f"the frozen image encoder's features of {frames} frames computed once ({size:.0f} kB per frame) in {time.perf_counter() - start:.0f} s")
+    return train, val
 
 
 def _split(data: FrameData, fraction: float, seed: int) -> tuple[FrameData, FrameData | None]:
@@ -378,6 +412,7 @@ def train(
             if state.get("ema") is None:
                 raise ConfigError(f"--resume: {out} was trained without ema; resume it with ema=0")
             ema.model.load_state_dict(state["ema"])
+    train_frames, val_frames = _precompute(model, train_frames, val_frames, config, device, log if rank == 0 else None)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
     per_rank = max(1, config.batch_size // world)
     sampler = _Sampler(train_frames, config, model_config.chunk, embeddings, norm, seed=config.seed * 1000 + rank)

@@ -41,6 +41,6 @@ def train_args(executor: str, data: Path, out: Path, steps: int, *extra: str) ->
 @pytest.fixture(scope="session")
 def tiny_run(hsr_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("s2run") / "run"
-    done = run_s2kit(*train_args("s2", hsr_dataset, out, 6, "save_every=3"))
+    done = run_s2kit(*train_args("s2", hsr_dataset, out, 6, "save_every=3", "model.focus_weight=1"))  # with the focus head: its figure
     assert done.returncode == 0, done.stderr
     return out

@@ -85,9 +85,13 @@ def test_an_episode_runs_with_the_executors_own_progress_signal(tiny_run: Path) 
 def test_s2_without_a_checkpoint_says_how_to_get_one(monkeypatch, tmp_path: Path) -> None:
     import s2kit.plugins.executors.s2.executor as module
 
-    monkeypatch.setattr(module, "default_checkpoint", lambda: tmp_path / "absent")
-    with pytest.raises(ConfigError, match="ships no trained S2 checkpoint yet.*executor.checkpoint=RUN"):
+    with pytest.raises(ConfigError, match="no trained S2 checkpoint for robot 'planar'; s2kit ships them for hsr.*executor.checkpoint=RUN"):
+        make("s2", robot="planar")
+    with pytest.raises(ConfigError, match="without a robot .--set executor.robot=NAME."):
         make("s2")
+    monkeypatch.setattr(module, "shipped_root", lambda: tmp_path / "absent")
+    with pytest.raises(ConfigError, match="s2kit ships none yet"):
+        make("s2", robot="hsr")
 
 
 def test_the_default_pipeline_runs_the_shipped_checkpoint_and_it_does_subtasks() -> None:

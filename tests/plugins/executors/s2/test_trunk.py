@@ -10,6 +10,7 @@ import torch
 from s2kit.learning.checkpoints import load_policy, read_info, save_checkpoint
 from s2kit.learning.export import export_onnx
 from s2kit.plugins.executors.s2.configuration import ModelConfig
+from s2kit.learning.batch import FEATURES, IMAGES
 from s2kit.plugins.executors.s2.modeling import S2Policy
 from tests.learning.test_export import TINY, make_checkpoint
 from tests.plugins.executors.s2.toy import toy_batch
@@ -71,3 +72,42 @@ def test_s2_on_the_trunk_trains_saves_loads_and_exports_with_parity(tmp_path: Pa
         torch.testing.assert_close(loaded.sample(batch, noise=noise)["actions"], model.sample(batch, noise=noise)["actions"])
     report = export_onnx(trained, tmp_path / "model.onnx")
     assert report["max_abs_actions"] <= 1e-4 and report["max_abs_done"] <= 1e-4 and report["keep_index"] == "identical"
+
+
+def test_a_frozen_trunks_features_stand_in_for_its_images() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = ModelConfig.variant("s2", **{**TINY, **TRUNK, "state_dim": 1, "action_dim": 2, "text_dim": 16})
+    model = S2Policy(config.model_copy(update={"focus_weight": 1.0, "focus_map": 1.0, "gate_noise": 0.0})).eval()
+    batch = toy_batch(3, cameras=len(config.cameras), chunk=4)
+    images = batch.pop(IMAGES)
+    with torch.inference_mode():
+        features = model.frozen_features(images.flatten(0, 1))
+        assert features is not None and features.shape[0] == 3 * len(config.cameras)
+        torch.manual_seed(1)  # the same draws (a generative head's noise and times) for both
+        from_images = model.loss({**batch, IMAGES: images})
+        torch.manual_seed(1)
+        from_features = model.loss({**batch, FEATURES: features.half().view(3, len(config.cameras), -1)})  # as training keeps them
+    for key in ("loss", "action", "focus_map"):
+        torch.testing.assert_close(from_features[key], from_images[key], rtol=2e-3, atol=2e-3)
+    fine_tuned = S2Policy(config.model_copy(update={"trunk_frozen": False}))
+    assert fine_tuned.frozen_features(images.flatten(0, 1)) is None and S2Policy(ModelConfig(**TINY)).frozen_features(images.flatten(0, 1)) is None
+
+
+def test_training_on_a_frozen_trunk_computes_its_features_once_unless_augmentation_changes_the_pixels(hsr_dataset: Path, tmp_path: Path) -> None:
+    from s2kit.core.config import validate_overrides
+    from s2kit.learning.trainer import TrainConfig, train
+
+    options = ["batch_size=4", "threads=1", "val_fraction=0.25", "steps=2", "model.stem=efficientnet", "model.trunk_blocks=5",
+               "model.image_size=32", "model.dim=32", "model.heads=2", "model.encoder_layers=1", "model.decoder_layers=1", "model.chunk=4"]  # fmt: skip
+    lines: list[str] = []
+    last = train("s2", [hsr_dataset], tmp_path / "pre", validate_overrides(TrainConfig, [*options, "augment=false"], "train"), log=lines.append)
+    assert any("features of" in line and "computed once" in line for line in lines)
+    model, info, _ = load_policy(last)  # what it learned runs on images, as on the robot
+    batch = toy_batch(2, size=32, cameras=len(info.model.cameras), chunk=4, text_dim=info.model.text_dim)
+    with torch.inference_mode():
+        out = model.sample({**batch, "state": torch.zeros(2, info.model.state_dim)})
+    assert out["actions"].shape == (2, 4, info.model.action_dim) and torch.isfinite(out["actions"]).all()
+    lines.clear()
+    train("s2", [hsr_dataset], tmp_path / "every", validate_overrides(TrainConfig, options, "train"), log=lines.append)
+    assert any("runs on every batch: augmentation changes the pixels" in line for line in lines)

@@ -93,9 +93,10 @@ class ModelConfig(PolicyConfig):
     )
     done_weight: float = Field(0.2, ge=0.0, description="Weight of the subtask-done loss.")
     focus_weight: float = Field(
-        1.0, ge=0.0,
-        description="Weight of the auxiliary focus loss: from every patch of every camera (before the budget) and the state, "
-        "predict where the subtask needs the hand (privileged.focus). Training only; 0: no focus head.",
+        0.0, ge=0.0,
+        description="A privileged research switch. Weight of the auxiliary focus loss: from every patch of every camera (before the "
+        "budget) and the state, predict where the subtask needs the hand (privileged.focus). Training only; 0 (the default): no "
+        "focus head.",
     )  # fmt: skip
     focus_map: float = Field(
         0.0, ge=0.0,

@@ -33,18 +33,29 @@ if TYPE_CHECKING:
     from s2kit.learning.checkpoints import CheckpointInfo
     from s2kit.plugins.executors.s2.modeling import S2Policy
 
-__all__ = ["BaselineExecutor", "S2Config", "S2ExportConfig", "S2Executor", "default_checkpoint"]
+__all__ = ["BaselineExecutor", "S2Config", "S2ExportConfig", "S2Executor", "default_checkpoint", "shipped_robots"]
 
 _RHO = "Keep-fraction of each camera's patches; default: the checkpoint's."
 
 
-def default_checkpoint() -> Path:
-    """The small S2 checkpoint shipped inside the package (rebuilt by scripts/build_default_checkpoint.sh)."""
+def default_checkpoint(robot: str) -> Path:
+    """The small S2 checkpoint shipped inside the package for ``robot`` (rebuilt by scripts/build_default_checkpoint.sh)."""
+    return shipped_root() / robot
+
+
+def shipped_root() -> Path:
+    """The folder of the shipped checkpoints, one per robot."""
     return Path(str(resources.files("s2kit.plugins.executors.s2") / "default"))
 
 
+def shipped_robots() -> list[str]:
+    """The robots an S2 checkpoint ships for."""
+    root = shipped_root()
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+
+
 class S2Config(PolicyExecutorConfig):
-    """Which checkpoint (default: s2kit's shipped S2 checkpoint, s2 only), how to run it."""
+    """Which checkpoint (default: the S2 checkpoint s2kit ships for the robot, s2 only), how to run it."""
 
     rho: float | None = Field(None, gt=0.0, le=1.0, description=_RHO)
 
@@ -81,13 +92,15 @@ class S2Executor(PolicyExecutor):
     def shipped_checkpoint(self) -> Path | None:
         if self.requires is not None:
             return None
-        path = default_checkpoint()
-        if not path.is_dir():
+        robot, robots = self.config.robot, shipped_robots()  # type: ignore[attr-defined]
+        if robot not in robots:
+            which = f"for robot {robot!r}" if robot is not None else "without a robot (--set executor.robot=NAME)"
+            shipped = f"ships them for {', '.join(robots)}" if robots else "ships none yet"
             raise ConfigError(
-                f"executor {self.name!r}: this s2kit ships no trained S2 checkpoint yet; train one "
+                f"executor {self.name!r}: no trained S2 checkpoint {which}; s2kit {shipped}. Train one "
                 "(s2kit train --executor s2 ..., docs/executors.md) and --set executor.checkpoint=RUN"
             )
-        return path
+        return default_checkpoint(robot)
 
     def check_checkpoint(self, info: CheckpointInfo, path: Path) -> None:
         if self.requires is not None:
@@ -107,8 +120,8 @@ class S2Executor(PolicyExecutor):
 
     @classmethod
     def details(cls) -> dict[str, Any]:
-        shipped = cls.requires is None and default_checkpoint().is_dir()
-        return {"default checkpoint": str(default_checkpoint()) if shipped else "none (executor.checkpoint required)"}
+        robots = shipped_robots() if cls.requires is None else []
+        return {"default checkpoints": f"{shipped_root()}/<robot> for {', '.join(robots)}" if robots else "none (executor.checkpoint required)"}
 
 
 class BaselineExecutor(S2Executor):

@@ -58,8 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, SHIFT, STATE, TEXT
-from s2kit.learning.encoders import TRUNK_STRIDE, EfficientNetTrunk, patch_stem
+from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, FEATURES, IMAGES, SHIFT, STATE, TEXT
+from s2kit.learning.encoders import TRUNK_CHANNELS, TRUNK_STRIDE, EfficientNetTrunk, patch_stem
 from s2kit.learning.heads import diffusion_error, diffusion_sample, flow_error, flow_sample, masked_mean, regression_error, time_embedding
 from s2kit.learning.policy import Policy
 from s2kit.plugins.executors.s2.configuration import VARIANTS, ModelConfig
@@ -336,9 +336,25 @@ class S2Policy(Policy):
 
     # --- encoder: guidance, state and the evidence budget ------------------------------------
 
-    def patch_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Images (N, 3, S, S), 0-255 -> (the stem's stride-4 map, channels last, split into patches: (N, patches, cells per
-        patch, F), the patch features (N, patches, dim)).
+    def frozen_features(self, images: Tensor) -> Tensor | None:
+        """With a frozen efficientnet stem: its stride-4 map and last map of images (N, 3, S, S), flattened into one row
+        each (N, F); otherwise None (`Policy.frozen_features`)."""
+        c = self.config
+        if c.stem != "efficientnet" or not c.trunk_frozen:
+            return None
+        cells, last_map = self.stem(images, taps=(3,))
+        return torch.cat([cells.flatten(1), last_map.flatten(1)], dim=1)
+
+    def _trunk_maps(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """`frozen_features` rows (N, F) back into the trunk's (stride-4 map, last map)."""
+        c, trunk = self.config, self.stem
+        side, grid = c.image_size // 4, c.image_size // trunk.stride
+        cells, last_map = features.float().split([TRUNK_CHANNELS[3] * side * side, trunk.channels * grid * grid], dim=1)
+        return cells.view(-1, TRUNK_CHANNELS[3], side, side), last_map.view(-1, trunk.channels, grid, grid)
+
+    def patch_features(self, images: Tensor | None, features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Images (N, 3, S, S), 0-255, or a frozen stem's ``features`` of them (N, F) -> (the stem's stride-4 map, channels
+        last, split into patches: (N, patches, cells per patch, F), the patch features (N, patches, dim)).
 
         The stem's last layer has kernel = stride = one patch: it is a linear map of each patch's cells, run as one. So is
         the patch stem's first layer (kernel = stride = 4) on each cell's pixels: the pixels are put in patch and cell order
@@ -346,7 +362,7 @@ class S2Policy(Policy):
         """
         c = self.config
         if c.stem == "efficientnet":  # the stride-4 map after block 3 gives the cells, the last block's map the patches
-            cells, last_map = self.stem(images, taps=(3,))
+            cells, last_map = self._trunk_maps(features) if features is not None else self.stem(images, taps=(3,))
             fine = _patch_cells(cells.permute(0, 2, 3, 1), c.grid)  # (N, patches, cells, 24)
             return fine, self.stem_proj(last_map.permute(0, 2, 3, 1).flatten(1, 2))  # (N, patches, channels) -> (N, patches, dim)
         if c.stem == "patch":
@@ -369,9 +385,12 @@ class S2Policy(Policy):
     def encode(self, batch: dict[str, Tensor], rho: float | None = None) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """(memory (B, L, D), attention bias over it or None, extras: keep_rate, keep_index, keep_logits)."""
         c = self.config
-        images = batch[IMAGES]
-        B, C = images.shape[:2]
-        fine, patches = self.patch_features(images.flatten(0, 1))  # images: (batch*cameras, 3, S, S)
+        if FEATURES in batch:  # training on a frozen stem's features, computed once per frame
+            B, C = batch[FEATURES].shape[:2]
+            fine, patches = self.patch_features(None, features=batch[FEATURES].flatten(0, 1))
+        else:
+            B, C = batch[IMAGES].shape[:2]
+            fine, patches = self.patch_features(batch[IMAGES].flatten(0, 1))  # images: (batch*cameras, 3, S, S)
         patches = patches.view(B, C, c.patches, c.dim) + self.patch_sincos + self.patch_pos + self.camera_embed  # (batch, cameras, patches, dim)
         cells = patches[:, :, :, None] if self.cells == 1 else fine.view(B, C, *fine.shape[1:])  # (batch, cameras, patches, cells, F)
         text = self.text_proj(batch[TEXT][:, : self.texts]) + self.text_type  # (batch, texts, dim)
@@ -584,7 +603,7 @@ class S2Policy(Policy):
 
     def validation_metrics(self, batches: Sequence[dict[str, Tensor]], outputs: Sequence[dict[str, Tensor]]) -> dict[str, float]:
         """The focus head's RMS error (cm) and the focus map's distance (px), where the data has focus targets."""
-        return focus_metrics(batches, outputs, FOCUS, FOCUS_UV)
+        return focus_metrics(batches, outputs, FOCUS, FOCUS_UV, self.config.image_size)
 
     def outputs(self) -> tuple[str, ...]:
         """The chunk, the done probability and, with the budget, the kept patches (drawn in videos as ``info["keep"]``)."""

@@ -26,7 +26,6 @@ import numpy as np
 from torch import Tensor
 
 from s2kit.core.errors import DataError
-from s2kit.learning.batch import IMAGES
 from s2kit.learning.data import ExtraColumns
 from s2kit.plugins.executors.s2.columns import FOCUS as FOCUS_COLUMN
 from s2kit.plugins.executors.s2.columns import FOCUS_UV as FOCUS_UV_COLUMN
@@ -74,9 +73,12 @@ class FocusColumns(ExtraColumns):
         return {self.focus: focus, self.uv: uv}
 
 
-def focus_metrics(batches: Sequence[dict[str, Tensor]], outputs: Sequence[dict[str, Tensor]], focus: str, uv: str) -> dict[str, float]:
+def focus_metrics(
+    batches: Sequence[dict[str, Tensor]], outputs: Sequence[dict[str, Tensor]], focus: str, uv: str, image_size: int
+) -> dict[str, float]:
     """Where the data has focus targets: the focus head's RMS error in centimetres (``focus_rms_cm``) and the focus
-    map's mean distance from the focus item in pixels (``focus_map_px``), over every validation batch."""
+    map's mean distance from the focus item in pixels of ``image_size`` images (``focus_map_px``), over every validation
+    batch."""
     from s2kit.plugins.executors.s2.modeling import focus_error, focus_map_pixels
 
     squared, rows, pixels, maps = 0.0, 0, 0.0, 0
@@ -85,7 +87,7 @@ def focus_metrics(batches: Sequence[dict[str, Tensor]], outputs: Sequence[dict[s
             s, n = focus_error(out["focus"], batch[focus])
             squared, rows = squared + float(s), rows + int(n)
         if "focus_map" in out and uv in batch:
-            distance = focus_map_pixels(out["focus_map"], batch[uv], batch[IMAGES].shape[-1])
+            distance = focus_map_pixels(out["focus_map"], batch[uv], image_size)
             known = distance.isfinite()
             pixels, maps = pixels + float(distance[known].sum()), maps + int(known.sum())
     metrics = {}
