@@ -151,11 +151,15 @@ def test_what_makes_another_embodiment() -> None:
 
 
 def test_the_shipped_and_format_1_checkpoints_keep_loading(tmp_path: Path) -> None:
-    from s2kit.plugins.executors.s2.executor import default_checkpoint
+    from s2kit.plugins.executors.s2.executor import default_checkpoint, shipped_robots
 
-    info = read_info(default_checkpoint("hsr"))
-    assert info.format == 1 and info.embodiment is None and info.executor == "s2"
-    copy = tmp_path / "copy"
-    shutil.copytree(default_checkpoint("hsr"), copy)
-    model, _, _ = load_policy(copy)
-    assert type(model).__name__ == "S2Policy"
+    old = Path(__file__).parent / "compat" / "flow_s2"  # written before the learning kit
+    assert read_info(old).format == 1 and read_info(old).embodiment is None
+    for folder in [old, *(default_checkpoint(robot) for robot in shipped_robots())]:
+        copy = tmp_path / folder.name
+        shutil.copytree(folder, copy)
+        model, info, _ = load_policy(copy)
+        assert type(model).__name__ == "S2Policy" and info.executor == "s2"
+    for robot in shipped_robots():  # each shipped checkpoint was trained for its robot
+        info = read_info(default_checkpoint(robot))
+        assert info.format == 2 and info.embodiment is not None and info.embodiment.robots == [robot]

@@ -1,9 +1,8 @@
 """Checkpoints written before the learning kit (format 1) still load and give the same chunks.
 
 ``compat/outputs.json`` was written by the pre-kit executors on the inputs of
-`tests.learning.compat_inputs`, for the shipped default checkpoint and two tiny
-ones kept in ``compat/`` (a flow-head S2 with registers, and a regression-head
-baseline): any change to loading, input preparation, the network or the heads
+`tests.learning.compat_inputs`, for two tiny checkpoints kept in ``compat/``
+(a flow-head S2 with registers, and a regression-head baseline): any change to loading, input preparation, the network or the heads
 that alters an action shows here.
 """
 
@@ -21,7 +20,6 @@ from tests.learning.compat_inputs import GUIDANCE, SPEC, observations
 HERE = Path(__file__).parent / "compat"
 EXPECTED = json.loads((HERE / "outputs.json").read_text())
 SECTIONS = {
-    "default": {"name": "s2", "robot": "hsr"},
     "flow_s2": {"name": "s2", "checkpoint": str(HERE / "flow_s2")},
     "flow_s2_rho": {"name": "s2", "checkpoint": str(HERE / "flow_s2"), "rho": 0.5, "seed": 3},
     "baseline_regression": {"name": "baseline", "checkpoint": str(HERE / "baseline_regression")},
