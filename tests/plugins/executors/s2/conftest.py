@@ -38,9 +38,13 @@ def train_args(executor: str, data: Path, out: Path, steps: int, *extra: str) ->
     return args
 
 
+#: tiny_run's own settings: with the focus head (a research switch), so that its validation figure is tested too.
+TINY_RUN = ["model.focus_weight=1"]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(hsr_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("s2run") / "run"
-    done = run_s2kit(*train_args("s2", hsr_dataset, out, 6, "save_every=3", "model.focus_weight=1"))  # with the focus head: its figure
+    done = run_s2kit(*train_args("s2", hsr_dataset, out, 6, "save_every=3", *TINY_RUN))
     assert done.returncode == 0, done.stderr
     return out

@@ -21,7 +21,7 @@ from s2kit.learning.checkpoints import (
     read_info,
 )
 from tests.conftest import ROOT, run_s2kit
-from tests.plugins.executors.s2.conftest import train_args
+from tests.plugins.executors.s2.conftest import TINY_RUN, train_args
 
 
 def weights(run: Path) -> dict:
@@ -61,7 +61,7 @@ def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(hsr_dataset: Pa
 def test_a_run_is_not_overwritten_and_resume_refuses_other_settings(tiny_run: Path, hsr_dataset: Path) -> None:
     again = run_s2kit(*train_args("s2", hsr_dataset, tiny_run, 6))
     assert again.returncode == 2 and "already holds a run" in again.stderr and "--resume" in again.stderr
-    other = run_s2kit(*train_args("s2", hsr_dataset, tiny_run, 8, "lr=0.1"), "--resume")
+    other = run_s2kit(*train_args("s2", hsr_dataset, tiny_run, 8, *TINY_RUN, "lr=0.1"), "--resume")
     assert other.returncode == 2 and "other settings (lr)" in other.stderr
     unknown = run_s2kit(*train_args("s2", hsr_dataset, tiny_run.parent / "x", 2, "learning_rate=0.1"))
     assert unknown.returncode == 2 and "unknown option 'learning_rate'" in unknown.stderr
