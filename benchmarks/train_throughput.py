@@ -4,7 +4,7 @@ A step is what `s2kit train` does per batch: the policy's loss (training mode,
 S2's ranking noise on), backward, gradient clipping, an AdamW step; batch 64,
 the default S2 config (two 96x96 cameras) unless ``--model KEY=VALUE`` changes
 it (e.g. the experiments' recipe: ``--model head=regression --model focus_map=1
---model focus_input=true --model keep_prior=10``). Variants: ``s2`` at its
+--model focus_weight=1 --model focus_input=true --model keep_prior=10``). Variants: ``s2`` at its
 target rho 0.25 (its schedule at the last step; early steps run near rho 1,
 like the baseline's patch count) and ``baseline`` (every patch, the goal only).
 

@@ -245,7 +245,7 @@ def test_a_graph_that_disagrees_with_torch_is_not_written(
     [
         ("baseline", "flow", {}),
         ("s2", "regression", {}),
-        ("s2", "regression", {"focus_map": 1.0, "focus_input": True, "keep_prior": 10.0}),
+        ("s2", "regression", {"focus_weight": 1.0, "focus_map": 1.0, "focus_input": True, "keep_prior": 10.0}),
         ("s2", "regression", {"focus_map": 1.0, "keep_prior": 10.0, "registers": 2}),
     ],
 )
