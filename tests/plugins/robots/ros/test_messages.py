@@ -142,13 +142,14 @@ def test_stamps_split_into_seconds_and_nanoseconds() -> None:
         assert time_seconds(t) == pytest.approx(1234.5678)
 
 
-def test_privileged_state_survives_json() -> None:
+@pytest.mark.parametrize("suite", ["id", "twins"])  # twins: subtasks with alternatives
+def test_privileged_state_survives_json(suite: str) -> None:
     import json
 
     from s2kit.plugins.robots.hsr import HSRRobot
     from s2kit.plugins.robots.ros.messages import sim_state_from_json, sim_state_json
 
-    robot = HSRRobot()
+    robot = HSRRobot(HSRRobot.Config(suite=suite))
     try:
         robot.reset(seed=3)
         state = robot.privileged_state()

@@ -19,6 +19,7 @@ from s2kit.core.types import EE_DELTA, Observation, RobotStatus, TaskText
 from s2kit.plugins.robots.sim.base import JOINT_POS, SimState
 from s2kit.plugins.robots.sim.tasks import (
     FAMILIES,
+    VARIANTS,
     builtin_suites,
     load_suite,
     sample_episode,
@@ -51,9 +52,11 @@ def test_world_has_the_required_variety() -> None:
 def test_each_robot_declares_every_suite_file_the_training_one_first(robot: str) -> None:
     cls = REGISTRY.get("robot", robot).cls
     folder = resources.files("s2kit.plugins.robots.sim").joinpath("suites")
-    assert set(cls.suites()) == {p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")}
+    files = {p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")}
+    assert set(cls.suites()) == files - set(VARIANTS)  # a task variant is loaded by name, not run by default
     assert cls.suites()[0] == "id" and cls.Config().suite == "id"  # eval reports the first apart from the shifts
     cls.check_suite("semantic")
+    cls.check_suite("twins")
     with pytest.raises(ConfigError, match="unknown suite 'nope'"):
         cls.check_suite("nope")
 
@@ -385,6 +388,53 @@ def test_out_of_order_subtasks_are_not_credited() -> None:
     assert progress.update(WorldState(pos, None, 0.40), scene) == 1  # the first counts, the spoiled second never
     pos[task.subtasks[2].obj] = np.array([*basket.xy, 0.43])
     assert progress.update(WorldState(pos, None, 0.40), scene) == 1
+
+
+def test_twins_gives_an_identical_second_object_either_of_which_fulfils_the_task() -> None:
+    from s2kit.plugins.robots.sim.tasks import Progress, WorldState
+
+    suite = load_suite("twins")
+    chosen = []
+    for seed in range(12):
+        scene, task = sample_episode(suite, seed, table_x=0.6)
+        pick, put = task.subtasks
+        assert pick.alternatives == put.alternatives and len(pick.alternatives) == 1
+        twin = pick.alternatives[0]
+        assert scene.item(twin).label == scene.item(pick.obj).label and twin != pick.obj
+        assert sum(it.label == scene.item(pick.obj).label for it in scene.items) == 2  # no third look-alike
+        chosen.append(pick.obj.startswith("twin"))
+    assert 0 < sum(chosen) < len(chosen)  # the demonstrator goes for either of the two
+
+    # the one the demonstrator did not choose fulfils both subtasks as well
+    container = scene.item(put.target)
+    pos = {it.name: np.array([*it.xy, 0.42]) for it in scene.items}
+    progress = Progress(task)
+    pos[twin] = np.array([*scene.item(twin).xy, 0.50])
+    assert progress.update(WorldState(pos, twin, 0.40), scene) == 1
+    pos[twin] = np.array([*container.xy, 0.43])
+    assert progress.update(WorldState(pos, None, 0.40), scene) == 2
+
+
+def test_the_expert_finishes_twins_with_either_object_and_keeps_the_one_in_hand() -> None:
+    from dataclasses import replace
+
+    from s2kit.plugins.robots.sim.expert import ScriptedConfig, ScriptedExecutor
+
+    suite = load_suite("twins")
+    seeds = [next(s for s in range(50) if sample_episode(suite, s, table_x=0.62)[1].subtasks[0].obj.startswith(p)) for p in ("obj", "twin")]
+    rt = runtime("hsr", suite="twins", approach="funnel", image_height=16, image_width=16)
+    results = [rt.run_episode(i, seed=seed) for i, seed in enumerate(seeds)]
+    sim = rt.robot.reset(seed=seeds[0]).privileged
+    rt.robot.close()
+    assert all(r.task_success for r in results)
+    # a learner (DAgger) that picked up the other twin is not told to drop it: the expert carries it on
+    other = sim.task.subtasks[1].alternatives[0]
+    expert = ScriptedExecutor.__new__(ScriptedExecutor)
+    expert.config = ScriptedConfig()
+    held = replace(sim, completed=1, held=other, ee_pos=sim.positions[other] + np.array([0, 0, 0.1]))
+    _, gripper = expert._next(held)
+    assert gripper == 0.0  # closed: carrying it to the container
+    assert held.focus_item == sim.task.subtasks[1].target
 
 
 def test_a_task_object_falling_off_the_table_aborts_the_episode() -> None:

@@ -41,7 +41,7 @@ from s2kit.plugins.robots.sim.embodiment import (
     robot_spec,
 )
 from s2kit.plugins.robots.sim.state import SimState
-from s2kit.plugins.robots.sim.tasks import SUITES, Progress, WorldState, load_suite, sample_episode
+from s2kit.plugins.robots.sim.tasks import SUITES, VARIANTS, Progress, WorldState, load_suite, sample_episode
 from s2kit.plugins.robots.sim.world import scene_xml
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class SimRobot(Robot):
 
     @classmethod
     def details(cls) -> dict[str, Any]:
-        return {"suites": ", ".join(cls.suites()), "backends": ", ".join(cls.backends)}
+        return {"suites": ", ".join(cls.suites()), "variants": ", ".join(VARIANTS), "backends": ", ".join(cls.backends)}
 
     @classmethod
     def suites(cls) -> tuple[str, ...]:
@@ -353,10 +353,11 @@ class SimRobot(Robot):
         positions = self.positions()
         self.progress.update(WorldState(positions, self.held, emb.table_height), self.scene)
         remaining = self.sim_task.subtasks[self.progress.completed :]
-        needed = {s.obj for s in remaining} | {s.target for s in remaining if s.kind == "stack"}
-        for name in sorted(needed):
-            if positions[name][2] < emb.table_height - 0.1:
-                raise EpisodeAborted(f"the {self.scene.item(name).label} fell off the table")
+        # each remaining subtask needs one of its objects (and a stack its base) on the table
+        needed = [s.objects for s in remaining] + [(s.target,) for s in remaining if s.kind == "stack"]
+        for names in sorted(set(needed)):
+            if all(positions[name][2] < emb.table_height - 0.1 for name in names):
+                raise EpisodeAborted(f"the {self.scene.item(names[0]).label} fell off the table")
 
     def _checked(self, action: np.ndarray, space: str) -> np.ndarray:
         """``action`` as float64, clamped to ``space``'s bounds; `RobotError` for a wrong shape or a non-finite entry."""

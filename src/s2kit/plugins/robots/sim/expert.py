@@ -78,13 +78,14 @@ class ScriptedExecutor(Executor):
         sub = sim.task.subtasks[sim.completed]
         table = sim.table_height
         ee = sim.ee_pos
-        obj = sim.positions[sub.obj]
+        name = sub.object_for(sim.held)  # where the subtask has twins, the one in hand counts
+        obj = sim.positions[name]
         hover_z = table + cfg.hover
         if sub.kind == "push":
             return self._push(sim, ee, obj, sim.positions[sub.target], table)
-        if sim.held not in (None, sub.obj):  # holding the wrong thing: let go
+        if sim.held not in (None, name):  # holding the wrong thing: let go
             return np.array([ee[0], ee[1], hover_z]), OPEN
-        if sim.held != sub.obj:
+        if sim.held != name:
             off = float(np.linalg.norm(ee[:2] - obj[:2]))
             if off <= ALIGNED and abs(ee[2] - obj[2]) <= GRIP_REACH:
                 return None, CLOSED
@@ -100,7 +101,7 @@ class ScriptedExecutor(Executor):
         if sub.kind == "pick":
             return np.array([ee[0], ee[1], hover_z]), CLOSED
         target = sim.positions[sub.target]
-        half = object_half_height(sim.scene.item(sub.obj).kind)
+        half = object_half_height(sim.scene.item(name).kind)
         # heights are for the object's centre; the hand holds it wherever it grasped it
         grip_offset = float(ee[2] - obj[2])
         if sub.kind == "put":

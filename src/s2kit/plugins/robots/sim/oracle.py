@@ -70,13 +70,14 @@ def _refined(sim: SimState) -> tuple[str, list[str]]:
     subtasks = []
     for sub in task.subtasks:
         obj = scene.item(sub.obj)
-        at = where_on_table(sim.positions[sub.obj], centre_x)
+        # an object with a twin: either will do, so the text does not say which
+        at = " (either of the two)" if sub.alternatives else f" at the {where_on_table(sim.positions[sub.obj], centre_x)}"
         if sub.kind == "pick":
-            text = f"pick up the {obj.label} at the {at}, grasping it from above"
+            text = f"pick up the {obj.label}{at}, grasping it from above"
         elif sub.kind == "push":
             region = scene.item(sub.target)
             side = "behind" if sim.positions[sub.target][0] < sim.positions[sub.obj][0] else "in front of"
-            text = f"push the {obj.label} at the {at} into the {region.label}, with the closed gripper {side} it"
+            text = f"push the {obj.label}{at} into the {region.label}, with the closed gripper {side} it"
         else:
             target = scene.item(sub.target)
             where = where_on_table(sim.positions[sub.target], centre_x)
@@ -87,7 +88,7 @@ def _refined(sim: SimState) -> tuple[str, list[str]]:
                 if task.family == "pick_place":  # the pick was its own subtask
                     text = f"lower the {obj.label} {prep} the {target.label} at the {where} and release it"
                 else:
-                    text = f"pick up the {obj.label} at the {at} and put it {prep} the {target.label} at the {where}"
+                    text = f"pick up the {obj.label}{at} and put it {prep} the {target.label} at the {where}"
         subtasks.append(text)
     order = ", then ".join(scene.item(s.obj).label for s in task.subtasks if s.kind != "pick")
     return f"use the {sim.arm} arm; {task.family.replace('_', ' ')}: {order}", subtasks

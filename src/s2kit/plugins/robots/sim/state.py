@@ -46,8 +46,9 @@ class SimState:
         if self.completed >= len(self.task.subtasks):
             return None
         sub = self.task.subtasks[self.completed]
-        held = self.held == sub.obj and sub.target is not None and sub.kind in ("put", "stack")
-        return sub.target if held else sub.obj  # type: ignore[return-value]
+        obj = sub.object_for(self.held)
+        held = self.held == obj and sub.target is not None and sub.kind in ("put", "stack")
+        return sub.target if held else obj  # type: ignore[return-value]
 
     @property
     def focus(self) -> np.ndarray:

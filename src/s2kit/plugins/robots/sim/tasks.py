@@ -58,6 +58,9 @@ FAMILIES = ("pick_place", "stack", "push", "sort", "tidy")
 #: The built-in suites (``suites/<name>.yaml``): the training distribution first, then the
 #: distribution shifts. The one place their names are declared (`SimRobot.suites`).
 SUITES = ("id", "distractor", "appearance", "semantic", "paraphrase")
+#: Built-in task variants for studies of their own, loaded by name like a suite but not
+#: among the shift suites an evaluation runs by default.
+VARIANTS = ("twins",)
 
 
 # --- suites --------------------------------------------------------------------------------
@@ -147,6 +150,11 @@ class Suite(BaseModel):
         "train", description="train, paraphrase, or family -> phrasings (templates over SLOTS); unlisted families: train."
     )
     task_variant: Literal["none", "semantic"] = "none"
+    twins: bool = Field(
+        False,
+        description="The task's first object has an identical twin on the table; either one fulfils the task, "
+        "and the demonstrator goes for one of the two at random (demonstrations with two modes).",
+    )
     appearance: Appearance = Field(default_factory=Appearance)
 
     @field_validator("instructions", mode="before")
@@ -243,8 +251,9 @@ def load_suite(name_or_path: str) -> Suite:
             raise ConfigError(f"suite file {name_or_path!r} does not exist")
         text, origin = path.read_text(), str(path)
     else:
-        if name_or_path not in builtin_suites():
-            raise ConfigError(f"unknown suite {name_or_path!r} (built in: {', '.join(builtin_suites())}; or a path to a YAML file)")
+        known = [*builtin_suites(), *VARIANTS]
+        if name_or_path not in known:
+            raise ConfigError(f"unknown suite {name_or_path!r} (built in: {', '.join(known)}; or a path to a YAML file)")
         folder = resources.files("s2kit.plugins.robots.sim").joinpath("suites")
         text, origin = folder.joinpath(f"{name_or_path}.yaml").read_text(), f"suite {name_or_path}"
     try:
@@ -268,13 +277,28 @@ class Subtask:
 
     ``kind``: ``pick`` (obj held above the table), ``put`` (obj resting in or
     on container ``target``), ``stack`` (obj resting on object ``target``),
-    ``push`` (obj inside region ``target``).
+    ``push`` (obj inside region ``target``). ``alternatives`` are objects
+    identical to ``obj`` that fulfil the subtask as well (a suite with
+    ``twins``); ``obj`` is the one the demonstrator goes for.
     """
 
     kind: str
     obj: str
     target: str | None
     text: str
+    alternatives: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.alternatives = tuple(self.alternatives)  # a list when read back from JSON
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        """Every object that fulfils this subtask: ``obj`` first, then its alternatives."""
+        return (self.obj, *self.alternatives)
+
+    def object_for(self, held: str | None) -> str:
+        """The object to work with: the one held where it is one of `objects`, else ``obj``."""
+        return held if held is not None and held in self.alternatives else self.obj
 
 
 @dataclass
@@ -439,6 +463,7 @@ def sample_episode(suite: Suite, seed: int, *, table_x: float) -> tuple[Scene, T
             roles[mesh] = new_fixture(suite.container_for(mesh)).name
         for role in ("a", "b", "c"):
             roles[role] = new_object(colours, shapes, "obj").name
+    twin = _add_twin(items_by_name(items, roles["a"]), items, placer, rng) if suite.twins else None
     targets = [items_by_name(items, roles[r]) for r in ("a", "b") if r in roles]
 
     # distractors: look-alikes of a target (one attribute changed), then random ones
@@ -461,9 +486,33 @@ def sample_episode(suite: Suite, seed: int, *, table_x: float) -> tuple[Scene, T
     options = suite.phrasings(family)
     if options:  # drawn after the training phrasing, so the scene stream is the id suite's
         template = options[int(template_rng.integers(len(options)))]
+    alternatives: tuple[str, ...] = ()
+    if twin is not None:  # the demonstrator's choice of the two, from a stream of its own
+        original = roles["a"]
+        if np.random.default_rng([seed, 4]).random() < 0.5:
+            roles["a"], alternatives = twin.name, (original,)
+        else:
+            alternatives = (twin.name,)
     task = _make_task(family, items, roles, template)
+    for sub in task.subtasks:
+        if alternatives and sub.obj == roles["a"]:
+            sub.alternatives = alternatives
     scene = _appearance(suite, items, np.random.default_rng([seed, 3]))
     return scene, task
+
+
+def _add_twin(item: Item, items: list[Item], placer: _Placer, rng: np.random.Generator) -> Item:
+    """An object identical to ``item`` (colour, shape, size) elsewhere on the table."""
+    twin = Item(
+        name=f"twin{len(items)}",
+        kind=item.kind,
+        colour=item.colour,
+        xy=placer.place(item.kind),
+        yaw=float(rng.uniform(-0.6, 0.6)),
+        rgb=item.rgb,
+    )
+    items.append(twin)
+    return twin
 
 
 def items_by_name(items: list[Item], name: str) -> Item:
@@ -526,11 +575,16 @@ class WorldState:
 
 
 def predicate(sub: Subtask, world: WorldState, scene: Scene) -> bool:
-    p = world.positions[sub.obj]
-    half = object_half_height(scene.item(sub.obj).kind)
+    """Whether ``sub`` is fulfilled: by its object, or by any of its alternatives."""
+    return any(_fulfils(sub, obj, world, scene) for obj in sub.objects)
+
+
+def _fulfils(sub: Subtask, obj: str, world: WorldState, scene: Scene) -> bool:
+    p = world.positions[obj]
+    half = object_half_height(scene.item(obj).kind)
     if sub.kind == "pick":
-        return world.held == sub.obj and p[2] - half > world.table_height + 0.03
-    if world.held == sub.obj:
+        return world.held == obj and p[2] - half > world.table_height + 0.03
+    if world.held == obj:
         return False
     target = world.positions[sub.target] if sub.target else None
     assert target is not None
