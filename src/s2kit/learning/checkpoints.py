@@ -21,6 +21,7 @@ built it, and it has no embodiment record.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,6 +56,8 @@ __all__ = [
 FORMAT = 2  # 2: the embodiment record; the model config is the policy's own
 READS = (1, 2)
 WEIGHTS, TRAINING = "model.safetensors", "training_state.pt"
+#: The safetensors metadata entry naming the weights a checkpoint stores by reference (keys and their digest).
+PACKAGED = "s2kit.packaged"
 #: How far a robot's control rate may be from the training data's before it is another embodiment (relative).
 RATE_TOLERANCE = 0.01
 
@@ -185,7 +188,12 @@ def save_checkpoint(folder: Path, model: Any, info: CheckpointInfo, training_sta
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS), metadata={"format": str(info.format)})
+    metadata = {"format": str(info.format)}
+    packaged = sorted(model.packaged_weights()) if hasattr(model, "packaged_weights") else []
+    if packaged:  # a digest in place of weights that every installation has in its package
+        metadata[PACKAGED] = json.dumps({"keys": packaged, "sha256": _digest(state, packaged)})
+        state = {k: v for k, v in state.items() if k not in set(packaged)}
+    save_file(state, str(tmp / WEIGHTS), metadata=metadata)
     (tmp / CONFIG).write_text(json.dumps(info.model_dump(mode="json"), indent=2) + "\n")
     if training_state is not None:
         torch.save(training_state, tmp / TRAINING)
@@ -198,8 +206,46 @@ def save_checkpoint(folder: Path, model: Any, info: CheckpointInfo, training_sta
     return folder
 
 
+def _digest(state: dict[str, Any], keys: Sequence[str]) -> str:
+    """SHA-256 over ``keys``' names, dtypes, shapes and values in ``state``."""
+    digest = hashlib.sha256()
+    for key in keys:
+        value = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _packaged(weights: Path, expected: dict[str, Any]) -> dict[str, Any]:
+    """The entries ``weights`` stores by reference (`PACKAGED`), taken from the newly built network ``expected``
+    after checking that they are the values the checkpoint was trained with."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if PACKAGED not in metadata:
+        return {}
+    try:
+        record = json.loads(metadata[PACKAGED])
+        keys, sha = list(record["keys"]), str(record["sha256"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{weights}: its record of packaged weights is corrupt: {err}") from None
+    unknown = [k for k in keys if k not in expected]
+    if unknown:
+        raise CheckpointError(f"{weights} refers to packaged weights its config does not build: {unknown[:3]}")
+    if _digest(expected, keys) != sha:
+        raise CheckpointError(
+            f"{weights} was trained on other packaged weights ({keys[0]} ... {len(keys)} entries: a frozen pretrained "
+            "trunk) than the installed package gives; install the version of that package it was trained with"
+        )
+    return {k: expected[k] for k in keys}
+
+
 def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointInfo, Path]:
-    """(the policy in eval mode, its info, the checkpoint folder); any mismatch is a `CheckpointError`."""
+    """(the policy in eval mode, its info, the checkpoint folder); any mismatch is a `CheckpointError`.
+
+    Weights the checkpoint stores by reference (a frozen pretrained trunk, `Policy.packaged_weights`) come from the
+    installed package, checked against the digest it stores."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -222,6 +268,10 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointI
     except ValueError as err:  # a config the network cannot be built from
         raise CheckpointError(f"{folder / CONFIG}: {err}") from None
     expected = model.state_dict()
+    try:
+        state = {**_packaged(weights, expected), **state}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights} is corrupt: {err}") from None
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]

