@@ -135,3 +135,11 @@ def test_a_checkpoint_stores_the_frozen_trunk_by_reference_and_checks_it_on_load
     moved = save_checkpoint(tmp_path / "moved", model, info)
     with pytest.raises(CheckpointError, match="trained on other packaged weights .* install the version"):
         load_policy(moved)
+
+    # a record of them that cannot be read is one error naming the file
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "model.safetensors"
+    save_file(load_file(str(weights)), str(weights), metadata={"format": "2", "s2kit.packaged": "{not json"})
+    with pytest.raises(CheckpointError, match="model.safetensors: its record of packaged weights is corrupt"):
+        load_policy(folder)
