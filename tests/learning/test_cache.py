@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,7 +37,7 @@ def test_the_cache_is_built_once_reused_and_gives_the_frames_decoding_gives(tiny
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr("s2kit.learning.data._decoder", lambda *a: no_decoding)
+    monkeypatch.setattr("s2kit.learning.data.frame_decoder", lambda *a: no_decoding)
     mtime = file.stat().st_mtime_ns
     again = frames(tiny_dataset)
     assert torch.equal(all_images(again), all_images(decoded))
@@ -106,3 +107,36 @@ def test_the_cache_is_memory_mapped_not_read_whole(tiny_dataset: Path) -> None:
     address = data.images.stores[0].data_ptr()
     spans = [line.split()[0].split("-") for line in maps.read_text().splitlines() if line.endswith(str(file))]
     assert any(int(start, 16) <= address < int(end, 16) for start, end in spans)
+
+
+def test_an_array_made_from_the_frames_is_cached_beside_them_in_its_own_dtype(tiny_dataset: Path) -> None:
+    """Another per-frame array (SOF's flow: float16) has a cache of its own, checked by its dtype and size like frames."""
+    frames(tiny_dataset)
+    made = []
+
+    def decode():
+        made.append(1)
+        yield np.full((5, 1, 2, 4, 4), 0.5, np.float16)
+        yield np.full((3, 1, 2, 4, 4), -1.25, np.float16)
+
+    arrays = [cache_module.cached_frames(tiny_dataset, (1, 2, 4, 4), ["head"], "auto", decode, what="flow-test", dtype=np.float16) for _ in range(2)]
+    assert made == [1] and all(a.dtype == np.float16 and a.shape == (8, 1, 2, 4, 4) for a in arrays)  # built once
+    assert np.array_equal(arrays[1][:5], np.full((5, 1, 2, 4, 4), 0.5)) and np.array_equal(arrays[1][5:], np.full((3, 1, 2, 4, 4), -1.25))
+    [flow] = (tiny_dataset / CACHE_DIR).glob("flow-test-*.f2")
+    assert flow.stat().st_size == 8 * 2 * 4 * 4 * 2 and len(cache_files(tiny_dataset)) == 1  # the frames' file is untouched
+    # a float32 request is another array: rebuilt, not misread
+    again = cache_module.cached_frames(tiny_dataset, (1, 2, 4, 4), ["head"], "auto", decode, what="flow-test", dtype=np.float32)
+    assert made == [1, 1] and again.dtype == np.float32
+
+
+def test_a_folder_of_videos_is_fingerprinted_by_its_files(tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(b"one")
+    key = cache_module.fingerprint(folder, ["video"], 16)
+    (folder / ".s2kit-cache").mkdir()  # its own cache is no part of it
+    (folder / ".s2kit-cache" / "x").write_bytes(b"cache")
+    assert cache_module.fingerprint(folder, ["video"], 16) == key
+    (folder / "b.mp4").write_bytes(b"two")
+    assert cache_module.fingerprint(folder, ["video"], 16) != key
+    assert cache_module.fingerprint(folder, ["video"], 16, "flow") != cache_module.fingerprint(folder, ["video"], 16)

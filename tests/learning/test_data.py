@@ -94,8 +94,8 @@ def test_a_dataset_whose_frames_disagree_with_its_episodes_is_one_clear_error(ti
     """Frames that do not add up to the episodes' lengths (a dataset changed while it was read) are refused, not misaligned."""
     from s2kit.learning import data as data_module
 
-    decoder = data_module._decoder
-    monkeypatch.setattr(data_module, "_decoder", lambda *a: (lambda: (f[:-1] for f in decoder(*a)())))
+    decoder = data_module.frame_decoder
+    monkeypatch.setattr(data_module, "frame_decoder", lambda *a: (lambda: (f[:-1] for f in decoder(*a)())))
     with pytest.raises(DataError, match="changed while it was read"):
         frames(tiny_dataset, cache="off")
 

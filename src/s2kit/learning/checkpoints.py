@@ -48,6 +48,7 @@ __all__ = [
     "Embodiment",
     "find_checkpoint",
     "load_policy",
+    "load_weights",
     "policy_class",
     "read_info",
     "save_checkpoint",
@@ -179,8 +180,11 @@ def read_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"{where}: {prefix}{where_in}: {first['msg']}") from None
 
 
-def save_checkpoint(folder: Path, model: Any, info: CheckpointInfo, training_state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically: into ``folder``.tmp, then renamed."""
+def save_checkpoint(folder: Path, model: Any, info: BaseModel, training_state: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically: into ``folder``.tmp, then renamed.
+
+    ``info`` is its config.json: a `CheckpointInfo` for an executor's policy, or the record of a model that no executor
+    runs (SOF's skill tokenizer), a pydantic model with a ``format`` field either way."""
     import torch
     from safetensors.torch import save_file
 
@@ -188,7 +192,7 @@ def save_checkpoint(folder: Path, model: Any, info: CheckpointInfo, training_sta
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {"format": str(info.format)}
+    metadata = {"format": str(info.format)}  # type: ignore[attr-defined]
     packaged = sorted(model.packaged_weights()) if hasattr(model, "packaged_weights") else []
     if packaged:  # a digest in place of weights that every installation has in its package
         metadata[PACKAGED] = json.dumps({"keys": packaged, "sha256": _digest(state, packaged)})
@@ -241,18 +245,15 @@ def _packaged(weights: Path, expected: dict[str, Any]) -> dict[str, Any]:
     return {k: expected[k] for k in keys}
 
 
-def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointInfo, Path]:
-    """(the policy in eval mode, its info, the checkpoint folder); any mismatch is a `CheckpointError`.
+def load_weights(folder: Path, model: Any, device: str = "cpu") -> None:
+    """Load checkpoint ``folder``'s weights into ``model``, a new network built from its config; any corruption or
+    mismatch is a `CheckpointError` naming the file.
 
     Weights the checkpoint stores by reference (a frozen pretrained trunk, `Policy.packaged_weights`) come from the
-    installed package, checked against the digest it stores."""
+    network as built (the installed package's), checked against the digest it stores."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from s2kit.learning.inputs import StateEncoder
-
-    folder = find_checkpoint(path)  # a run is searched once
-    info = read_info(folder)
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS}")
@@ -263,10 +264,6 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointI
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
         raise CheckpointError(f"{weights} holds non-finite weights ({', '.join(bad[:3])}): a diverged run")
-    try:
-        model = policy_class(info.executor, folder / CONFIG)(info.model)
-    except ValueError as err:  # a config the network cannot be built from
-        raise CheckpointError(f"{folder / CONFIG}: {err}") from None
     expected = model.state_dict()
     try:
         state = {**_packaged(weights, expected), **state}
@@ -280,6 +277,24 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointI
             f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
         )
     model.load_state_dict(state)
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointInfo, Path]:
+    """(the policy in eval mode, its info, the checkpoint folder); any mismatch is a `CheckpointError`.
+
+    Weights the checkpoint stores by reference (a frozen pretrained trunk, `Policy.packaged_weights`) come from the
+    installed package, checked against the digest it stores."""
+    from s2kit.learning.inputs import StateEncoder
+
+    folder = find_checkpoint(path)  # a run is searched once
+    info = read_info(folder)
+    if not (folder / WEIGHTS).is_file():
+        raise CheckpointError(f"{folder} has no {WEIGHTS}")
+    try:
+        model = policy_class(info.executor, folder / CONFIG)(info.model)
+    except ValueError as err:  # a config the network cannot be built from
+        raise CheckpointError(f"{folder / CONFIG}: {err}") from None
+    load_weights(folder, model, device)
     if StateEncoder(info.state_names, None).dim != info.model.state_dim or len(info.action_names) != info.model.action_dim:
         raise CheckpointError(f"{folder / CONFIG}: state/action names do not match the model's sizes")
     return model.to(device).eval(), info, folder

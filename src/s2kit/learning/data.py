@@ -46,7 +46,19 @@ from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, FEATURES, IMAGES, S
 from s2kit.learning.cache import cache_folders, cached_frames
 from s2kit.learning.inputs import EE_STATE, Normalizer, StateEncoder, square_frames
 
-__all__ = ["EE_STATE", "ExtraColumns", "FrameData", "Normalizer", "StateEncoder", "guidance_embeddings", "load_frames", "square_frames"]
+__all__ = [
+    "EE_STATE",
+    "ExtraColumns",
+    "FrameData",
+    "Normalizer",
+    "StateEncoder",
+    "Stores",
+    "frame_decoder",
+    "guidance_embeddings",
+    "load_frames",
+    "select_episodes",
+    "square_frames",
+]
 
 TRAJECTORY, SUBTASK, SUBTASK_INDEX = "annotation.trajectory", "annotation.subtask", "annotation.subtask_index"
 
@@ -78,8 +90,9 @@ class ExtraColumns:
         return values
 
 
-class _Images:
-    """Images of every frame, (frames, cameras, 3, S, S) uint8, over one store per dataset (memory-mapped or in memory)."""
+class Stores:
+    """Rows of one store per dataset (memory-mapped or in memory) as one array: every frame's images, (frames, cameras,
+    3, S, S) uint8, or another per-frame array (SOF's optical flow)."""
 
     def __init__(self, stores: list[Tensor]) -> None:
         self.stores = stores
@@ -96,11 +109,22 @@ class _Images:
         return out
 
 
+def select_episodes(episode: Tensor, episodes: Tensor) -> tuple[Tensor, Tensor]:
+    """(the rows whose ``episode`` id is one of ``episodes``, their ids renumbered 0, 1, ... in the order of the old
+    ids): what keeping some episodes of per-row data (frames, windows) takes. None kept is a `DataError`."""
+    keep = torch.isin(episode, episodes).nonzero().squeeze(1)
+    if not len(keep):
+        raise DataError("no frames selected")
+    remap = torch.full((int(episode.max()) + 1,), -1, dtype=torch.long)
+    remap[episodes.sort().values] = torch.arange(len(episodes))
+    return keep, remap[episode[keep]]
+
+
 @dataclass
 class FrameData:
     """Every frame of some episodes, ready to be batched; the images stay where `load_frames` put them (a cache file)."""
 
-    images: _Images  # per frame through ``rows``: (cameras, 3, S, S) uint8
+    images: Stores  # per frame through ``rows``: (cameras, 3, S, S) uint8
     rows: Tensor  # (frames,) int64: each frame's row in ``images``
     state: Tensor  # (frames, state) float32, encoded (`StateEncoder`), not normalized
     actions: Tensor  # (frames, action) float32, raw
@@ -130,12 +154,7 @@ class FrameData:
 
     def subset(self, episodes: Tensor) -> FrameData:
         """The frames of some episodes (the episode and end indices are re-based; the images are not copied)."""
-        keep = torch.isin(self.episode, episodes).nonzero().squeeze(1)
-        if not len(keep):
-            raise DataError("no frames selected")
-        remap = torch.full((self.num_episodes,), -1, dtype=torch.long)
-        remap[episodes.sort().values] = torch.arange(len(episodes))
-        new_episode = remap[self.episode[keep]]  # increasing along the frames, like the old ids
+        keep, new_episode = select_episodes(self.episode, episodes)  # increasing along the frames, like the old ids
         new_end = torch.cumsum(torch.bincount(new_episode, minlength=len(episodes)), 0)[new_episode]
         return FrameData(
             self.images, self.rows[keep], self.state[keep], self.actions[keep], new_episode, new_end,
@@ -157,7 +176,7 @@ class FrameData:
                 store[start : start + len(images)] = values
         if store is None:
             raise DataError("no frames")
-        return replace(self, images=_Images([store]), rows=rows, image_key=FEATURES)
+        return replace(self, images=Stores([store]), rows=rows, image_key=FEATURES)
 
     def batch(self, index: Tensor, *, chunk: int, embeddings: Tensor, norm: Normalizer, stale: Tensor | None = None) -> dict[str, Tensor]:
         """The samples at frame ``index``; where ``stale`` is True, the stale-guidance version."""
@@ -199,7 +218,8 @@ def _annotations(episode: Mapping[str, Any], length: int) -> tuple[list[str], li
     return traj, sub, index
 
 
-def _decoder(reader: LeRobotDatasetReader, cameras: Sequence[str], image_size: int) -> Callable[[], Iterator[np.ndarray]]:
+def frame_decoder(reader: LeRobotDatasetReader, cameras: Sequence[str], image_size: int) -> Callable[[], Iterator[np.ndarray]]:
+    """What `cached_frames` decodes a dataset's frames with: its episodes' images, each (T, cameras, 3, S, S) uint8."""
     keys = [f"observation.images.{c}" for c in cameras]
 
     def decode() -> Iterator[np.ndarray]:
@@ -295,7 +315,7 @@ def load_frames(
             episodes.append(np.full(length, n_ep, dtype=np.int64))
             ends.append(np.full(length, total + length, dtype=np.int64))
             total += length
-        images = cached_frames(Path(root), (len(cameras), 3, image_size, image_size), cameras, cache, _decoder(reader, cameras, image_size), log)
+        images = cached_frames(Path(root), (len(cameras), 3, image_size, image_size), cameras, cache, frame_decoder(reader, cameras, image_size), log)
         if len(images) != total - first:
             raise DataError(f"dataset {root} has {total - first} frames but its videos or images give {len(images)}: it changed while it was read")
         stores.append(torch.from_numpy(images))
@@ -303,7 +323,7 @@ def load_frames(
         raise DataError(f"no frames in {', '.join(map(str, roots))}")
     assert action_names is not None and state_names is not None and fps is not None
     return FrameData(
-        _Images(stores), torch.arange(total), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(actions)),
+        Stores(stores), torch.arange(total), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(actions)),
         torch.from_numpy(np.concatenate(episodes)), torch.from_numpy(np.concatenate(ends)),
         torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)), list(strings), state_names, action_names, fps,
         [{"path": str(root), "robot_type": r.info.get("robot_type"), "episodes": r.num_episodes, "frames": r.num_frames} for root, r in zip(roots, readers, strict=True)],

@@ -20,6 +20,12 @@ it), its ``training_state.pt`` the raw weights and the average both.
 A run folder holds ``train.json`` (the config and datasets it was started
 with), ``metrics.jsonl`` (losses) and ``checkpoints/step_NNNNNNN/``
 (`s2kit.learning.checkpoints`).
+
+`train` is an executor's policy on LeRobot datasets (frames, state, actions,
+guidance). Its loop is `fit`, which knows neither model nor data: a model
+with data of another kind (SOF's skill tokenizer on the optical flow of
+action-free video) prepares its own batches and checkpoint record and trains
+through the same `start_processes`, `resume_state`, `fit` and `validate`.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,21 +59,36 @@ from s2kit.learning.checkpoints import (
 from s2kit.learning.data import EE_STATE, FrameData, Normalizer, guidance_embeddings, load_frames
 from s2kit.learning.policy import Policy, PolicyConfig
 
-__all__ = ["TrainConfig", "TrainingError", "lr_factor", "model_settings", "train", "validate"]
+__all__ = [
+    "BatchSource",
+    "Episodes",
+    "Processes",
+    "RunConfig",
+    "TrainConfig",
+    "TrainingError",
+    "fit",
+    "lr_factor",
+    "model_settings",
+    "resume_state",
+    "split_episodes",
+    "start_processes",
+    "train",
+    "validate",
+]
 
 
 class TrainingError(S2kitError):
     """Training cannot go on (the loss became non-finite)."""
 
 
-class TrainConfig(BaseModel):
-    """How a run trains; every field can be set with ``--set key=value`` (``--set model.dim=64``)."""
+class RunConfig(BaseModel):
+    """How any model on the kit trains (optimization, held-out share, frame cache, bookkeeping); `TrainConfig` adds
+    what an executor's policy trains on, and a model trained by a command of its own (SOF's skill tokenizer) adds its
+    data options the same way. Every field can be set with ``--set key=value`` (``--set model.dim=64``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    variant: str | None = Field(None, description="The policy's preset to start from (S2: s2, baseline, guidance_only, budget_only); default: its first.")
-    model: dict[str, Any] = Field(default_factory=dict, description="Policy config fields over the preset's.")
-    state: Literal["ee", "all"] = Field("ee", description="ee: hand pose and gripper (the same on every robot); all: the whole state.")
+    model: dict[str, Any] = Field(default_factory=dict, description="Fields of the model's config (over the preset's, where it has presets).")
     # optimization
     steps: int = Field(3000, ge=1)
     batch_size: int = Field(64, ge=1, description="Samples per step over all processes.")
@@ -86,25 +108,6 @@ class TrainConfig(BaseModel):
     seed: int = 0
     # data
     val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Episodes held out for validation.")
-    augment: bool = Field(True, description="Random shifts of up to 4 px per image (DrQ-style).")
-    colour_jitter: float = Field(
-        0.0, ge=0.0, lt=1.0,
-        description="Photometric augmentation per image: brightness and contrast by a factor in [1-j, 1+j], each colour channel by "
-        "one in [1-j/2, 1+j/2] (0: none).",
-    )
-    background_jitter: float = Field(
-        0.0, ge=0.0, le=1.0,
-        description="Probability per image that its large plain, unsaturated regions (table, floor, wall) take new random colours, "
-        "keeping their shading; coloured items keep theirs (0: never).",
-    )
-    precompute: bool = Field(
-        True,
-        description="Where the policy has a frozen image encoder (a frozen pretrained trunk) and no augmentation changes the "
-        "pixels (augment=false, no jitter): run the encoder once per frame before training and keep its features in memory "
-        "(float16), instead of on every batch.",
-    )
-    done_window: int = Field(8, ge=1, description="Frames after a subtask ends that, with the ended subtask's text, are labelled done.")
-    stale_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of each batch that is such stale-guidance samples.")
     cache: str = Field(
         "auto",
         description="Where each dataset's decoded frames are kept (memory-mapped): auto (<dataset>/.s2kit-cache, or "
@@ -125,6 +128,32 @@ class TrainConfig(BaseModel):
         description="Where the network trains: cpu, cuda or cuda:N (batches are drawn on the CPU and copied over). Under torchrun "
         "each process takes the GPU of its local rank. A checkpoint written on either device loads and resumes on the other.",
     )  # fmt: skip
+
+
+class TrainConfig(RunConfig):
+    """How an executor's policy trains on LeRobot datasets: `RunConfig` and what its samples are made of."""
+
+    variant: str | None = Field(None, description="The policy's preset to start from (S2: s2, baseline, guidance_only, budget_only); default: its first.")
+    state: Literal["ee", "all"] = Field("ee", description="ee: hand pose and gripper (the same on every robot); all: the whole state.")
+    augment: bool = Field(True, description="Random shifts of up to 4 px per image (DrQ-style).")
+    colour_jitter: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Photometric augmentation per image: brightness and contrast by a factor in [1-j, 1+j], each colour channel by "
+        "one in [1-j/2, 1+j/2] (0: none).",
+    )
+    background_jitter: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Probability per image that its large plain, unsaturated regions (table, floor, wall) take new random colours, "
+        "keeping their shading; coloured items keep theirs (0: never).",
+    )
+    precompute: bool = Field(
+        True,
+        description="Where the policy has a frozen image encoder (a frozen pretrained trunk) and no augmentation changes the "
+        "pixels (augment=false, no jitter): run the encoder once per frame before training and keep its features in memory "
+        "(float16), instead of on every batch.",
+    )
+    done_window: int = Field(8, ge=1, description="Frames after a subtask ends that, with the ended subtask's text, are labelled done.")
+    stale_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of each batch that is such stale-guidance samples.")
 
 
 #: Settings that do not change what a run computes: a resumed run may change them.
@@ -198,7 +227,7 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return batch if device.type == "cpu" else {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def lr_factor(step: int, config: TrainConfig) -> float:
+def lr_factor(step: int, config: RunConfig) -> float:
     """The learning rate at ``step`` as a fraction of ``lr``: linear warm-up, then the ``lr_schedule``."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
@@ -237,13 +266,27 @@ def _precompute(
     return train, val
 
 
-def _split(data: FrameData, fraction: float, seed: int) -> tuple[FrameData, FrameData | None]:
+class Episodes(Protocol):
+    """What `split_episodes` splits: data made of episodes (`FrameData`; a model's own, such as SOF's flow windows)."""
+
+    @property
+    def num_episodes(self) -> int: ...
+
+    def subset(self, episodes: torch.Tensor) -> Any: ...
+
+
+def split_episodes(data: Episodes, fraction: float, seed: int) -> tuple[Any, Any | None]:
+    """(training, held-out) episodes of ``data``: ``round(fraction * episodes)`` held out, drawn with ``seed``; no
+    held-out part where that is none or there is one episode."""
     n = data.num_episodes
     held = round(fraction * n)
     if held == 0 or n < 2:
         return data, None
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return data.subset(order[held:]), data.subset(order[:held])
+
+
+_split = split_episodes  # the name scripts/diagnostics use
 
 
 class _Sampler:
@@ -319,6 +362,26 @@ class _Ema:
 # --- the loop ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Processes:
+    """Where a run trains: its device, and its rank among ``world`` processes (torchrun), 0 of 1 otherwise."""
+
+    device: torch.device
+    rank: int
+    world: int
+
+
+def start_processes(config: RunConfig) -> Processes:
+    """Join the run's processes (torchrun), take its device and threads, and seed torch: what every run does first."""
+    device = _device(config.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    rank, world = _distributed(device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    return Processes(device, rank, world)
+
 
 def _training_state(path: Path) -> dict[str, Any]:
     """A checkpoint's training_state.pt for ``--resume``; a truncated or foreign file is one error naming it."""
@@ -333,73 +396,66 @@ def _training_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def train(
-    executor: Any,
-    data: Sequence[str | Path],
-    out: str | Path,
-    config: TrainConfig,
+def resume_state(out: Path, record: dict[str, Any], config: RunConfig, resume: bool) -> dict[str, Any] | None:
+    """The training state a run continues from (None: a new run), checked before any data is read.
+
+    ``record`` is what train.json will hold: what is trained, the data, and ``config`` (``config.model_dump()``). With
+    ``resume`` the run in ``out`` must have been started with the same record, settings that do not change what a run
+    computes aside (and a setting added since then counting as its default); without it, ``out`` must hold no run.
+    """
+    run_record = out / "train.json"
+    if not resume:
+        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):  # every rank, so none waits alone
+            raise ConfigError(f"{out} already holds a run; use --resume to continue it or another --out")
+        return None
+    previous = json.loads(run_record.read_text()) if run_record.is_file() else None
+    if previous is None:
+        raise CheckpointError(f"--resume: {out} is not a training run (no train.json)")
+    # what shapes the result must match; steps may grow (the schedules then follow the new total)
+    what = [k for k in record if k != "config"]
+    mine = {k: record[k] for k in what} | {"config": config.model_dump(exclude=_BOOKKEEPING)}
+    started = type(config)().model_dump() | previous["config"]  # a setting added since then: its default
+    theirs = {k: previous.get(k) for k in what} | {"config": {k: v for k, v in started.items() if k not in _BOOKKEEPING}}
+    if mine != theirs:
+        diff = [k for k in what if mine[k] != theirs[k]] + [k for k in mine["config"] if mine["config"][k] != theirs["config"].get(k)]
+        raise ConfigError(f"--resume: {out} was started with other settings ({', '.join(diff)}); start a new run or use the same ones")
+    folder = find_checkpoint(out)
+    if not (folder / TRAINING).is_file():
+        raise CheckpointError(f"--resume: {folder} has no {TRAINING}")
+    return _training_state(folder / TRAINING)
+
+
+class BatchSource(Protocol):
+    """Training batches: ``source(size)`` draws one from the source's own ``generator`` (saved for ``--resume``)."""
+
+    generator: torch.Generator
+
+    def __call__(self, size: int) -> dict[str, torch.Tensor]: ...
+
+
+def fit(
+    model: Policy,
+    batches: BatchSource,
+    out: Path,
+    config: RunConfig,
+    info: BaseModel,
     *,
-    resume: bool = False,
+    record: dict[str, Any],
+    processes: Processes,
+    state: dict[str, Any] | None = None,
+    val_batches: Sequence[dict[str, torch.Tensor]] = (),
     progress: Callable[[int, dict[str, float]], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Train the policy of ``executor`` (an executor plugin class, or its registered name) on ``data`` into run folder
-    ``out``; the last checkpoint's folder.
+    """The kit's training loop, whatever the model and its data; the last checkpoint's folder.
 
-    ``progress(step, losses)`` is called on rank 0 after every step.
+    AdamW with the `lr_factor` schedule, gradient clipping, optional EMA, DistributedDataParallel over ``processes``,
+    batches drawn ahead (`RunConfig.prefetch`), losses and ``val_batches``' figures (`validate`) in metrics.jsonl,
+    checkpoints every ``save_every`` steps with ``info`` (the config.json, a pydantic model with ``step`` and
+    ``format``) and the training state; ``state`` (`resume_state`) continues a run. ``record`` goes to train.json.
     """
-    out = Path(out)
-    executor_cls = _executor_class(executor)
-    name = executor_cls.name
-    variant, model_config = model_settings(executor_cls, config)
-    config = config.model_copy(update={"variant": variant})  # recorded resolved, so a resumed run compares like with like
-    policy = _policy(executor_cls)
-    device = _device(config.device)
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)
-    rank, world = _distributed(device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    start_step, state = 0, None
-    run_record = out / "train.json"
-    if resume:
-        previous = json.loads(run_record.read_text()) if run_record.is_file() else None
-        if previous is None:
-            raise CheckpointError(f"--resume: {out} is not a training run (no train.json)")
-        # what shapes the result must match; steps may grow (the schedules then follow the new total)
-        mine = {"executor": name, "data": [str(d) for d in data], "config": config.model_dump(exclude=_BOOKKEEPING)}
-        started = TrainConfig().model_dump() | previous["config"]  # a setting added since then: its default
-        theirs = {k: previous[k] for k in ("executor", "data")} | {"config": {k: v for k, v in started.items() if k not in _BOOKKEEPING}}
-        if mine != theirs:
-            diff = [k for k in ("executor", "data") if mine[k] != theirs[k]] + [k for k in mine["config"] if mine["config"][k] != theirs["config"].get(k)]
-            raise ConfigError(f"--resume: {out} was started with other settings ({', '.join(diff)}); start a new run or use the same ones")
-        folder = find_checkpoint(out)
-        if not (folder / TRAINING).is_file():
-            raise CheckpointError(f"--resume: {folder} has no {TRAINING}")
-        state = _training_state(folder / TRAINING)
-        start_step = int(state["step"])
-    elif (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):  # every rank, so none waits alone
-        raise ConfigError(f"{out} already holds a run; use --resume to continue it or another --out")
-
-    torch.manual_seed(config.seed)
-    if rank > 0:  # rank 0 decodes a dataset's frames into the cache once; the others map them
-        torch.distributed.barrier()
-    frames = load_frames(
-        data, cameras=model_config.cameras, image_size=model_config.image_size,
-        state=EE_STATE if config.state == "ee" else None, done_window=config.done_window,
-        columns=policy.extra_columns, cache=config.cache, log=log if rank == 0 else None,
-    )  # fmt: skip
-    if rank == 0 and world > 1:
-        torch.distributed.barrier()
-    model_config = model_config.model_copy(update={"state_dim": frames.state.shape[1], "action_dim": frames.actions.shape[1]})
-    train_frames, val_frames = _split(frames, config.val_fraction, config.seed)
-    del frames
-    norm = Normalizer.fit(train_frames.state.numpy(), train_frames.actions.numpy())
-    embeddings = guidance_embeddings(train_frames.strings, data, config.cache)  # (strings, 384)
-    if embeddings.shape[1] != model_config.text_dim:
-        raise ConfigError(f"train: model.text_dim is {model_config.text_dim}, the sentence encoder gives {embeddings.shape[1]}")
-
-    model = policy(model_config).to(device)
+    device, rank, world = processes.device, processes.rank, processes.world
+    start_step = int(state["step"]) if state is not None else 0
     unused = set(model.unused_parameters())
     for param_name, parameter in model.named_parameters():
         parameter.requires_grad_(param_name not in unused)
@@ -412,38 +468,22 @@ def train(
             if state.get("ema") is None:
                 raise ConfigError(f"--resume: {out} was trained without ema; resume it with ema=0")
             ema.model.load_state_dict(state["ema"])
-    train_frames, val_frames = _precompute(model, train_frames, val_frames, config, device, log if rank == 0 else None)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if world > 1 else model
     per_rank = max(1, config.batch_size // world)
-    sampler = _Sampler(train_frames, config, model_config.chunk, embeddings, norm, seed=config.seed * 1000 + rank)
     if state is not None:
-        sampler.generator.set_state(state["sampler"][rank] if rank < len(state["sampler"]) else state["sampler"][0])
+        batches.generator.set_state(state["sampler"][rank] if rank < len(state["sampler"]) else state["sampler"][0])
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
 
     ahead = config.prefetch if config.prefetch is not None else device.type == "cuda" or torch.get_num_threads() < (os.cpu_count() or 1)
-    prefetch = _Prefetcher(sampler, per_rank, device) if ahead else None
-    next_batch = prefetch if prefetch is not None else (lambda: _to(sampler(per_rank), device))
-    sampler_state = prefetch.state if prefetch is not None else sampler.generator.get_state
-
-    info = CheckpointInfo(
-        executor=name, variant=variant, model=model_config,
-        normalization=norm.to_dict(), state_names=train_frames.state_names, action_names=train_frames.action_names,
-        control_hz=train_frames.fps, datasets=train_frames.datasets, train=config.model_dump(),
-    )  # fmt: skip
-    info.embodiment = Embodiment.of_data(train_frames.datasets, train_frames.fps, model_config, info.action_space, train_frames.actions.numpy())
+    prefetch = _Prefetcher(batches, per_rank, device) if ahead else None
+    next_batch = prefetch if prefetch is not None else (lambda: _to(batches(per_rank), device))
+    sampler_state = prefetch.state if prefetch is not None else batches.generator.get_state
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        record = {"executor": name, "data": [str(d) for d in data], "config": config.model_dump()}
-        run_record.write_text(json.dumps(record, indent=2) + "\n")
-        n_val = 0 if val_frames is None else val_frames.num_episodes
-        log(
-            f"{name} ({variant or policy.__name__}): {train_frames.num_episodes} episodes / {len(train_frames)} frames for training, "
-            f"{n_val} episodes held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
-            f"{world} process(es); steps {start_step}..{config.steps}"
-        )
-    val_batches = [_to(b, device) for b in _validation_batches(val_frames, model_config.chunk, embeddings, norm)] if rank == 0 else []
+        (out / "train.json").write_text(json.dumps(record, indent=2) + "\n")
+    val_batches = [_to(b, device) for b in val_batches] if rank == 0 else []
     scored = ema.model if ema is not None else model  # what checkpoints hold and validation scores
 
     def save(step: int) -> Path:
@@ -512,6 +552,71 @@ def train(
     return last
 
 
+def train(
+    executor: Any,
+    data: Sequence[str | Path],
+    out: str | Path,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train the policy of ``executor`` (an executor plugin class, or its registered name) on ``data`` into run folder
+    ``out``; the last checkpoint's folder.
+
+    ``progress(step, losses)`` is called on rank 0 after every step.
+    """
+    out = Path(out)
+    executor_cls = _executor_class(executor)
+    name = executor_cls.name
+    variant, model_config = model_settings(executor_cls, config)
+    config = config.model_copy(update={"variant": variant})  # recorded resolved, so a resumed run compares like with like
+    policy = _policy(executor_cls)
+    processes = start_processes(config)
+    device, rank, world = processes.device, processes.rank, processes.world
+    record = {"executor": name, "data": [str(d) for d in data], "config": config.model_dump()}
+    state = resume_state(out, record, config, resume)
+    start_step = int(state["step"]) if state is not None else 0
+
+    if rank > 0:  # rank 0 decodes a dataset's frames into the cache once; the others map them
+        torch.distributed.barrier()
+    frames = load_frames(
+        data, cameras=model_config.cameras, image_size=model_config.image_size,
+        state=EE_STATE if config.state == "ee" else None, done_window=config.done_window,
+        columns=policy.extra_columns, cache=config.cache, log=log if rank == 0 else None,
+    )  # fmt: skip
+    if rank == 0 and world > 1:
+        torch.distributed.barrier()
+    model_config = model_config.model_copy(update={"state_dim": frames.state.shape[1], "action_dim": frames.actions.shape[1]})
+    train_frames, val_frames = split_episodes(frames, config.val_fraction, config.seed)
+    del frames
+    norm = Normalizer.fit(train_frames.state.numpy(), train_frames.actions.numpy())
+    embeddings = guidance_embeddings(train_frames.strings, data, config.cache)  # (strings, 384)
+    if embeddings.shape[1] != model_config.text_dim:
+        raise ConfigError(f"train: model.text_dim is {model_config.text_dim}, the sentence encoder gives {embeddings.shape[1]}")
+
+    model = policy(model_config).to(device)
+    # (a frozen encoder's weights are the package's, whatever the training state holds: its features need no resume)
+    train_frames, val_frames = _precompute(model, train_frames, val_frames, config, device, log if rank == 0 else None)
+    sampler = _Sampler(train_frames, config, model_config.chunk, embeddings, norm, seed=config.seed * 1000 + rank)
+    info = CheckpointInfo(
+        executor=name, variant=variant, model=model_config,
+        normalization=norm.to_dict(), state_names=train_frames.state_names, action_names=train_frames.action_names,
+        control_hz=train_frames.fps, datasets=train_frames.datasets, train=config.model_dump(),
+    )  # fmt: skip
+    info.embodiment = Embodiment.of_data(train_frames.datasets, train_frames.fps, model_config, info.action_space, train_frames.actions.numpy())
+    if rank == 0:
+        n_val = 0 if val_frames is None else val_frames.num_episodes
+        log(
+            f"{name} ({variant or policy.__name__}): {train_frames.num_episodes} episodes / {len(train_frames)} frames for training, "
+            f"{n_val} episodes held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
+            f"{world} process(es); steps {start_step}..{config.steps}"
+        )
+    val_batches = _validation_batches(val_frames, model_config.chunk, embeddings, norm) if rank == 0 else []
+    return fit(model, sampler, out, config, info, record=record, processes=processes, state=state, val_batches=val_batches, progress=progress, log=log)
+
+
 def _validation_batches(frames: FrameData | None, chunk: int, embeddings: torch.Tensor, norm: Normalizer, size: int = 256) -> list[dict[str, torch.Tensor]]:
     """Fixed validation batches (every frame up to 2048, ordinary and stale ones), the same at every evaluation."""
     if frames is None:
@@ -526,15 +631,19 @@ def _validation_batches(frames: FrameData | None, chunk: int, embeddings: torch.
     return out
 
 
-def validate(model: Policy, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-    """Held-out figures: action MSE of sampled chunks (normalized units, fixed noise), subtask-done accuracy where the
-    policy predicts it, and the policy's own (`Policy.validation_metrics`)."""
+def validate(model: Policy, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Held-out figures: where the batches carry actions, the action MSE of sampled chunks (normalized units, fixed
+    noise) and the subtask-done accuracy where the policy predicts it; and the policy's own
+    (`Policy.validation_metrics`), the only ones of a model that predicts no actions (SOF's skill tokenizer)."""
     model.eval()
     errors, weights, correct, total = 0.0, 0.0, 0, 0
     outputs = []
     with torch.inference_mode():
         g = torch.Generator().manual_seed(0)
         for batch in batches:
+            if ACTIONS not in batch:
+                outputs.append(model.sample(batch))
+                continue
             noise = torch.randn(batch[ACTIONS].shape, generator=g).to(batch[ACTIONS].device)
             out = model.sample(batch, noise=noise)
             outputs.append(out)
@@ -546,7 +655,7 @@ def validate(model: Policy, batches: list[dict[str, torch.Tensor]]) -> dict[str,
                 correct += int(((out[DONE] > 0.5).float() == batch[DONE]).sum())
                 total += len(out[DONE])
         extra = model.validation_metrics(batches, outputs)
-    figures = {"action_mse": errors / max(weights, 1.0)}
+    figures = {"action_mse": errors / max(weights, 1.0)} if weights else {}
     if total:
         figures["done_accuracy"] = correct / total
     return figures | extra
