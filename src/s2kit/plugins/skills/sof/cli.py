@@ -1,18 +1,24 @@
-"""``s2kit sof``: SOF's commands. ``s2kit sof flow`` shows a video's optical flow."""
+"""``s2kit sof``: SOF's commands. ``s2kit sof flow`` shows a video's optical flow; ``s2kit sof train-tokenizer`` learns
+skill tokens from action-free video."""
 
 from __future__ import annotations
 
+import json as _json
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
+from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from s2kit import hookimpl
-from s2kit.cli._common import JsonOption, check_output, command, console, print_json
-from s2kit.core.errors import DataError
+from s2kit.cli._common import JsonOption, check_output, command, console, err_console, print_json
+from s2kit.core.errors import ConfigError, DataError
 
 app = typer.Typer(help="SOF, skills from optical flow (docs/skills.md).", no_args_is_help=True)
+
+_BAR = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn())
 
 
 @app.command("flow")
@@ -64,6 +70,81 @@ def flow(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("train-tokenizer")
+@command
+def train_tokenizer(
+    sources: Annotated[
+        list[Path], typer.Argument(metavar="SOURCES...", help="LeRobot v3 datasets (their videos; actions are not read) and folders of video files.")
+    ],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, metrics.jsonl, train.json, report.json.")],
+    camera: Annotated[str | None, typer.Option(help="A dataset's camera role (default head; same as --set model.cameras=[ROLE]).")] = None,
+    window: Annotated[int | None, typer.Option(min=1, help="Flow fields per window, H (default 8; --set model.window=H).")] = None,
+    tokens: Annotated[int | None, typer.Option(min=1, help="Skill tokens per window; divides the window (default 2).")] = None,
+    levels: Annotated[str | None, typer.Option(help="FSQ levels per code dimension, comma-separated (default 5,5,5).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default 2000; --set steps=N).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="A training option (the kit's, e.g. batch_size=64, threads=1) or model.* (repeatable)."),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Train SOF's skill tokenizer on the optical flow of action-free video and report how well it reconstructs.
+
+    Windows of flow are encoded into FSQ skill tokens and decoded back from
+    them and the window's first frame. The report (also RUN/report.json):
+    held-out endpoint error in pixels against zero flow and the mean flow,
+    and how much of the codebook the tokens use (docs/skills.md).
+    """
+    from s2kit.core.config import validate_overrides
+    from s2kit.plugins.skills.sof.training import REPORT, TokenizerTrainConfig
+    from s2kit.plugins.skills.sof.training import train_tokenizer as train
+
+    check_output(out, "--out", folder=True)
+    overrides = list(set_ or [])
+    if camera is not None:
+        overrides.append(f"model.cameras=[{camera}]")
+    for name, value in (("window", window), ("tokens", tokens)):
+        if value is not None:
+            overrides.append(f"model.{name}={value}")
+    if levels is not None:
+        overrides.append(f"model.levels={_levels(levels)}")
+    if steps is not None:
+        overrides.append(f"steps={steps}")
+    config: TokenizerTrainConfig = validate_overrides(TokenizerTrainConfig, overrides, "train-tokenizer")  # type: ignore[assignment]
+    with Progress(*_BAR, console=err_console, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("train-tokenizer", total=config.steps, losses="")
+
+        def report(step: int, losses: dict[str, float]) -> None:
+            bar.update(task, completed=step, losses=f"epe {losses['epe_px']:.3f} px")
+
+        last = train(sources, out, config, resume=resume, progress=report, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True))
+    summary = _json.loads((out / REPORT).read_text())
+    if json:
+        print_json(summary)
+        return
+    where = f"{summary['episodes']} held-out episodes" if summary["held_out"] else f"{summary['episodes']} training episodes (none held out)"
+    table = Table(title=f"skill tokenizer on {where}, {summary['windows']} windows")
+    for column in ("endpoint error, px", "reconstruction", "zero flow", "mean flow"):
+        table.add_column(column, justify="right" if column != "endpoint error, px" else "left")
+    table.add_row("all pixels", *(f"{summary[k]:.3f}" for k in ("epe_px", "epe_zero_px", "epe_mean_px")))
+    table.add_row(f"moving pixels ({summary['moving_fraction']:.0%})", *(f"{summary[k]:.3f}" for k in ("moving_epe_px", "moving_epe_zero_px", "moving_epe_mean_px")))
+    console.print(table)
+    console.print(
+        f"codes used: {summary['codes_used']:.0f} of {summary['codebook']} ({summary['code_usage']:.0%}), perplexity {summary['perplexity']:.1f}\n"
+        f"checkpoint: {last}",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
+def _levels(text: str) -> list[int]:
+    """``--levels 8,5,5,5`` as integers (repeats are levels, not duplicates); their values are checked by the config."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--levels {text!r}: give integers separated by commas, e.g. 8,5,5,5") from None
 
 
 @hookimpl

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from s2kit.core.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "Clip", "read_frames"]
+if TYPE_CHECKING:
+    from s2kit.datasets.lerobot import LeRobotDatasetReader
+
+__all__ = ["IMAGE_SUFFIXES", "Clip", "dataset_camera", "read_frames"]
 
 #: Still images a folder of frames may hold (read in name order).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -51,15 +55,22 @@ def _dataset_frames(root: Path, episode: int, camera: str) -> Clip:
     from s2kit.datasets.lerobot import LeRobotDatasetReader
 
     reader = LeRobotDatasetReader(root)
-    cameras = [key for key, ft in reader.features.items() if ft["dtype"] in ("video", "image")]
-    key = camera if camera in cameras else CAMERA_PREFIX + camera
-    if key not in cameras:
-        roles = [k.removeprefix(CAMERA_PREFIX) for k in cameras]
-        raise DataError(f"{root} has no camera {camera!r} (it has {', '.join(roles) or 'none'})")
+    key = dataset_camera(reader, camera)
     if not 0 <= episode < reader.num_episodes:
         raise DataError(f"{root} has no episode {episode} (it has {reader.num_episodes})")
     frames = np.asarray(reader.episode(episode, keys=[key])[key])
     return Clip(frames, float(reader.fps), f"{root} episode {episode} {key.removeprefix(CAMERA_PREFIX)}")
+
+
+def dataset_camera(reader: LeRobotDatasetReader, camera: str) -> str:
+    """The feature key of a dataset's camera named by its role (``head``) or its key; a `DataError` naming the
+    cameras it has where it has no such video."""
+    cameras = [key for key, ft in reader.features.items() if ft["dtype"] in ("video", "image")]
+    key = camera if camera in cameras else CAMERA_PREFIX + camera
+    if key not in cameras:
+        roles = [k.removeprefix(CAMERA_PREFIX) for k in cameras]
+        raise DataError(f"{reader.root} has no camera {camera!r} (it has {', '.join(roles) or 'none'})")
+    return key
 
 
 def _video_frames(path: Path) -> Clip:
