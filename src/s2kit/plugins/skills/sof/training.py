@@ -1,7 +1,7 @@
 """Training SOF's skill tokenizer on action-free video, through the kit's loop; its checkpoints and its report.
 
 `train_tokenizer` checks the sources (`open_sources`: before anything is
-decoded or trained), builds the flow windows, holds out episodes, sets the
+cached or trained), builds the flow windows, holds out episodes, sets the
 network's flow statistics from the training episodes, and hands model,
 sampler and validation batches to the kit (`s2kit.learning.trainer`:
 `start_processes`, `resume_state`, `fit`, `validate`): the optimizer and its
@@ -91,7 +91,7 @@ def train_tokenizer(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Train a skill tokenizer on the videos of ``data`` (LeRobot datasets, folders of videos) into run folder ``out``;
-    the last checkpoint's folder. Bad sources or options are one error before anything is decoded."""
+    the last checkpoint's folder. Bad sources or options are one error before anything is cached."""
     out = Path(out)
     model_config: TokenizerConfig = validate_model(TokenizerConfig, config.model, "train-tokenizer: model")  # type: ignore[assignment]
     sources = open_sources(data, model_config.cameras[0], model_config.window)

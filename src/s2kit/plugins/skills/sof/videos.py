@@ -2,7 +2,7 @@
 
 A source is a LeRobot v3 dataset (one camera's video; its actions, state
 and annotations are never read) or a folder of video files (each file one
-episode). Every source is checked before anything is decoded (`open_sources`):
+episode). Every source is checked before anything is cached (`open_sources`):
 a dataset without that camera, a folder without videos, an episode shorter
 than a window, sources at different frame rates are each one `DataError`.
 
@@ -66,7 +66,8 @@ class Source:
 
 
 def open_sources(paths: Sequence[str | Path], camera: str, window: int) -> list[Source]:
-    """Every source checked and measured without decoding a frame; one `DataError` naming the first problem.
+    """Every source checked and measured before anything is cached (frames are decoded only to count those of a video
+    whose container does not record it); one `DataError` naming the first problem.
 
     ``camera`` is a role (``head``) or a feature key of a dataset's video; each episode must hold a window of
     ``window`` flow fields (``window + 1`` frames)."""
