@@ -196,7 +196,8 @@ def save_checkpoint(folder: Path, model: Any, info: BaseModel, training_state: d
     packaged = sorted(model.packaged_weights()) if hasattr(model, "packaged_weights") else []
     if packaged:  # a digest in place of weights that every installation has in its package
         metadata[PACKAGED] = json.dumps({"keys": packaged, "sha256": _digest(state, packaged)})
-        state = {k: v for k, v in state.items() if k not in set(packaged)}
+        by_reference = set(packaged)
+        state = {k: v for k, v in state.items() if k not in by_reference}
     save_file(state, str(tmp / WEIGHTS), metadata=metadata)
     (tmp / CONFIG).write_text(json.dumps(info.model_dump(mode="json"), indent=2) + "\n")
     if training_state is not None:
@@ -220,13 +221,9 @@ def _digest(state: dict[str, Any], keys: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _packaged(weights: Path, expected: dict[str, Any]) -> dict[str, Any]:
-    """The entries ``weights`` stores by reference (`PACKAGED`), taken from the newly built network ``expected``
-    after checking that they are the values the checkpoint was trained with."""
-    from safetensors import safe_open
-
-    with safe_open(str(weights), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+def _packaged(weights: Path, metadata: dict[str, str], expected: dict[str, Any]) -> dict[str, Any]:
+    """The entries ``weights`` stores by reference (`PACKAGED` in its ``metadata``), taken from the newly built
+    network ``expected`` after checking that they are the values the checkpoint was trained with."""
     if PACKAGED not in metadata:
         return {}
     try:
@@ -251,24 +248,22 @@ def load_weights(folder: Path, model: Any, device: str = "cpu") -> None:
 
     Weights the checkpoint stores by reference (a frozen pretrained trunk, `Policy.packaged_weights`) come from the
     network as built (the installed package's), checked against the digest it stores."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError, safe_open
 
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS}")
-    try:
-        state = load_file(str(weights), device=device)
+    try:  # the tensors and the metadata (packaged weights) in one read
+        with safe_open(str(weights), framework="pt", device=device) as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights} is corrupt: {err}") from None
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
         raise CheckpointError(f"{weights} holds non-finite weights ({', '.join(bad[:3])}): a diverged run")
     expected = model.state_dict()
-    try:
-        state = {**_packaged(weights, expected), **state}
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{weights} is corrupt: {err}") from None
+    state = {**_packaged(weights, metadata, expected), **state}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
