@@ -46,7 +46,7 @@ from executor_latency import interleaved, machine_info, summary
 from s2kit.core.config import validate_overrides
 from s2kit.learning.batch import ACTION_MASK, ACTIONS, DONE, IMAGES, SHIFT, STATE, TEXT
 from s2kit.learning.data import EE_STATE, Normalizer, guidance_embeddings, load_frames
-from s2kit.learning.trainer import TrainConfig, _Prefetcher, _Sampler, _to, model_settings
+from s2kit.learning.trainer import TrainConfig, FrameSampler, _Prefetcher, _to, model_settings
 from s2kit.plugins.executors.s2.executor import BaselineExecutor, S2Executor
 from s2kit.plugins.executors.s2.modeling import FOCUS, FOCUS_UV
 
@@ -97,7 +97,7 @@ def variant_steps(name: str, data: list[Path], args: argparse.Namespace) -> tupl
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=0.01)
     schedule = net.schedule(1, 1)  # the end of training: S2 at its target rho
     fixed = _to(synthetic_batch(model_config, args.batch), device)
-    sampler = _Sampler(frames, config, model_config.chunk, embeddings, norm, seed=0)
+    sampler = FrameSampler(frames, config, model_config.chunk, embeddings, norm, seed=0)
     ahead = _Prefetcher(sampler, args.batch, device)
 
     def step(batch: dict[str, torch.Tensor]) -> None:

@@ -25,7 +25,7 @@ def kept_models(shard: int | None = None) -> Iterator[list[torch.nn.Module]]:
     """Inside, every policy the trainer builds is appended to the yielded list; with ``shard``, the sampler draws
     the batches that rank ``shard`` of a data-parallel run draws (its generator's seed)."""
     models: list[torch.nn.Module] = []
-    policy_of, sampler = trainer._policy, trainer._Sampler
+    policy_of, sampler = trainer._policy, trainer.FrameSampler
 
     def keeping_policy(executor: Any) -> Any:
         cls = policy_of(executor)
@@ -42,11 +42,11 @@ def kept_models(shard: int | None = None) -> Iterator[list[torch.nn.Module]]:
         config = args[1]
         return sampler(*args, seed=seed if shard is None else config.seed * 1000 + shard, **kw)
 
-    trainer._policy, trainer._Sampler = keeping_policy, shard_sampler  # type: ignore[assignment]
+    trainer._policy, trainer.FrameSampler = keeping_policy, shard_sampler  # type: ignore[assignment]
     try:
         yield models
     finally:
-        trainer._policy, trainer._Sampler = policy_of, sampler  # type: ignore[assignment]
+        trainer._policy, trainer.FrameSampler = policy_of, sampler  # type: ignore[assignment]
 
 
 def solo(data: Path, out: Path, steps: int, shard: int, *options: str) -> dict[str, torch.Tensor]:

@@ -39,6 +39,7 @@ from s2kit.core.interfaces import Component, Executor, Planner, Robot, Skill, Su
 from s2kit.core.registry import Registry
 from s2kit.core.safety import SafetyFilter, UnsafeAction
 from s2kit.core.types import (
+    CHUNK_SKILLS,
     ActionChunk,
     EpisodeInfo,
     EpisodeResult,
@@ -236,6 +237,7 @@ class Runtime:
             chunks=episode.chunks,
             actors=episode.actors,
             plans=episode.plans,
+            skills=episode.skills,
             subtasks_completed=last.subtasks_completed,
             subtasks_total=last.subtasks_total,
             subtask_success=_subtask_success(last),
@@ -290,6 +292,7 @@ class _Episode:
         self.steps = 0
         self.chunks = 0
         self.actors: dict[str, int] = {}  # chunks per actor kind
+        self.skills: list[list[int]] = []  # skill tokens of the chunks that carried them
         self.plans = 0
         self.clamped = 0
         self.dropped = 0
@@ -400,10 +403,13 @@ class _Episode:
             raise PluginError(f"{who} returned actions of shape {shape}; expected (H, {rt.space.dim})")
         return chunk, actor.kind
 
-    def counted(self, actor: str) -> str:
-        """Count a chunk from ``actor`` that is about to execute."""
+    def counted(self, actor: str, info: dict[str, Any]) -> str:
+        """Count a chunk from ``actor`` that is about to execute (with ``info``: the skill tokens it acts out)."""
         self.chunks += 1
         self.actors[actor] = self.actors.get(actor, 0) + 1
+        tokens = info.get(CHUNK_SKILLS)
+        if tokens is not None:
+            self.skills.append([int(t) for t in tokens])
         return actor
 
     def honour_done(self, chunk: ActionChunk, actor: str) -> tuple[ActionChunk, str]:
@@ -424,7 +430,7 @@ class _Episode:
         """
         chunk, actor = self.honour_done(*self.act(self.obs, self.guidance))
         actions = chunk.actions if self.rt.config.mode == "async" else chunk.actions[: self.rt.config.execute_horizon]
-        return actions, chunk.info, self.counted(actor)
+        return actions, chunk.info, self.counted(actor, chunk.info)
 
     def load(self, raw: np.ndarray, info: dict[str, Any], actor: str) -> None:
         """Make ``raw`` (from a chunk with ``info``, given by ``actor``) the queue of commands, passed through the safety layer."""
@@ -471,7 +477,7 @@ class _Episode:
                     s_wait.append(clock() - tw)
                     future = None
                     chunk, actor = self.honour_done(arrived, actor)
-                    self.counted(actor)
+                    self.counted(actor, chunk.info)
                     # Action j was meant for step future_step + j: drop those whose time has passed
                     # (none of a chunk that honour_done computed just now).
                     stale = self.steps - future_step if chunk is arrived else 0

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "CHUNK_SKILLS",
     "EE_DELTA",
     "EE_DELTA_NAMES",
     "EE_STATE",
@@ -110,7 +111,9 @@ class ActionChunk:
     consecutive actions (the robot's control period). ``subtask_done`` is the
     executor's own signal that the current subtask is complete, which the
     runtime uses to re-query the planner without privileged state. ``info``
-    carries anything else an executor wants subscribers to see.
+    carries anything else an executor wants subscribers to see; a skill puts
+    the skill tokens it acted out under `CHUNK_SKILLS` (the episode result
+    lists them).
     """
 
     actions: np.ndarray
@@ -121,6 +124,10 @@ class ActionChunk:
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
+
+
+#: ``ActionChunk.info`` key of the skill tokens a chunk acts out (a list of ints); `EpisodeResult.skills` collects them.
+CHUNK_SKILLS = "skills"
 
 
 @dataclass(slots=True)
@@ -399,6 +406,9 @@ class EpisodeResult(BaseModel):
         default_factory=dict, description="Chunks each actor gave: {'executor': n, 'skill': m}, for those that acted."
     )
     plans: int = 0
+    skills: list[list[int]] = Field(
+        default_factory=list, description="The skill tokens of each executed chunk that carried them (`CHUNK_SKILLS`), in order."
+    )
     subtasks_completed: int | None = None
     subtasks_total: int | None = None
     subtask_success: float | None = None

@@ -195,10 +195,10 @@ class FrameData:
             self.image_key: self.frames(index),
             STATE: torch.from_numpy(norm.state(self.state[index].numpy())),
             TEXT: embeddings[text],  # (batch, 3, text_dim)
-            ACTIONS: torch.from_numpy(actions),
-            ACTION_MASK: mask,
             DONE: done,
         }
+        if self.actions.shape[1]:  # frames loaded without actions (a model of video and language) have none to batch
+            out |= {ACTIONS: torch.from_numpy(actions), ACTION_MASK: mask}
         for columns in self.columns:
             values = {k: self.extras[k][index] for k in columns.keys}
             out.update(columns.batch(values, stale if any_stale else None))
@@ -242,15 +242,18 @@ def load_frames(
     columns: Sequence[ExtraColumns] = (),
     cache: str = "auto",
     log: Callable[[str], None] | None = None,
+    actions: bool = True,
 ) -> FrameData:
     """Every episode of every dataset, checked that they agree; images through the frame cache (``cache``: auto, off
     or a folder; `s2kit.learning.cache`).
 
     ``state`` names the state entries to keep (None: all, which then must have
     the same names in every dataset); ``state_names`` of the result are those entries. ``columns`` are a policy's
-    `ExtraColumns`. Raises `DataError` naming the dataset and what is wrong.
+    `ExtraColumns`. ``actions`` False reads no actions (a dataset need not have them; the frames' actions are
+    (frames, 0)): a model that learns from video and language alone. Raises `DataError` naming the dataset and what
+    is wrong.
     """
-    stores, states, actions, episodes, ends, texts, stales = [], [], [], [], [], [], []
+    stores, states, action_rows, episodes, ends, texts, stales = [], [], [], [], [], [], []
     extras: dict[str, list[np.ndarray]] = {}
     strings: dict[str, int] = {}
     action_names: list[str] | None = None
@@ -265,13 +268,13 @@ def load_frames(
     image_keys = [f"observation.images.{c}" for c in cameras]
     for root, reader in zip(roots, readers, strict=True):
         features = reader.features
-        for key in ("observation.state", "action", *image_keys):
+        for key in ("observation.state", *(("action",) if actions else ()), *image_keys):
             if key not in features:
                 raise DataError(f"dataset {root} has no {key!r} (it has {sorted(features)})")
         names = list(features["observation.state"].get("names") or [f"state_{i}" for i in range(features["observation.state"]["shape"][0])])
         encoder = StateEncoder(names, state)
         kept_names = encoder.names
-        a_names = list(features["action"].get("names") or [f"action_{i}" for i in range(features["action"]["shape"][0])])
+        a_names = list(features["action"].get("names") or [f"action_{i}" for i in range(features["action"]["shape"][0])]) if actions else []
         if action_names is None:
             action_names, state_names, fps = a_names, kept_names, float(reader.fps)
         elif a_names != action_names:
@@ -280,19 +283,19 @@ def load_frames(
             raise DataError(f"dataset {root} has state {kept_names}, the first dataset {state_names}: select common entries with --set state=ee")
         if reader.num_episodes == 0:
             raise DataError(f"dataset {root} has no episodes")
-        keys = ["observation.state", "action", TRAJECTORY, SUBTASK, SUBTASK_INDEX, *(f for c in columns for f in c.features)]
+        keys = ["observation.state", *(["action"] if actions else []), TRAJECTORY, SUBTASK, SUBTASK_INDEX, *(f for c in columns for f in c.features)]
         first = total
         for e in range(reader.num_episodes):
             ep = reader.episode(e, keys=keys)
-            length = len(ep["action"])
+            length = len(ep["frame_index"])
             if length == 0:
                 continue
             st = encoder(np.asarray(ep["observation.state"], dtype=np.float32))
-            ac = np.asarray(ep["action"], dtype=np.float32)
+            ac = np.asarray(ep["action"], dtype=np.float32) if actions else np.zeros((length, 0), np.float32)
             if not (np.isfinite(st).all() and np.isfinite(ac).all()):
                 raise DataError(f"dataset {root}, episode {e}: non-finite state or action values")
             states.append(st)
-            actions.append(ac)
+            action_rows.append(ac)
             traj, sub, sub_index = _annotations(ep, length)
             goal = [str(t) for t in ep["task"]]
             texts.append(np.array([[sid(g), sid(t), sid(s)] for g, t, s in zip(goal, traj, sub, strict=True)], dtype=np.int64))
@@ -323,7 +326,7 @@ def load_frames(
         raise DataError(f"no frames in {', '.join(map(str, roots))}")
     assert action_names is not None and state_names is not None and fps is not None
     return FrameData(
-        Stores(stores), torch.arange(total), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(actions)),
+        Stores(stores), torch.arange(total), torch.from_numpy(np.concatenate(states)), torch.from_numpy(np.concatenate(action_rows)),
         torch.from_numpy(np.concatenate(episodes)), torch.from_numpy(np.concatenate(ends)),
         torch.from_numpy(np.concatenate(texts)), torch.from_numpy(np.concatenate(stales)), list(strings), state_names, action_names, fps,
         [{"path": str(root), "robot_type": r.info.get("robot_type"), "episodes": r.num_episodes, "frames": r.num_frames} for root, r in zip(roots, readers, strict=True)],

@@ -2,7 +2,8 @@
 
 The graph is the policy's `Policy.sample`, the inference path of its executor::
 
-    images uint8 (B, cameras, 3, S, S), state (B, state_dim), text (B, 3, 384), noise (B, H, A)
+    images uint8 (B, cameras, 3, S, S), state (B, state_dim), text (B, 3, 384), noise (B, H, A),
+    then the policy's own inputs (`Policy.extra_inputs`: SOF's translator's skill tokens)
       -> Policy.outputs(): actions (B, H, A) normalized, done (B,) probability where predicted, extras
 
 An input the policy does not read (``noise`` under a regression head) is not
@@ -30,7 +31,8 @@ simulated robot the checkpoint was trained on (``robot_type`` of its
 datasets, found in the registry by name), a few seeds, each observed at
 reset and again after some steps of an expert (the scripted one by default), with the oracle
 planner's guidance; inputs are built by `prepare_inputs`, exactly as the
-executor builds them, with the same noise for both. Floating outputs must
+executor builds them, with the same noise for both (a policy's own inputs,
+which no planner gives, are drawn at random within their `InputSpec`). Floating outputs must
 agree within ``tolerance`` (normalized units) and integer ones (S2's kept
 patches) exactly, or the export fails and nothing is written.
 
@@ -56,7 +58,9 @@ from s2kit.core.interfaces import Executor, Planner, Robot
 from s2kit.learning.batch import IMAGES, NOISE, STATE, TEXT
 from s2kit.learning.checkpoints import CheckpointInfo
 
-__all__ = ["FORMATS", "INPUTS", "ExportCheckError", "ExportConfig", "OnnxBackend", "export_onnx", "observed_inputs", "random_inputs"]
+__all__ = [
+    "FORMATS", "INPUTS", "ExportCheckError", "ExportConfig", "OnnxBackend", "export_onnx", "observed_inputs", "random_inputs", "with_extra_inputs",
+]  # fmt: skip
 
 FORMATS = ("onnx",)
 INPUTS = (IMAGES, STATE, TEXT, NOISE)
@@ -163,6 +167,8 @@ def _write_graph(policy: Any, path: Path, *, options: dict[str, Any], opset: int
 
     c = policy.config
     outputs = list(policy.outputs())
+    extra = policy.extra_inputs()
+    names = [*INPUTS, *extra]
 
     class Inference(torch.nn.Module):
         """`Policy.sample` with positional tensors in and out, as the graph's signature."""
@@ -171,8 +177,10 @@ def _write_graph(policy: Any, path: Path, *, options: dict[str, Any], opset: int
             super().__init__()
             self.policy = policy
 
-        def forward(self, images: torch.Tensor, state: torch.Tensor, text: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            result = self.policy.sample({IMAGES: images, STATE: state, TEXT: text}, noise=noise, **options)
+        def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            batch = dict(zip(names, tensors, strict=True))
+            noise = batch.pop(NOISE)
+            result = self.policy.sample(batch, noise=noise, **options)
             return tuple(result[name] for name in outputs)
 
     example = (
@@ -180,8 +188,9 @@ def _write_graph(policy: Any, path: Path, *, options: dict[str, Any], opset: int
         torch.zeros(1, c.state_dim),
         torch.zeros(1, 3, c.text_dim),
         torch.zeros(1, c.chunk, c.action_dim),
+        *(torch.from_numpy(np.zeros((1, *spec.shape), spec.dtype)) for spec in extra.values()),
     )
-    axes = {name: {0: "batch"} for name in (*INPUTS, *outputs)} if dynamic_batch else None
+    axes = {name: {0: "batch"} for name in (*names, *outputs)} if dynamic_batch else None
     # Eval mode explicitly: the exporter restores the wrapper's own mode afterwards, and a
     # fresh module is in training mode, which would put training-only randomness into later samples.
     module = Inference().eval()
@@ -190,7 +199,7 @@ def _write_graph(policy: Any, path: Path, *, options: dict[str, Any], opset: int
         # onnxscript (not a dependency); tracer warnings are about the shape asserts.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, example, str(path), dynamo=False, opset_version=opset, input_names=list(INPUTS),
+            module, example, str(path), dynamo=False, opset_version=opset, input_names=names,
             output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
         )  # fmt: skip
     graph = onnx.load(str(path))
@@ -233,11 +242,11 @@ def _check(
     """Run both backends on the same inputs; the differences, or `ExportCheckError`."""
     robot = robot or next((str(d["robot_type"]) for d in info.datasets if d.get("robot_type")), None)
     if robot is not None:
-        inputs = observed_inputs(info, robot, episodes=episodes, steps=steps, expert=expert)
+        inputs = with_extra_inputs(torch_backend.model, observed_inputs(info, robot, episodes=episodes, steps=steps, expert=expert))
         moved = f"{expert} steps 0 and {steps}" if steps else "at reset"
         where = f"{len(inputs)} observations of robot {robot!r} (seeds 0-{episodes - 1}, {moved})"
     else:
-        inputs = random_inputs(info.model, 2 * episodes)
+        inputs = with_extra_inputs(torch_backend.model, random_inputs(info.model, 2 * episodes))
         where = f"{len(inputs)} random inputs (the checkpoint names no robot; --set robot=NAME for real observations)"
     if dynamic_batch and len(inputs) > 1:  # the dynamic axis too: all of them as one batch
         inputs = [*inputs, {k: np.concatenate([x[k] for x in inputs]) for k in inputs[0]}]
@@ -307,6 +316,23 @@ def observed_inputs(info: CheckpointInfo, robot: str, *, episodes: int, steps: i
         return inputs
     finally:
         machine.close()
+
+
+def with_extra_inputs(policy: Any, inputs: list[Inputs], seed: int = 0) -> list[Inputs]:
+    """``inputs`` with the policy's own inputs (`Policy.extra_inputs`) added, drawn at random: integers uniform over
+    0 .. high - 1, floats standard normal."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for x in inputs:
+        extra = {}
+        for name, spec in policy.extra_inputs().items():
+            shape = (len(x[IMAGES]), *spec.shape)
+            if spec.high is not None:
+                extra[name] = rng.integers(0, spec.high, shape).astype(spec.dtype)
+            else:
+                extra[name] = rng.standard_normal(shape).astype(spec.dtype)
+        out.append({**x, **extra})
+    return out
 
 
 def random_inputs(model: Any, n: int) -> list[Inputs]:

@@ -16,7 +16,9 @@ them an exported graph fixes is `PolicyConfig.graph_facts`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -26,9 +28,19 @@ from torch import Tensor, nn
 from s2kit.learning.batch import ACTIONS, DONE
 
 if TYPE_CHECKING:
-    from s2kit.learning.data import ExtraColumns
+    from s2kit.learning.data import ExtraColumns, FrameData
 
-__all__ = ["Policy", "PolicyConfig"]
+__all__ = ["InputSpec", "Policy", "PolicyConfig"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """An inference input of a policy's own (`Policy.extra_inputs`): its shape without the batch axis, its numpy dtype,
+    and for integers the values it takes, 0 .. ``high`` - 1 (what an export's check feeds where no robot gives it)."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    high: int | None = None
 
 
 class PolicyConfig(BaseModel):
@@ -71,6 +83,26 @@ class Policy(nn.Module):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+
+    @classmethod
+    def derive_frames(
+        cls, config: PolicyConfig, frames: FrameData, data: Sequence[str | Path], *, cache: str, log: Callable[[str], None] | None
+    ) -> tuple[FrameData, dict[str, Any]]:
+        """(the training frames with whatever this policy derives from the recorded ones added, the config fields that
+        this fixes): SOF's skill tokens, which a trained tokenizer reads off each frame's video window, as
+        `FrameData.extras` with an `ExtraColumns` that batches them, and the tokenizer's token count and codebook.
+
+        ``data`` are the datasets the frames came from, ``cache`` the run's frame cache setting. Called by the trainer
+        after loading, before episodes are held out. The frames as they are, and no fields, by default.
+        """
+        return frames, {}
+
+    def extra_inputs(self) -> dict[str, InputSpec]:
+        """Inference inputs beyond images, state, text and noise, by batch key (SOF's translator: the skill tokens).
+
+        Its executor builds them (`PolicyExecutor.inputs`) and an exported graph takes them; none by default.
+        """
+        return {}
 
     def loss(self, batch: dict[str, Tensor], **schedule: Any) -> dict[str, Tensor]:
         """Loss terms for a training batch; ``loss`` is the total that is minimized."""

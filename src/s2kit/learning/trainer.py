@@ -62,6 +62,8 @@ from s2kit.learning.policy import Policy, PolicyConfig
 __all__ = [
     "BatchSource",
     "Episodes",
+    "FrameSampler",
+    "Prepared",
     "Processes",
     "RunConfig",
     "TrainConfig",
@@ -69,6 +71,7 @@ __all__ = [
     "fit",
     "lr_factor",
     "model_settings",
+    "prepare",
     "resume_state",
     "split_episodes",
     "start_processes",
@@ -289,7 +292,7 @@ def split_episodes(data: Episodes, fraction: float, seed: int) -> tuple[Any, Any
 _split = split_episodes  # the name scripts/diagnostics use
 
 
-class _Sampler:
+class FrameSampler:
     """Batches of training samples: ordinary frames plus a share of stale-guidance ones, augmented as whole batches."""
 
     def __init__(self, data: FrameData, config: TrainConfig, chunk: int, embeddings: torch.Tensor, norm: Normalizer, seed: int) -> None:
@@ -574,21 +577,66 @@ def train(
     config = config.model_copy(update={"variant": variant})  # recorded resolved, so a resumed run compares like with like
     policy = _policy(executor_cls)
     processes = start_processes(config)
-    device, rank, world = processes.device, processes.rank, processes.world
     record = {"executor": name, "data": [str(d) for d in data], "config": config.model_dump()}
     state = resume_state(out, record, config, resume)
     start_step = int(state["step"]) if state is not None else 0
+    prepared = prepare(policy, model_config, data, config, processes, log=log, name=f"{name} ({variant or policy.__name__})", start_step=start_step)
+    train_frames = prepared.train_frames
+    info = CheckpointInfo(
+        executor=name, variant=variant, model=prepared.model.config,
+        normalization=prepared.norm.to_dict(), state_names=train_frames.state_names, action_names=train_frames.action_names,
+        control_hz=train_frames.fps, datasets=train_frames.datasets, train=config.model_dump(),
+    )  # fmt: skip
+    info.embodiment = Embodiment.of_data(train_frames.datasets, train_frames.fps, prepared.model.config, info.action_space, train_frames.actions.numpy())
+    return fit(
+        prepared.model, prepared.sampler, out, config, info, record=record, processes=processes, state=state,
+        val_batches=prepared.val_batches, progress=progress, log=log,
+    )  # fmt: skip
 
+
+@dataclass
+class Prepared:
+    """What a policy on LeRobot frames trains with (`prepare`): the network, its batches and the frames behind them."""
+
+    model: Policy
+    sampler: FrameSampler
+    val_batches: list[dict[str, torch.Tensor]]
+    train_frames: FrameData
+    val_frames: FrameData | None
+    norm: Normalizer
+
+
+def prepare(
+    policy: type[Policy],
+    model_config: PolicyConfig,
+    data: Sequence[str | Path],
+    config: TrainConfig,
+    processes: Processes,
+    *,
+    log: Callable[[str], None] = print,
+    name: str = "",
+    actions: bool = True,
+    start_step: int = 0,
+) -> Prepared:
+    """Frames of ``data`` loaded (and what the policy derives from them, `Policy.derive_frames`), episodes held out,
+    normalization fitted, guidance embedded, the network built on the device, a frozen encoder's features computed
+    once, the sampler and the validation batches: everything `fit` needs but the checkpoint record.
+
+    ``actions`` False: a policy that learns without actions (SOF's skill planner) reads none, and the datasets need
+    none. ``name`` heads the log line, which says the steps from ``start_step`` (a resumed run's) on.
+    """
+    device, rank, world = processes.device, processes.rank, processes.world
     if rank > 0:  # rank 0 decodes a dataset's frames into the cache once; the others map them
         torch.distributed.barrier()
     frames = load_frames(
         data, cameras=model_config.cameras, image_size=model_config.image_size,
         state=EE_STATE if config.state == "ee" else None, done_window=config.done_window,
-        columns=policy.extra_columns, cache=config.cache, log=log if rank == 0 else None,
+        columns=policy.extra_columns, cache=config.cache, log=log if rank == 0 else None, actions=actions,
     )  # fmt: skip
+    frames, fixed = policy.derive_frames(model_config, frames, data, cache=config.cache, log=log if rank == 0 else None)
     if rank == 0 and world > 1:
         torch.distributed.barrier()
-    model_config = model_config.model_copy(update={"state_dim": frames.state.shape[1], "action_dim": frames.actions.shape[1]})
+    model_config = model_config.model_copy(update={"state_dim": frames.state.shape[1], "action_dim": max(frames.actions.shape[1], 1), **fixed})
     train_frames, val_frames = split_episodes(frames, config.val_fraction, config.seed)
     del frames
     norm = Normalizer.fit(train_frames.state.numpy(), train_frames.actions.numpy())
@@ -599,22 +647,16 @@ def train(
     model = policy(model_config).to(device)
     # (a frozen encoder's weights are the package's, whatever the training state holds: its features need no resume)
     train_frames, val_frames = _precompute(model, train_frames, val_frames, config, device, log if rank == 0 else None)
-    sampler = _Sampler(train_frames, config, model_config.chunk, embeddings, norm, seed=config.seed * 1000 + rank)
-    info = CheckpointInfo(
-        executor=name, variant=variant, model=model_config,
-        normalization=norm.to_dict(), state_names=train_frames.state_names, action_names=train_frames.action_names,
-        control_hz=train_frames.fps, datasets=train_frames.datasets, train=config.model_dump(),
-    )  # fmt: skip
-    info.embodiment = Embodiment.of_data(train_frames.datasets, train_frames.fps, model_config, info.action_space, train_frames.actions.numpy())
+    sampler = FrameSampler(train_frames, config, model_config.chunk, embeddings, norm, seed=config.seed * 1000 + rank)
     if rank == 0:
         n_val = 0 if val_frames is None else val_frames.num_episodes
         log(
-            f"{name} ({variant or policy.__name__}): {train_frames.num_episodes} episodes / {len(train_frames)} frames for training, "
+            f"{name or policy.__name__}: {train_frames.num_episodes} episodes / {len(train_frames)} frames for training, "
             f"{n_val} episodes held out; {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
             f"{world} process(es); steps {start_step}..{config.steps}"
         )
     val_batches = _validation_batches(val_frames, model_config.chunk, embeddings, norm) if rank == 0 else []
-    return fit(model, sampler, out, config, info, record=record, processes=processes, state=state, val_batches=val_batches, progress=progress, log=log)
+    return Prepared(model, sampler, val_batches, train_frames, val_frames, norm)
 
 
 def _validation_batches(frames: FrameData | None, chunk: int, embeddings: torch.Tensor, norm: Normalizer, size: int = 256) -> list[dict[str, torch.Tensor]]:

@@ -1,5 +1,6 @@
 """``s2kit sof``: SOF's commands. ``s2kit sof flow`` shows a video's optical flow; ``s2kit sof train-tokenizer`` learns
-skill tokens from action-free video."""
+skill tokens from action-free video; ``s2kit sof train-planner`` learns to plan them from video and language. (The
+translator trains as the executor ``sof-translator``: ``s2kit train sof-translator``.)"""
 
 from __future__ import annotations
 
@@ -137,6 +138,67 @@ def train_tokenizer(
         f"checkpoint: {last}",
         highlight=False, soft_wrap=True,
     )  # fmt: skip
+
+
+@app.command("train-planner")
+@command
+def train_planner(
+    datasets: Annotated[list[Path], typer.Argument(metavar="DATASETS...", help="LeRobot v3 datasets with language annotations (actions are not read).")],
+    tokenizer: Annotated[Path, typer.Option(help="The skill tokenizer's run or checkpoint (s2kit sof train-tokenizer): the tokens it plans in.")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, metrics.jsonl, train.json.")],
+    horizon: Annotated[int | None, typer.Option(min=1, help="Windows planned ahead (default 2; --set model.horizon=N).")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default 3000; --set steps=N).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="A training option (the kit's, e.g. batch_size=64, threads=1) or model.* (repeatable)."),
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Train SOF's skill planner: from a frame and the guidance (goal, current subtask), the next windows' skill tokens
+    and whether the subtask is done; its targets are the tokenizer's tokens of the video, no actions.
+
+    Prints the held-out figures of the last validation: per-token accuracy of
+    greedy plans, the share of first windows planned exactly, and the done
+    signal's accuracy (docs/skills.md).
+    """
+    from s2kit.core.config import validate_overrides
+    from s2kit.plugins.skills.sof.training import PlannerTrainConfig
+    from s2kit.plugins.skills.sof.training import train_planner as train
+
+    check_output(out, "--out", folder=True)
+    overrides = [*(set_ or []), f"model.tokenizer={tokenizer}"]
+    if horizon is not None:
+        overrides.append(f"model.horizon={horizon}")
+    if steps is not None:
+        overrides.append(f"steps={steps}")
+    config: PlannerTrainConfig = validate_overrides(PlannerTrainConfig, overrides, "train-planner")  # type: ignore[assignment]
+    with Progress(*_BAR, console=err_console, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("train-planner", total=config.steps, losses="")
+
+        def report(step: int, losses: dict[str, float]) -> None:
+            bar.update(task, completed=step, losses=f"tokens {losses['tokens']:.3f} done {losses['done']:.3f}")
+
+        last = train(datasets, out, config, resume=resume, progress=report, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True))
+    figures = _last_validation(out)
+    summary = {"checkpoint": str(last), **figures}
+    if json:
+        print_json(summary)
+        return
+    shown = ", ".join(f"{k.removeprefix('val_')} {v:.3f}" for k, v in figures.items() if k != "step") or "no episodes held out"
+    console.print(f"skill planner, held out: {shown}\ncheckpoint: {last}", highlight=False, soft_wrap=True)
+
+
+def _last_validation(run: Path) -> dict[str, float]:
+    """The last validation line of a run's metrics.jsonl (empty where nothing was held out)."""
+    last: dict[str, float] = {}
+    path = run / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            row = _json.loads(line)
+            if any(k.startswith("val_") for k in row):
+                last = row
+    return last
 
 
 def _levels(text: str) -> list[int]:

@@ -1,4 +1,5 @@
-"""Training SOF's skill tokenizer on action-free video, through the kit's loop; its checkpoints and its report.
+"""Training SOF's skill tokenizer on action-free video and its skill planner on video and language, through the
+kit's loop; their checkpoints and the tokenizer's report.
 
 `train_tokenizer` checks the sources (`open_sources`: before anything is
 cached or trained), builds the flow windows, holds out episodes, sets the
@@ -16,6 +17,13 @@ model.safetensors, config.json, training_state.pt) whose config.json is a
 
 At the end the last checkpoint is loaded back and scored on the held-out
 windows: ``RUN/report.json`` and one log line.
+
+`train_planner` trains the skill planner on LeRobot datasets' frames and
+language annotations, no actions: the kit's `prepare` (with ``actions``
+off; the planner derives its targets with the tokenizer) and `fit`. Its
+checkpoint's config.json is a `PlannerInfo` (``kind: sof.planner``), read
+back by `load_planner`. (The translator learns from actions: it is the
+kit executor ``sof-translator``, trained by ``s2kit train``.)
 """
 
 from __future__ import annotations
@@ -31,15 +39,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from s2kit.core.checkpoints import CONFIG, read_config
 from s2kit.core.config import describe_validation_error, validate_model
+from s2kit.core.errors import ConfigError
 from s2kit.learning.checkpoints import CheckpointError, load_weights
-from s2kit.learning.trainer import RunConfig, fit, resume_state, split_episodes, start_processes, validate
+from s2kit.learning.trainer import RunConfig, TrainConfig, fit, prepare, resume_state, split_episodes, start_processes, validate
+from s2kit.plugins.skills.sof.planner import PlannerConfig, SkillPlanner
 from s2kit.plugins.skills.sof.tokenizer import SkillTokenizer, TokenizerConfig
 from s2kit.plugins.skills.sof.videos import FlowWindows, WindowSampler, flow_name, load_windows, open_sources
 
-__all__ = ["KIND", "REPORT", "TokenizerInfo", "TokenizerTrainConfig", "evaluate", "load_tokenizer", "train_tokenizer"]
+__all__ = [
+    "KIND", "PLANNER_KIND", "REPORT", "PlannerInfo", "PlannerTrainConfig", "TokenizerInfo", "TokenizerTrainConfig", "evaluate",
+    "load_planner", "load_tokenizer", "train_planner", "train_tokenizer",
+]  # fmt: skip
 
 #: What a tokenizer checkpoint's config.json says it is.
 KIND = "sof.tokenizer"
+#: What a planner checkpoint's config.json says it is.
+PLANNER_KIND = "sof.planner"
 #: The report a training run writes in its folder.
 REPORT = "report.json"
 #: Held-out windows scored at most (drawn with a fixed seed), in batches of this many.
@@ -173,5 +188,77 @@ def load_tokenizer(path: str | Path, device: str = "cpu") -> tuple[SkillTokenize
     except ValidationError as err:
         raise CheckpointError(f"{where}: {describe_validation_error(err, TokenizerInfo)}") from None
     model = SkillTokenizer(info.model)
+    load_weights(folder, model, device)
+    return model.to(device).eval(), info, folder
+
+
+# --- the skill planner -----------------------------------------------------------------------------
+
+
+class PlannerTrainConfig(TrainConfig):
+    """How the skill planner trains: the kit's `TrainConfig` (``model.*`` are `PlannerConfig` fields). Without pixel
+    augmentation by default, so that the frozen trunk runs once per frame."""
+
+    steps: int = Field(3000, ge=1)
+    augment: bool = Field(False, description="Random shifts of up to 4 px per image (the trunk then runs on every batch).")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Episodes held out for validation.")
+
+
+class PlannerInfo(BaseModel):
+    """A planner checkpoint's config.json: the network's config, the tokenizer it plans in, what it was trained on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = 1
+    kind: Literal["sof.planner"] = PLANNER_KIND
+    model: PlannerConfig
+    step: int = 0
+    fps: float = Field(description="Frame rate of the training video.")
+    datasets: list[dict[str, Any]] = Field(default_factory=list)
+    train: dict[str, Any] = Field(default_factory=dict, description="The training config that produced it.")
+
+
+def train_planner(
+    data: Sequence[str | Path],
+    out: str | Path,
+    config: PlannerTrainConfig,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train a skill planner on the LeRobot datasets ``data`` (frames and annotations; actions are not read) into run
+    folder ``out``, its targets labelled by the tokenizer ``model.tokenizer``; the last checkpoint's folder."""
+    out = Path(out)
+    model_config: PlannerConfig = validate_model(PlannerConfig, config.model, "train-planner: model")  # type: ignore[assignment]
+    if not model_config.tokenizer:
+        raise ConfigError("train-planner: name the skill tokenizer whose tokens it plans in: --tokenizer TOKENIZER_RUN")
+    load_tokenizer(model_config.tokenizer)  # exists and is a tokenizer's, before anything is loaded
+    processes = start_processes(config)
+    record = {"model": PLANNER_KIND, "data": [str(d) for d in data], "config": config.model_dump()}
+    state = resume_state(out, record, config, resume)
+    start_step = int(state["step"]) if state is not None else 0
+    prepared = prepare(SkillPlanner, model_config, data, config, processes, log=log, name="sof skill planner", actions=False, start_step=start_step)
+    frames = prepared.train_frames
+    info = PlannerInfo(model=prepared.model.config, fps=frames.fps, datasets=frames.datasets, train=config.model_dump())
+    return fit(
+        prepared.model, prepared.sampler, out, config, info, record=record, processes=processes, state=state,
+        val_batches=prepared.val_batches, progress=progress, log=log,
+    )  # fmt: skip
+
+
+def load_planner(path: str | Path, device: str = "cpu") -> tuple[SkillPlanner, PlannerInfo, Path]:
+    """(the planner in eval mode, its info, the checkpoint folder) of a checkpoint or a run's newest one; one
+    `CheckpointError` naming the file where it is not a planner's or is corrupt."""
+    folder, raw = read_config(path)
+    where = folder / CONFIG
+    if not isinstance(raw, dict) or raw.get("kind") != PLANNER_KIND:
+        what = f"executor {raw['executor']!r}'s" if isinstance(raw, dict) and raw.get("executor") else f"a {raw.get('kind')!r}" if isinstance(raw, dict) and raw.get("kind") else "another kind of"
+        raise CheckpointError(f"{where} is {what} checkpoint, not a SOF skill planner's")
+    try:
+        info = PlannerInfo.model_validate(raw)
+    except ValidationError as err:
+        raise CheckpointError(f"{where}: {describe_validation_error(err, PlannerInfo)}") from None
+    model = SkillPlanner(info.model)
     load_weights(folder, model, device)
     return model.to(device).eval(), info, folder
