@@ -86,6 +86,13 @@ def eval_(
         str | None,
         typer.Option(help="Executor plugin, instead of RUN (e.g. scripted)."),
     ] = None,
+    skill: Annotated[
+        str | None,
+        typer.Option(
+            help="Skill plugin (e.g. sof, its options by --set skill.KEY=VALUE): it gives the chunks whose guidance it "
+            "accepts; without RUN or --executor it acts alone."
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(min=1, help="Worker processes (default: min(2, CPU count))."),
@@ -108,7 +115,7 @@ def eval_(
 ) -> None:
     """Evaluate an executor on task suites: per-suite mean subtask and task success with 95% CIs.
 
-    Give a trained RUN (checkpoint or training run folder) or --executor. Each
+    Give a trained RUN (checkpoint or training run folder) or --executor, or a --skill to act alone. Each
     suite runs --episodes episodes from --seed on; episodes are spread over
     --workers processes, with the same results as one. The last row is the
     mean over the shift suites (every suite but the robot's first, its
@@ -117,10 +124,10 @@ def eval_(
     report says how many). Suites and --out are checked before the first
     episode; videos that fail to write end the command with exit code 1.
     """
-    if (run is None) == (executor is None):
+    if run is not None and executor is not None or (run is None and executor is None and skill is None):
         which = "not both" if run is not None else "one is needed"
         raise ConfigError(
-            f"give RUN (a trained checkpoint or run folder) or --executor NAME: {which}"
+            f"give RUN (a trained checkpoint or run folder) or --executor NAME (or --skill NAME alone): {which}"
         )
     robot_cls = get_registry().get("robot", robot).cls
     declared = robot_cls.suites()  # type: ignore[attr-defined]
@@ -141,7 +148,7 @@ def eval_(
     def pipeline(suite: str | None) -> PipelineConfig:
         return compose_pipeline(
             None,
-            components={"robot": robot, "planner": planner, "executor": executor},
+            components={"robot": robot, "planner": planner, "executor": executor, "skill": skill},
             runtime={"episodes": episodes, "seed": seed},
             overrides=overrides
             + ([f"robot.suite={json.dumps(suite)}"] if suite is not None else []),
@@ -171,7 +178,7 @@ def eval_(
     report: dict[str, Any] = {
         "settings": {
             "run": str(run) if run is not None else None, "robot": robot, "suites": names, "episodes": episodes,
-            "seed": seed, "planner": planner, "executor": executor, "workers": workers,
+            "seed": seed, "planner": planner, "executor": executor, "skill": skill, "workers": workers,
             "out": str(out) if out is not None else None, "video": video, "set": list(set_ or []),
         },
         "pipeline": base.model_dump(mode="json"),
@@ -219,10 +226,12 @@ def eval_(
 
 
 def _title(config: PipelineConfig) -> str:
-    """``robot · planner · executor``, with the checkpoint's folder name where there is one."""
-    executor = config.executor["name"]
-    if config.executor.get("checkpoint"):
-        executor = f"{executor} ({Path(str(config.executor['checkpoint'])).name})"
-    return " · ".join(
-        [str(config.robot["name"]), str(config.planner["name"]), str(executor)]
-    )
+    """``robot · planner · executor · skill`` (those it has), with the checkpoint's folder name where there is one."""
+    actors = []
+    for section in (config.executor, config.skill):
+        if section:
+            name = str(section["name"])
+            if section.get("checkpoint"):
+                name = f"{name} ({Path(str(section['checkpoint'])).name})"
+            actors.append(name)
+    return " · ".join([str(config.robot["name"]), str(config.planner["name"]), *actors])

@@ -174,6 +174,19 @@ def test_the_sof_skill_drives_the_simulated_robot_and_reports_its_tokens(parts: 
     assert list((tmp_path / "video").glob("*.mp4"))
 
 
+def test_eval_scores_the_skill_acting_alone(parts: dict[str, Path]) -> None:
+    done = run_s2kit(
+        "eval", "--robot", "hsr", "--skill", "sof", "--suites", "id", "--episodes", "2", "--workers", "1", "--json",
+        "--set", f"skill.planner={parts['planner']}", "--set", f"skill.translator={parts['translator']}",
+        "--set", "runtime.max_steps=8", "--set", "robot.image_height=32", "--set", "robot.image_width=32", env=ENV,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    episodes = report["suites"]["id"]["episodes"]
+    assert report["settings"]["skill"] == "sof" and report["pipeline"]["executor"] is None
+    assert len(episodes) == 2 and all(e["actors"] == {"skill": 2} and len(e["skills"]) == 2 for e in episodes)
+
+
 def test_the_skill_acts_out_given_tokens_and_encodes_clips(parts: dict[str, Path], collected: Path) -> None:
     from s2kit.core.registry import get_registry
 

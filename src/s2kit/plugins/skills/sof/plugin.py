@@ -36,7 +36,7 @@ from s2kit.learning.executor import PolicyExecutor, PolicyExecutorConfig
 from s2kit.plugins.skills.sof.cli import s2kit_register_commands
 
 __all__ = [
-    "PLAN_INFO", "SkillTranslatorExecutor", "SofConfig", "SofSkill", "check_tokens", "draw_skill_tokens",
+    "PLAN_INFO", "SkillTranslatorExecutor", "SofConfig", "SofSkill", "check_tokens", "draw_skill_tokens", "token_colour",
     "s2kit_executors", "s2kit_register_commands", "s2kit_skills", "s2kit_video_overlays",
 ]  # fmt: skip
 
@@ -247,7 +247,7 @@ class SofSkill(Skill):
 # --- drawing the tokens ----------------------------------------------------------------------------
 
 
-def _colour(token: int) -> tuple[int, int, int]:
+def token_colour(token: int) -> tuple[int, int, int]:
     """A distinct, bright colour per token value (golden-angle hues)."""
     import colorsys
 
@@ -266,7 +266,7 @@ def draw_skill_tokens(image: np.ndarray, camera: str, info: Mapping[str, Any]) -
     band = max(2, height // 16)
     block = width // (2 * len(tokens))
     for i, token in enumerate(tokens):
-        out[:band, i * block : (i + 1) * block - 1] = _colour(int(token))
+        out[:band, i * block : (i + 1) * block - 1] = token_colour(int(token))
     return out
 
 
