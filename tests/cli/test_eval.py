@@ -71,7 +71,7 @@ def test_eval_reports_each_suite_and_the_shift_mean_and_writes_json_and_chart(
     )
     assert report["settings"] | {"out": None} == {
         "run": None, "robot": "hsr", "suites": ["id", "distractor"], "episodes": 2, "seed": 100_000,
-        "planner": "oracle", "executor": "scripted", "workers": 1, "out": None, "video": False,
+        "planner": "oracle", "executor": "scripted", "skill": None, "workers": 1, "out": None, "video": False,
         "set": ["runtime.max_steps=60"],
     }  # fmt: skip
     assert report["interrupted"] is False
@@ -141,11 +141,11 @@ def test_a_checkpoint_or_a_run_names_the_executor_and_is_given_to_it(
     [
         (
             ["--executor", "seek", "RUN"],
-            "give RUN (a trained checkpoint or run folder) or --executor NAME: not both",
+            "give RUN (a trained checkpoint or run folder) or --executor NAME (or --skill NAME alone): not both",
         ),
         (
             [],
-            "give RUN (a trained checkpoint or run folder) or --executor NAME: one is needed",
+            "give RUN (a trained checkpoint or run folder) or --executor NAME (or --skill NAME alone): one is needed",
         ),
         (["NOWHERE"], "none does not exist"),
         (

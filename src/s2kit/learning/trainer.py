@@ -22,9 +22,13 @@ with), ``metrics.jsonl`` (losses) and ``checkpoints/step_NNNNNNN/``
 (`s2kit.learning.checkpoints`).
 
 `train` is an executor's policy on LeRobot datasets (frames, state, actions,
-guidance). Its loop is `fit`, which knows neither model nor data: a model
-with data of another kind (SOF's skill tokenizer on the optical flow of
-action-free video) prepares its own batches and checkpoint record and trains
+guidance): `prepare` (frames loaded, what the policy derives from them,
+normalization, guidance embeddings, the network, its sampler and validation
+batches) and then `fit`, the loop, which knows neither model nor data. A
+model on the same frames that is not an executor's (SOF's skill planner,
+which reads no actions) calls `prepare` and `fit` with a checkpoint record
+of its own; a model with data of another kind (SOF's skill tokenizer on the
+optical flow of action-free video) prepares its own batches and trains
 through the same `start_processes`, `resume_state`, `fit` and `validate`.
 """
 
