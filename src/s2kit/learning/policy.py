@@ -85,6 +85,12 @@ class Policy(nn.Module):
         self.config = config
 
     @classmethod
+    def check_training(cls, config: PolicyConfig, where: str) -> None:
+        """Checks of a training config that need no data (files it names), before anything is loaded: raise a
+        `ConfigError` (or a `CheckpointError` for a file that is not what it should be) starting with ``where``.
+        Nothing by default."""
+
+    @classmethod
     def derive_frames(
         cls, config: PolicyConfig, frames: FrameData, data: Sequence[str | Path], *, cache: str, log: Callable[[str], None] | None
     ) -> tuple[FrameData, dict[str, Any]]:

@@ -580,6 +580,7 @@ def train(
     variant, model_config = model_settings(executor_cls, config)
     config = config.model_copy(update={"variant": variant})  # recorded resolved, so a resumed run compares like with like
     policy = _policy(executor_cls)
+    policy.check_training(model_config, f"train {name}")
     processes = start_processes(config)
     record = {"executor": name, "data": [str(d) for d in data], "config": config.model_dump()}
     state = resume_state(out, record, config, resume)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import run_s2kit
@@ -20,3 +23,14 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return root
+
+
+def nan_actions(dataset: Path, out: Path) -> Path:
+    """A copy of ``dataset`` at ``out`` (without its cache) whose every action is NaN: what reads no actions reads it
+    as it reads the original."""
+    shutil.copytree(dataset, out, ignore=shutil.ignore_patterns(".s2kit-cache"))
+    for path in (out / "data").rglob("*.parquet"):
+        table = pq.read_table(path)
+        nan = pa.array([[float("nan")] * 7] * len(table), type=table.schema.field("action").type)
+        pq.write_table(table.set_column(table.schema.get_field_index("action"), "action", nan), path)
+    return out

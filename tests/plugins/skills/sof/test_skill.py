@@ -8,8 +8,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -25,6 +23,7 @@ from s2kit.plugins.skills.sof.training import load_planner, load_tokenizer
 from s2kit.plugins.skills.sof.translator import SkillTranslator, TranslatorConfig
 from tests.cli.conftest import invoke  # noqa: F401 - the in-process s2kit app, a fixture
 from tests.conftest import run_s2kit
+from tests.plugins.skills.sof.conftest import nan_actions
 
 #: Networks small enough to train in seconds on one thread: 16-pixel images through 3 trunk blocks (4 x 4 cells).
 TINY = {"image_size": 16, "trunk_blocks": 3, "dim": 32, "heads": 2, "layers": 1}
@@ -226,13 +225,8 @@ def test_the_overlay_draws_one_block_per_token_on_the_head_camera() -> None:
 
 
 def test_the_planner_reads_no_actions(collected: Path, tmp_path: Path) -> None:
-    """Frames loaded without actions come from a dataset whose actions are all NaN, or that has none at all."""
-    broken = tmp_path / "nan_actions"
-    shutil.copytree(collected, broken, ignore=shutil.ignore_patterns(".s2kit-cache"))
-    for path in (broken / "data").rglob("*.parquet"):
-        table = pq.read_table(path)
-        nan = pa.array([[float("nan")] * 7] * len(table), type=table.schema.field("action").type)
-        pq.write_table(table.set_column(table.schema.get_field_index("action"), "action", nan), path)
+    """Frames loaded without actions come from a dataset whose actions are all NaN, which an executor's training refuses."""
+    broken = nan_actions(collected, tmp_path / "nan_actions")
     with pytest.raises(DataError, match="non-finite state or action"):
         load_frames([broken], cameras=["head"], image_size=16, state=None, done_window=8)
     frames = load_frames([broken], cameras=["head"], image_size=16, state=None, done_window=8, actions=False)

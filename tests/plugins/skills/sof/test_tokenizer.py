@@ -8,8 +8,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -25,6 +23,7 @@ from s2kit.plugins.skills.sof.videos import load_windows, open_sources
 from s2kit.workflows.video import write_video
 from tests.cli.conftest import invoke  # noqa: F401 - the in-process s2kit app, a fixture
 from tests.conftest import run_s2kit
+from tests.plugins.skills.sof.conftest import nan_actions
 
 HEAD = "observation.images.head"
 #: A network small enough to train in seconds on one thread.
@@ -208,12 +207,7 @@ def test_a_collected_dataset_is_read_for_its_video_alone(collected: Path, tmp_pa
     """The windows of a dataset whose actions are all NaN are those of the dataset: its actions are never read."""
     from s2kit.learning.data import load_frames
 
-    broken = tmp_path / "no_actions"
-    shutil.copytree(collected, broken, ignore=shutil.ignore_patterns(".s2kit-cache"))
-    for path in (broken / "data").rglob("*.parquet"):
-        table = pq.read_table(path)
-        nan = pa.array([[float("nan")] * 7] * len(table), type=table.schema.field("action").type)
-        pq.write_table(table.set_column(table.schema.get_field_index("action"), "action", nan), path)
+    broken = nan_actions(collected, tmp_path / "no_actions")
     with pytest.raises(DataError, match="non-finite state or action"):  # what an executor's training makes of it
         load_frames([broken], cameras=["head"], image_size=16, state=None, done_window=8)
     original = load_windows(open_sources([collected], "head", 4), image_size=16, window=4)

@@ -5,8 +5,9 @@ translator trains as the executor ``sof-translator``: ``s2kit train sof-translat
 from __future__ import annotations
 
 import json as _json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -19,6 +20,12 @@ from s2kit.core.errors import ConfigError, DataError
 
 app = typer.Typer(help="SOF, skills from optical flow (docs/skills.md).", no_args_is_help=True)
 
+#: ``--resume`` and ``--set`` of the training commands.
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint.")]
+TrainSetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="A training option (the kit's, e.g. batch_size=64, threads=1) or model.* (repeatable)."),
+]
 _BAR = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn())
 
 
@@ -85,11 +92,8 @@ def train_tokenizer(
     tokens: Annotated[int | None, typer.Option(min=1, help="Skill tokens per window; divides the window (default 2).")] = None,
     levels: Annotated[str | None, typer.Option(help="FSQ levels per code dimension, comma-separated (default 5,5,5).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default 2000; --set steps=N).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint.")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE", help="A training option (the kit's, e.g. batch_size=64, threads=1) or model.* (repeatable)."),
-    ] = None,
+    resume: ResumeOption = False,
+    set_: TrainSetOption = None,
     json: JsonOption = False,
 ) -> None:
     """Train SOF's skill tokenizer on the optical flow of action-free video and report how well it reconstructs.
@@ -115,13 +119,7 @@ def train_tokenizer(
     if steps is not None:
         overrides.append(f"steps={steps}")
     config: TokenizerTrainConfig = validate_overrides(TokenizerTrainConfig, overrides, "train-tokenizer")  # type: ignore[assignment]
-    with Progress(*_BAR, console=err_console, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("train-tokenizer", total=config.steps, losses="")
-
-        def report(step: int, losses: dict[str, float]) -> None:
-            bar.update(task, completed=step, losses=f"epe {losses['epe_px']:.3f} px")
-
-        last = train(sources, out, config, resume=resume, progress=report, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True))
+    last = _with_bar("train-tokenizer", config.steps, lambda losses: f"epe {losses['epe_px']:.3f} px", train, sources, out, config, resume)
     summary = _json.loads((out / REPORT).read_text())
     if json:
         print_json(summary)
@@ -148,11 +146,8 @@ def train_planner(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, metrics.jsonl, train.json.")],
     horizon: Annotated[int | None, typer.Option(min=1, help="Windows planned ahead (default 2; --set model.horizon=N).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default 3000; --set steps=N).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint.")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE", help="A training option (the kit's, e.g. batch_size=64, threads=1) or model.* (repeatable)."),
-    ] = None,
+    resume: ResumeOption = False,
+    set_: TrainSetOption = None,
     json: JsonOption = False,
 ) -> None:
     """Train SOF's skill planner: from a frame and the guidance (goal, current subtask), the next windows' skill tokens
@@ -173,13 +168,8 @@ def train_planner(
     if steps is not None:
         overrides.append(f"steps={steps}")
     config: PlannerTrainConfig = validate_overrides(PlannerTrainConfig, overrides, "train-planner")  # type: ignore[assignment]
-    with Progress(*_BAR, console=err_console, disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("train-planner", total=config.steps, losses="")
-
-        def report(step: int, losses: dict[str, float]) -> None:
-            bar.update(task, completed=step, losses=f"tokens {losses['tokens']:.3f} done {losses['done']:.3f}")
-
-        last = train(datasets, out, config, resume=resume, progress=report, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True))
+    shown = lambda losses: f"tokens {losses['tokens']:.3f} done {losses['done']:.3f}"  # noqa: E731
+    last = _with_bar("train-planner", config.steps, shown, train, datasets, out, config, resume)
     figures = _last_validation(out)
     summary = {"checkpoint": str(last), **figures}
     if json:
@@ -187,6 +177,19 @@ def train_planner(
         return
     shown = ", ".join(f"{k.removeprefix('val_')} {v:.3f}" for k, v in figures.items() if k != "step") or "no episodes held out"
     console.print(f"skill planner, held out: {shown}\ncheckpoint: {last}", highlight=False, soft_wrap=True)
+
+
+def _with_bar(name: str, steps: int, shown: Callable[[dict[str, float]], str], train: Callable[..., Path], *args: Any) -> Path:
+    """``train(*args, resume=..., progress=..., log=...)`` with a progress bar of ``steps`` on a terminal (the losses as
+    ``shown`` says) and its log on stderr; what it returns."""
+    *positional, resume = args
+    with Progress(*_BAR, console=err_console, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task(name, total=steps, losses="")
+
+        def report(step: int, losses: dict[str, float]) -> None:
+            bar.update(task, completed=step, losses=shown(losses))
+
+        return train(*positional, resume=resume, progress=report, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True))
 
 
 def _last_validation(run: Path) -> dict[str, float]:

@@ -19,7 +19,7 @@ executor is built.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -70,29 +70,6 @@ class SkillTranslatorExecutor(PolicyExecutor):
         from s2kit.plugins.skills.sof.translator import SkillTranslator
 
         return SkillTranslator
-
-    @classmethod
-    def train(
-        cls,
-        data: Sequence[Path],
-        out: Path,
-        *,
-        overrides: Sequence[str] = (),
-        resume: bool = False,
-        progress: Callable[[int, int, dict[str, float]], None] | None = None,
-        log: Callable[[str], None] = print,
-    ) -> Path:
-        """The kit's training, after checking up front the tokenizer that labels the frames (``model.tokenizer``)."""
-        from s2kit.core.config import validate_overrides
-        from s2kit.learning.trainer import TrainConfig
-        from s2kit.plugins.skills.sof.training import load_tokenizer
-
-        config: TrainConfig = validate_overrides(TrainConfig, overrides, f"train {cls.name}")  # type: ignore[assignment]
-        tokenizer = config.model.get("tokenizer")
-        if not tokenizer:
-            raise ConfigError(f"train {cls.name}: name the skill tokenizer that labels the frames: --set model.tokenizer=TOKENIZER_RUN")
-        load_tokenizer(tokenizer)  # exists and is a tokenizer's checkpoint, or one error
-        return super().train(data, out, overrides=overrides, resume=resume, progress=progress, log=log)
 
     def inputs(self, observation: Observation, guidance: Guidance) -> dict[str, np.ndarray]:
         from s2kit.plugins.skills.sof.labels import SKILLS

@@ -39,7 +39,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from s2kit.core.checkpoints import CONFIG, read_config
 from s2kit.core.config import describe_validation_error, validate_model
-from s2kit.core.errors import ConfigError
 from s2kit.learning.checkpoints import CheckpointError, load_weights
 from s2kit.learning.trainer import RunConfig, TrainConfig, fit, prepare, resume_state, split_episodes, start_processes, validate
 from s2kit.plugins.skills.sof.planner import PlannerConfig, SkillPlanner
@@ -178,16 +177,27 @@ def report_line(report: dict[str, Any]) -> str:
 def load_tokenizer(path: str | Path, device: str = "cpu") -> tuple[SkillTokenizer, TokenizerInfo, Path]:
     """(the tokenizer in eval mode, its info, the checkpoint folder) of a checkpoint or a run's newest one; a checkpoint
     that is not a tokenizer's, or is corrupt, is one `CheckpointError` naming the file."""
+    return _load(path, device, TokenizerInfo, SkillTokenizer, "SOF skill tokenizer")  # type: ignore[return-value]
+
+
+def _load(path: str | Path, device: str, info_class: type[BaseModel], model_class: type[Any], what: str) -> tuple[Any, Any, Path]:
+    """A checkpoint of one of SOF's own kinds (its config.json's ``kind`` is ``info_class``'s), loaded with the kit's checks."""
     folder, raw = read_config(path)
     where = folder / CONFIG
-    if not isinstance(raw, dict) or raw.get("kind") != KIND:
-        what = f"executor {raw['executor']!r}'s" if isinstance(raw, dict) and raw.get("executor") else "another kind of"
-        raise CheckpointError(f"{where} is {what} checkpoint, not a SOF skill tokenizer's")
+    kind = info_class.model_fields["kind"].default
+    if not isinstance(raw, dict) or raw.get("kind") != kind:
+        if isinstance(raw, dict) and raw.get("executor"):
+            other = f"executor {raw['executor']!r}'s"
+        elif isinstance(raw, dict) and raw.get("kind"):
+            other = f"a {raw['kind']!r}"
+        else:
+            other = "another kind of"
+        raise CheckpointError(f"{where} is {other} checkpoint, not a {what}'s")
     try:
-        info = TokenizerInfo.model_validate(raw)
+        info = info_class.model_validate(raw)
     except ValidationError as err:
-        raise CheckpointError(f"{where}: {describe_validation_error(err, TokenizerInfo)}") from None
-    model = SkillTokenizer(info.model)
+        raise CheckpointError(f"{where}: {describe_validation_error(err, info_class)}") from None
+    model = model_class(info.model)  # type: ignore[attr-defined]
     load_weights(folder, model, device)
     return model.to(device).eval(), info, folder
 
@@ -231,9 +241,7 @@ def train_planner(
     folder ``out``, its targets labelled by the tokenizer ``model.tokenizer``; the last checkpoint's folder."""
     out = Path(out)
     model_config: PlannerConfig = validate_model(PlannerConfig, config.model, "train-planner: model")  # type: ignore[assignment]
-    if not model_config.tokenizer:
-        raise ConfigError("train-planner: name the skill tokenizer whose tokens it plans in: --tokenizer TOKENIZER_RUN")
-    load_tokenizer(model_config.tokenizer)  # exists and is a tokenizer's, before anything is loaded
+    SkillPlanner.check_training(model_config, "train-planner")
     processes = start_processes(config)
     record = {"model": PLANNER_KIND, "data": [str(d) for d in data], "config": config.model_dump()}
     state = resume_state(out, record, config, resume)
@@ -250,15 +258,4 @@ def train_planner(
 def load_planner(path: str | Path, device: str = "cpu") -> tuple[SkillPlanner, PlannerInfo, Path]:
     """(the planner in eval mode, its info, the checkpoint folder) of a checkpoint or a run's newest one; one
     `CheckpointError` naming the file where it is not a planner's or is corrupt."""
-    folder, raw = read_config(path)
-    where = folder / CONFIG
-    if not isinstance(raw, dict) or raw.get("kind") != PLANNER_KIND:
-        what = f"executor {raw['executor']!r}'s" if isinstance(raw, dict) and raw.get("executor") else f"a {raw.get('kind')!r}" if isinstance(raw, dict) and raw.get("kind") else "another kind of"
-        raise CheckpointError(f"{where} is {what} checkpoint, not a SOF skill planner's")
-    try:
-        info = PlannerInfo.model_validate(raw)
-    except ValidationError as err:
-        raise CheckpointError(f"{where}: {describe_validation_error(err, PlannerInfo)}") from None
-    model = SkillPlanner(info.model)
-    load_weights(folder, model, device)
-    return model.to(device).eval(), info, folder
+    return _load(path, device, PlannerInfo, SkillPlanner, "SOF skill planner")  # type: ignore[return-value]

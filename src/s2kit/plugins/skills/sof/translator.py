@@ -36,24 +36,22 @@ from torch import Tensor, nn
 from s2kit.learning.batch import ACTION_MASK, ACTIONS, STATE
 from s2kit.learning.data import FrameData
 from s2kit.learning.heads import masked_mean, regression_error
-from s2kit.learning.policy import InputSpec, Policy
+from s2kit.learning.policy import InputSpec
 from s2kit.plugins.skills.sof.labels import SKILLS, SkillColumn, check_frames, frame_tokens
-from s2kit.plugins.skills.sof.vision import TRUNK_PREFIX, ObservationTokens, VisionConfig, transformer
+from s2kit.plugins.skills.sof.policy import SkillConfig, SkillPolicy
+from s2kit.plugins.skills.sof.vision import ObservationTokens, transformer
 
 __all__ = ["SkillTranslator", "TranslatorConfig"]
 
 
-class TranslatorConfig(VisionConfig):
+class TranslatorConfig(SkillConfig):
     """The translator's network and inputs. ``tokens``, ``codebook`` and ``chunk`` are set from the tokenizer by training."""
 
     cameras: list[str] = Field(default_factory=lambda: ["head", "wrist"], description="Camera roles, in order.")
     chunk: int = Field(8, ge=1, description="Actions per chunk: the tokenizer's window (set by training).")
-    tokens: int = Field(2, ge=1, description="Skill tokens per window (set from the tokenizer by training).")
-    codebook: int = Field(125, ge=2, description="Skill token values (set from the tokenizer by training).")
-    tokenizer: str = Field("", description="The tokenizer checkpoint or run whose tokens label the training frames.")
 
 
-class SkillTranslator(Policy):
+class SkillTranslator(SkillPolicy):
     """Skill tokens and an observation to an action chunk (see the module docstring)."""
 
     config_class = TranslatorConfig
@@ -78,15 +76,6 @@ class SkillTranslator(Policy):
         check_frames(labels, len(frames), data)
         frames = replace(frames, extras={**frames.extras, SKILLS: labels.tokens.float()}, columns=(*frames.columns, SkillColumn(SKILLS)))
         return frames, {"tokens": labels.tokens.shape[1], "codebook": labels.codebook, "chunk": labels.window}
-
-    def frozen_features(self, images: Tensor) -> Tensor:
-        return self.vision.features(images)
-
-    def unused_parameters(self) -> list[str]:
-        return [name for name, _ in self.named_parameters() if name.startswith(TRUNK_PREFIX)]
-
-    def packaged_weights(self) -> list[str]:
-        return [name for name in self.state_dict() if name.startswith(TRUNK_PREFIX)]
 
     def extra_inputs(self) -> dict[str, InputSpec]:
         return {SKILLS: InputSpec((self.config.tokens,), "int64", self.config.codebook)}
