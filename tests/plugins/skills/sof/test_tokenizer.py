@@ -34,8 +34,7 @@ TINY_SETS = [f"model.{k}={v}" for k, v in TINY.items()]
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     """One torch thread, as the trainings here ask for (threads=1; the trainer sets it and leaves it so): on a busy
-    2-core machine more only spin. Set for each test, since computing flow can change it (numba's OpenMP layer shares
-    torch's libgomp)."""
+    2-core machine more only spin. Set for each test, whatever an earlier one left."""
     torch.set_num_threads(1)
 
 

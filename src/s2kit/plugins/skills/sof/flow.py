@@ -50,6 +50,7 @@ Convention (OpenCV's): ``flow[t, y, x] = (dx, dy)`` in pixels, such that
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -344,9 +345,14 @@ def optical_flow(
     per_frame = 4 * int((shapes[:, 0] * shapes[:, 1]).sum())
     chunk = max(2, _CHUNK_BYTES // per_frame)
     out = np.empty((array.shape[0] - 1, *array.shape[1:3], 2), np.float32)
+    # numba's OpenMP layer shares torch's libgomp: starting its threads sets torch's count to numba's; keep torch's
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
     for start in range(0, array.shape[0] - 1, chunk - 1):  # chunks overlap by one frame
         part = array[start : start + chunk]
         out[start : start + len(part) - 1] = _video_flow(part, np.float32(scale), shapes, offsets, steps, radius, np.float32(regularization))
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     return out
 
 

@@ -69,9 +69,7 @@ def frame_tokens(
                 f"{source.path} runs at {source.fps:g} fps and tokenizer {folder} was trained on {info.fps:g} fps video: "
                 "a skill window would span another duration"
             )
-    threads = torch.get_num_threads()
     windows = load_windows(sources, image_size=c.image_size, window=c.window, cache=cache, log=log)
-    torch.set_num_threads(threads)  # numba's OpenMP layer shares torch's libgomp (see training.train_tokenizer)
     encoded = torch.empty((len(windows), c.tokens), dtype=torch.long)
     with torch.inference_mode():
         for part in torch.arange(len(windows)).split(_BATCH):

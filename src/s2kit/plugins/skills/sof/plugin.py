@@ -207,10 +207,8 @@ class SofSkill(Skill):
             raise ConfigError(f"skill {self.name!r}: encode takes a (T, H, W, 3) uint8 clip, got {frames.dtype} {frames.shape}")
         if len(frames) < W + 1:
             raise ConfigError(f"skill {self.name!r}: a clip of {len(frames)} frame(s) holds no window of {W} flows ({W + 1} frames)")
-        threads = torch.get_num_threads()
         clip = square_frames(frames, info.model.image_size)
         flow = torch.from_numpy(optical_flow(clip).transpose(0, 3, 1, 2).copy())  # (T - 1, 2, S, S)
-        torch.set_num_threads(threads)
         n = (len(frames) - 1) // W
         windows = flow[: n * W].view(n, W, *flow.shape[1:])
         with torch.inference_mode():

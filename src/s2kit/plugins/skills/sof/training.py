@@ -117,10 +117,7 @@ def train_tokenizer(
     started = time.perf_counter()
     if rank > 0:  # rank 0 computes the frames and flow into the cache once; the others map them
         torch.distributed.barrier()
-    threads = torch.get_num_threads()
     windows = load_windows(sources, image_size=model_config.image_size, window=model_config.window, cache=config.cache, log=log if rank == 0 else None)
-    # numba's OpenMP threading layer shares torch's libgomp: computing flow leaves torch on numba's thread count
-    torch.set_num_threads(threads)
     if rank == 0 and world > 1:
         torch.distributed.barrier()
     train_windows, val_windows = split_episodes(windows, config.val_fraction, config.seed)
