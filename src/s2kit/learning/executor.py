@@ -209,13 +209,12 @@ def prepare_inputs(
     ``text`` (1, 3, 384): goal, trajectory, current subtask; ``noise`` (1, H, A) drawn from ``rng``
     (drawn whatever the head, so that the draws stay in step).
     """
-    from s2kit.learning.inputs import square_frames
+    from s2kit.learning.inputs import camera_images
     from s2kit.learning.text import GuidanceEncoder
 
     model = info.model
-    images = np.stack([square_frames(observation.images[c][None], model.image_size)[0] for c in model.cameras])  # (cameras, S, S, 3)
     return {
-        IMAGES: images.transpose(0, 3, 1, 2)[None],  # (1, cameras, 3, S, S)
+        IMAGES: camera_images(observation.images, model.cameras, model.image_size),  # (1, cameras, 3, S, S)
         STATE: norm.state(state(observation.state))[None].astype(np.float32),  # (1, state)
         TEXT: (text or GuidanceEncoder())(guidance)[None],  # (1, 3, 384)
         NOISE: rng.standard_normal((1, model.chunk, model.action_dim)).astype(np.float32),

@@ -322,10 +322,11 @@ def with_extra_inputs(policy: Any, inputs: list[Inputs], seed: int = 0) -> list[
     """``inputs`` with the policy's own inputs (`Policy.extra_inputs`) added, drawn at random: integers uniform over
     0 .. high - 1, floats standard normal."""
     rng = np.random.default_rng(seed)
+    specs = policy.extra_inputs()
     out = []
     for x in inputs:
         extra = {}
-        for name, spec in policy.extra_inputs().items():
+        for name, spec in specs.items():
             shape = (len(x[IMAGES]), *spec.shape)
             if spec.high is not None:
                 extra[name] = rng.integers(0, spec.high, shape).astype(spec.dtype)

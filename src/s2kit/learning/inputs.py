@@ -8,7 +8,7 @@ checkpoint), and each camera's image letterboxed to a square (`square_frames`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ from s2kit.core.errors import DataError
 from s2kit.core.types import EE_STATE
 from s2kit.datasets.images import resize
 
-__all__ = ["EE_STATE", "Normalizer", "StateEncoder", "square_frames"]
+__all__ = ["EE_STATE", "Normalizer", "StateEncoder", "camera_images", "square_frames"]
 
 
 def square_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -32,6 +32,13 @@ def square_frames(frames: np.ndarray, size: int) -> np.ndarray:
         y, x = (size - h) // 2, (size - w) // 2
         out[t, y : y + h, x : x + w] = image
     return out
+
+
+def camera_images(images: Mapping[str, np.ndarray], cameras: Sequence[str], size: int) -> np.ndarray:
+    """One observation's images (role -> H x W x 3 uint8) as a policy's ``images`` input: (1, cameras, 3, size, size)
+    uint8, each letterboxed (`square_frames`), in the order of ``cameras``."""
+    stacked = np.stack([square_frames(images[c][None], size)[0] for c in cameras])  # (cameras, S, S, 3)
+    return stacked.transpose(0, 3, 1, 2)[None]
 
 
 class StateEncoder:

@@ -607,7 +607,6 @@ class Prepared:
     sampler: FrameSampler
     val_batches: list[dict[str, torch.Tensor]]
     train_frames: FrameData
-    val_frames: FrameData | None
     norm: Normalizer
 
 
@@ -661,7 +660,7 @@ def prepare(
             f"{world} process(es); steps {start_step}..{config.steps}"
         )
     val_batches = _validation_batches(val_frames, model_config.chunk, embeddings, norm) if rank == 0 else []
-    return Prepared(model, sampler, val_batches, train_frames, val_frames, norm)
+    return Prepared(model, sampler, val_batches, train_frames, norm)
 
 
 def _validation_batches(frames: FrameData | None, chunk: int, embeddings: torch.Tensor, norm: Normalizer, size: int = 256) -> list[dict[str, torch.Tensor]]:

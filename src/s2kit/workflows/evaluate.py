@@ -308,9 +308,8 @@ def evaluate(
     """
     registry = registry or get_registry()
     for config in {b.suite: b.config for b in blocks}.values():
-        for section in ("robot", "planner", "executor", "skill"):
-            if getattr(config, section) is not None:
-                registry.config(section, getattr(config, section)["name"], config.options(section))
+        for section, component in config.components.items():
+            registry.config(section, component["name"], config.options(section))
     if workers <= 1 or len(blocks) <= 1:
         done = _evaluate_here(blocks, registry, on_episode)
     else:

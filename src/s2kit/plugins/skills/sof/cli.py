@@ -7,7 +7,7 @@ from __future__ import annotations
 import json as _json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -119,7 +119,10 @@ def train_tokenizer(
     if steps is not None:
         overrides.append(f"steps={steps}")
     config: TokenizerTrainConfig = validate_overrides(TokenizerTrainConfig, overrides, "train-tokenizer")  # type: ignore[assignment]
-    last = _with_bar("train-tokenizer", config.steps, lambda losses: f"epe {losses['epe_px']:.3f} px", train, sources, out, config, resume)
+    last = _with_bar(
+        "train-tokenizer", config.steps, lambda losses: f"epe {losses['epe_px']:.3f} px",
+        lambda progress, log: train(sources, out, config, resume=resume, progress=progress, log=log),
+    )  # fmt: skip
     summary = _json.loads((out / REPORT).read_text())
     if json:
         print_json(summary)
@@ -168,8 +171,10 @@ def train_planner(
     if steps is not None:
         overrides.append(f"steps={steps}")
     config: PlannerTrainConfig = validate_overrides(PlannerTrainConfig, overrides, "train-planner")  # type: ignore[assignment]
-    shown = lambda losses: f"tokens {losses['tokens']:.3f} done {losses['done']:.3f}"  # noqa: E731
-    last = _with_bar("train-planner", config.steps, shown, train, datasets, out, config, resume)
+    last = _with_bar(
+        "train-planner", config.steps, lambda losses: f"tokens {losses['tokens']:.3f} done {losses['done']:.3f}",
+        lambda progress, log: train(datasets, out, config, resume=resume, progress=progress, log=log),
+    )  # fmt: skip
     figures = _last_validation(out)
     summary = {"checkpoint": str(last), **figures}
     if json:
@@ -179,17 +184,16 @@ def train_planner(
     console.print(f"skill planner, held out: {shown}\ncheckpoint: {last}", highlight=False, soft_wrap=True)
 
 
-def _with_bar(name: str, steps: int, shown: Callable[[dict[str, float]], str], train: Callable[..., Path], *args: Any) -> Path:
-    """``train(*args, resume=..., progress=..., log=...)`` with a progress bar of ``steps`` on a terminal (the losses as
-    ``shown`` says) and its log on stderr; what it returns."""
-    *positional, resume = args
+def _with_bar(name: str, steps: int, shown: Callable[[dict[str, float]], str], run: Callable[[Callable[..., None], Callable[[str], None]], Path]) -> Path:
+    """``run(progress, log)``: a training, with a progress bar of ``steps`` on a terminal (the losses as ``shown`` says)
+    and its log on stderr; what it returns."""
     with Progress(*_BAR, console=err_console, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(name, total=steps, losses="")
 
         def report(step: int, losses: dict[str, float]) -> None:
             bar.update(task, completed=step, losses=shown(losses))
 
-        return train(*positional, resume=resume, progress=report, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True))
+        return run(report, lambda m: err_console.print(m, highlight=False, soft_wrap=True))
 
 
 def _last_validation(run: Path) -> dict[str, float]:

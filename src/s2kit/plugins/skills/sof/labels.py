@@ -11,14 +11,14 @@ same LeRobot datasets, in the same order; the tokenizer reads them from its
 own camera at its own size through the frame and flow caches
 (`s2kit.plugins.skills.sof.videos`), so a second run costs only the encoder.
 
-`SkillColumn` gives the tokens to a kit batch (`ExtraColumns`): the
+`with_tokens` adds them to the kit's frames, and `SkillColumn` to its batches (`ExtraColumns`): the
 translator's input and the planner's targets are the same per-frame arrays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +26,10 @@ import torch
 from torch import Tensor
 
 from s2kit.core.errors import DataError
-from s2kit.learning.data import ExtraColumns
+from s2kit.learning.data import ExtraColumns, FrameData
 from s2kit.plugins.skills.sof.videos import RATE_TOLERANCE
 
-__all__ = ["PLAN", "SKILLS", "FrameTokens", "SkillColumn", "check_frames", "frame_tokens"]
+__all__ = ["PLAN", "SKILLS", "FrameTokens", "SkillColumn", "frame_tokens", "with_tokens"]
 
 #: Batch key and the translator's graph input: the skill tokens to act out, (B, tokens) int64.
 SKILLS = "skills"
@@ -51,11 +51,17 @@ class FrameTokens:
 
 
 def frame_tokens(
-    tokenizer: str | Path, data: Sequence[str | Path], *, cache: str = "auto", log: Callable[[str], None] | None = None
+    tokenizer: str | Path,
+    data: Sequence[str | Path],
+    *,
+    cache: str = "auto",
+    log: Callable[[str], None] | None = None,
+    frames: int | None = None,
 ) -> FrameTokens:
     """The skill tokens of every frame of the LeRobot datasets ``data`` under the tokenizer checkpoint (or run) ``tokenizer``.
 
-    A dataset at another frame rate than the tokenizer's video is a `DataError` (a window would span another duration).
+    A dataset at another frame rate than the tokenizer's video is a `DataError` (a window would span another duration);
+    so is a count of frames other than ``frames``, where given (those `load_frames` loaded from the same datasets).
     """
     from s2kit.plugins.skills.sof.training import load_tokenizer
     from s2kit.plugins.skills.sof.videos import load_windows, open_sources
@@ -83,8 +89,14 @@ def frame_tokens(
             tokens.append(encoded[first + np.minimum(t, count - 1)])
             whole.append(torch.from_numpy(t < count))
             first += count
+    total = sum(len(t) for t in tokens)
+    if frames is not None and total != frames:
+        raise DataError(
+            f"{', '.join(map(str, data))}: the tokenizer's video gives {total} frames and the dataset's "
+            f"records {frames}: they must be the same episodes"
+        )
     if log is not None:
-        log(f"skill tokens of {sum(len(t) for t in tokens)} frames from tokenizer {folder} ({len(windows)} windows)")
+        log(f"skill tokens of {total} frames from tokenizer {folder} ({len(windows)} windows)")
     return FrameTokens(torch.cat(tokens), torch.cat(whole), c.window, model.fsq.codebook_size)
 
 
@@ -109,10 +121,7 @@ class SkillColumn(ExtraColumns):
         return out
 
 
-def check_frames(tokens: FrameTokens, frames: int, data: Sequence[str | Path]) -> None:
-    """The token arrays cover the loaded frames one for one, or a `DataError`."""
-    if len(tokens.tokens) != frames:
-        raise DataError(
-            f"{', '.join(map(str, data))}: the tokenizer's video gives {len(tokens.tokens)} frames and the dataset's "
-            f"records {frames}: they must be the same episodes"
-        )
+
+def with_tokens(frames: FrameData, key: str, values: Tensor, *, targets: bool = False) -> FrameData:
+    """``frames`` with per-frame token arrays ``values`` (frames, n) batched under ``key`` (`SkillColumn`)."""
+    return replace(frames, extras={**frames.extras, key: values.float()}, columns=(*frames.columns, SkillColumn(key, targets=targets)))

@@ -25,7 +25,6 @@ actions, then `fit`) through ``s2kit sof train-planner``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from torch import Tensor, nn
 
 from s2kit.learning.batch import DONE, TEXT
 from s2kit.learning.data import FrameData
-from s2kit.plugins.skills.sof.labels import PLAN, SKILLS, SkillColumn, check_frames, frame_tokens
+from s2kit.plugins.skills.sof.labels import PLAN, SKILLS, frame_tokens, with_tokens
 from s2kit.plugins.skills.sof.policy import SkillConfig, SkillPolicy
 from s2kit.plugins.skills.sof.vision import ObservationTokens, transformer
 
@@ -74,7 +73,7 @@ class SkillPlanner(SkillPolicy):
         self.start = nn.Parameter(torch.randn(1, 1, D) * 0.02)
         self.token_embed = nn.Embedding(c.codebook, D)
         self.token_pos = nn.Parameter(torch.randn(1, N, D) * 0.02)
-        self.body = transformer(c)
+        self.body = transformer(c.dim, c.heads, c.layers, c.dropout)
         self.token_out = nn.Linear(D, c.codebook)
         self.done_out = nn.Linear(D, 1)
         prefix = len(c.cameras) * c.cells + len(_TEXTS)
@@ -93,8 +92,7 @@ class SkillPlanner(SkillPolicy):
     ) -> tuple[FrameData, dict[str, Any]]:
         """The frames with their plan targets: the tokens of the windows starting at the frame and every window after
         it, ``horizon`` of them; -1 past the episode's end."""
-        labels = frame_tokens(config.tokenizer, data, cache=cache, log=log)
-        check_frames(labels, len(frames), data)
+        labels = frame_tokens(config.tokenizer, data, cache=cache, log=log, frames=len(frames))
         W, K = labels.window, labels.tokens.shape[1]
         t = torch.arange(len(frames))
         plans = []
@@ -104,9 +102,8 @@ class SkillPlanner(SkillPolicy):
             tokens = labels.tokens[torch.minimum(j, frames.end - 1)].clone()  # (frames, K)
             tokens[~inside] = -1
             plans.append(tokens)
-        plan = torch.cat(plans, dim=1).float()  # (frames, horizon * K)
-        frames = replace(frames, extras={**frames.extras, PLAN: plan}, columns=(*frames.columns, SkillColumn(PLAN, targets=True)))
-        return frames, {"tokens": K, "codebook": labels.codebook, "window": W}
+        plan = torch.cat(plans, dim=1)  # (frames, horizon * K)
+        return with_tokens(frames, PLAN, plan, targets=True), {"tokens": K, "codebook": labels.codebook, "window": W}
 
     # --- the network --------------------------------------------------------------------------
 

@@ -156,22 +156,21 @@ class SofSkill(Skill):
         """(the planned tokens, ``horizon * tokens`` of them, the probability that the guidance's subtask is done)."""
         import torch
 
-        from s2kit.learning.batch import IMAGES, TEXT
-        from s2kit.learning.inputs import square_frames
+        from s2kit.learning.batch import DONE, IMAGES, TEXT
+        from s2kit.learning.inputs import camera_images
         from s2kit.learning.text import GuidanceEncoder
         from s2kit.plugins.skills.sof.labels import SKILLS
 
         model = self.planner_info.model
         if self.guidance_encoder is None:  # the MiniLM encoder loads on first use
             self.guidance_encoder = GuidanceEncoder()
-        images = np.stack([square_frames(observation.images[c][None], model.image_size)[0] for c in model.cameras])
         batch = {
-            IMAGES: torch.from_numpy(images.transpose(0, 3, 1, 2)[None].copy()),
+            IMAGES: torch.from_numpy(camera_images(observation.images, model.cameras, model.image_size).copy()),
             TEXT: torch.from_numpy(self.guidance_encoder(guidance)[None]),
         }
         with torch.inference_mode():
             out = self.planner.sample(batch, temperature=self.config.temperature, generator=self.generator)  # type: ignore[attr-defined]
-        return [int(t) for t in out[SKILLS][0]], float(out["done"][0])
+        return [int(t) for t in out[SKILLS][0]], float(out[DONE][0])
 
     def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
         from s2kit.learning.text import current_subtask

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from s2kit.learning.batch import IMAGES
 from s2kit.learning.policy import Policy, PolicyConfig
 from s2kit.plugins.skills.sof.fsq import FSQ, check_levels
+from s2kit.plugins.skills.sof.vision import transformer
 
 __all__ = ["FLOW", "MOVING_PX", "TOKENS", "SkillTokenizer", "TokenizerConfig"]
 
@@ -86,11 +87,6 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
-def _transformer(c: TokenizerConfig, layers: int) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-    return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(c.dim), enable_nested_tensor=False)
-
-
 class CausalConv(nn.Module):
     """A residual convolution over time that sees the current and ``kernel - 1`` earlier steps only."""
 
@@ -123,7 +119,7 @@ class SkillTokenizer(Policy):
         self.flow_in = nn.Linear(2 * C * (S // 8) ** 2, D)
         self.temporal = nn.Sequential(CausalConv(D, c.kernel), CausalConv(D, c.kernel))
         self.time = nn.Parameter(torch.randn(H, D) * 0.02)
-        self.encoder = _transformer(c, c.encoder_layers)
+        self.encoder = transformer(c.dim, c.heads, c.encoder_layers)
         self.to_code = nn.Linear(D, len(c.levels))
         self.fsq = FSQ(c.levels)
         # decoder
@@ -132,7 +128,7 @@ class SkillTokenizer(Policy):
         self.queries = nn.Parameter(torch.randn(H, D) * 0.02)
         self.image_stem = nn.Sequential(_conv(3, C, 2), nn.GELU(), _conv(C, 2 * C, 2), nn.GELU(), _conv(2 * C, 2 * C), nn.GELU())
         self.image_in = nn.Linear(2 * C, D)
-        self.decoder = _transformer(c, c.decoder_layers)
+        self.decoder = transformer(c.dim, c.heads, c.decoder_layers)
         self.film = nn.Linear(D, 4 * C)
         self.head = nn.Sequential(
             _conv(2 * C, 2 * C), nn.GELU(), nn.Upsample(scale_factor=2, mode="nearest"), _conv(2 * C, C), nn.GELU(), _conv(C, 2)

@@ -25,7 +25,6 @@ tokens can drive it directly).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from s2kit.learning.batch import ACTION_MASK, ACTIONS, STATE
 from s2kit.learning.data import FrameData
 from s2kit.learning.heads import masked_mean, regression_error
 from s2kit.learning.policy import InputSpec
-from s2kit.plugins.skills.sof.labels import SKILLS, SkillColumn, check_frames, frame_tokens
+from s2kit.plugins.skills.sof.labels import SKILLS, frame_tokens, with_tokens
 from s2kit.plugins.skills.sof.policy import SkillConfig, SkillPolicy
 from s2kit.plugins.skills.sof.vision import ObservationTokens, transformer
 
@@ -64,7 +63,7 @@ class SkillTranslator(SkillPolicy):
         self.skill_embed = nn.Embedding(c.codebook, D)
         self.skill_pos = nn.Parameter(torch.randn(1, c.tokens, D) * 0.02)
         self.queries = nn.Parameter(torch.randn(1, c.chunk, D) * 0.02)
-        self.body = transformer(c)
+        self.body = transformer(c.dim, c.heads, c.layers, c.dropout)
         self.action_out = nn.Linear(D, c.action_dim)
 
     @classmethod
@@ -72,10 +71,8 @@ class SkillTranslator(SkillPolicy):
         cls, config: TranslatorConfig, frames: FrameData, data: Sequence[str | Path], *, cache: str, log: Callable[[str], None] | None
     ) -> tuple[FrameData, dict[str, Any]]:
         """The frames labelled with the skill tokens of the window each starts (`frame_tokens`); the chunk is the window."""
-        labels = frame_tokens(config.tokenizer, data, cache=cache, log=log)
-        check_frames(labels, len(frames), data)
-        frames = replace(frames, extras={**frames.extras, SKILLS: labels.tokens.float()}, columns=(*frames.columns, SkillColumn(SKILLS)))
-        return frames, {"tokens": labels.tokens.shape[1], "codebook": labels.codebook, "chunk": labels.window}
+        labels = frame_tokens(config.tokenizer, data, cache=cache, log=log, frames=len(frames))
+        return with_tokens(frames, SKILLS, labels.tokens), {"tokens": labels.tokens.shape[1], "codebook": labels.codebook, "chunk": labels.window}
 
     def extra_inputs(self) -> dict[str, InputSpec]:
         return {SKILLS: InputSpec((self.config.tokens,), "int64", self.config.codebook)}

@@ -20,7 +20,7 @@ from s2kit.learning.batch import FEATURES, IMAGES
 from s2kit.learning.encoders import LITE0_BLOCKS, TRUNK_CHANNELS, TRUNK_STRIDE, EfficientNetTrunk
 from s2kit.learning.policy import PolicyConfig
 
-__all__ = ["ObservationTokens", "VisionConfig"]
+__all__ = ["ObservationTokens", "VisionConfig", "transformer"]
 
 #: State-dict prefix of the frozen trunk in a network that holds an `ObservationTokens` as ``vision``.
 TRUNK_PREFIX = "vision.trunk."
@@ -76,8 +76,7 @@ class ObservationTokens(nn.Module):
         return self.proj(cells.flatten(1, 2)) + self.pos
 
 
-def transformer(config: VisionConfig) -> nn.TransformerEncoder:
-    """The pre-norm transformer both networks use."""
-    c = config
-    layer = nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, dropout=c.dropout, activation="gelu", batch_first=True, norm_first=True)
-    return nn.TransformerEncoder(layer, c.layers, norm=nn.LayerNorm(c.dim), enable_nested_tensor=False)
+def transformer(dim: int, heads: int, layers: int, dropout: float = 0.0) -> nn.TransformerEncoder:
+    """The pre-norm transformer SOF's networks use (GELU, 4x wide feed-forward, a final LayerNorm)."""
+    layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
