@@ -205,6 +205,29 @@ class Planner(Component, ABC):
         ``goal`` must be ``instruction`` verbatim.
         """
 
+    def propose(
+        self,
+        instruction: str,
+        observation: Observation,
+        count: int,
+        *,
+        round: int = 0,  # noqa: A002 - Plan2Align's word for one propose-score-keep pass
+        hint: Sequence[str] = (),
+        event: str = "start",
+        history: Sequence[Guidance] = (),
+        status: RobotStatus | None = None,
+    ) -> list[Guidance]:
+        """Up to ``count`` different candidate guidances, for a refiner to score (the ``refine`` planner).
+
+        ``round`` counts the refiner's passes: each asks for candidates not
+        given before. ``hint`` is the best subtask list found so far, which
+        a planner that writes text may condition on. A planner with one
+        answer gives it in round 0 and nothing after.
+        """
+        if round > 0:
+            return []
+        return [self.plan(instruction, observation, event=event, history=history, status=status)]
+
     @staticmethod
     def current_subtask(
         count: int, *, event: str, history: Sequence[Guidance] = (), status: RobotStatus | None = None

@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 __all__ = [
     "COLOURS",
     "NOUNS",
+    "REGIONS",
     "Mention",
+    "Relation",
     "Vocabulary",
     "fix_prepositions",
     "frame",
     "parse_scene",
+    "is_place",
+    "relations",
     "relocate",
     "structure",
     "substitute",
@@ -37,6 +41,10 @@ LOCATION = r"(?:front|centre|back)(?: left| right| of the table)"
 _AT = re.compile(rf" at the {LOCATION}")
 _SURFACES = ("plate", "tray")  # one puts things *on* these
 _CONTAINERS = ("bowl", "basket", "box", "cup", "mug")  # and *in* these
+REGIONS = ("area", "zone", "region")  # and push things *into* these; nothing is lifted into one
+# the words before an object that make it where something goes, not what moves: "... on top of the red cube"
+_TO = re.compile(r"\b(?:in|into|on|onto|to|top of|over to|sits in|goes in|go into)\s+(?:the\s+)?$")
+_BASE = re.compile(r"\s+at the bottom\b")  # "a tower with the blue cube at the bottom ..."
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,45 @@ def fix_prepositions(text: str) -> str:
         return f"{swap.get(prep, prep)} the {obj}"
 
     return re.sub(rf"\b(in|into|on|onto) the ((?:\w+ )?(?:{kinds}))\b", repair, text)
+
+
+def is_place(label: str) -> bool:
+    """Whether ``label`` names something objects go to rather than something that moves (a bowl, a plate, an area)."""
+    return label.split()[-1] in (*_SURFACES, *_CONTAINERS, *REGIONS) if label else False
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One thing an instruction asks for: ``obj`` goes to ``place`` (None where it names none)."""
+
+    obj: str
+    place: str | None
+
+
+def relations(instruction: str, vocabulary: Vocabulary) -> list[Relation]:
+    """What the instruction asks to move where, in the order it asks, read from the words around each object.
+
+    An object is a place when its noun is one (`is_place`), when the words
+    before it lead to it ('on top of the', 'into the') or when it is 'at the
+    bottom'; every other object moves. Each moving object goes to the first
+    place named after it ('the cube, then the sphere in the basket'), else
+    to the nearest place before it ('with the blue cube at the bottom and
+    the red cube above it').
+    """
+    mentions = vocabulary.mentions(instruction)
+    lowered = instruction.lower()
+    kinds: list[bool] = []  # True: a place
+    for i, m in enumerate(mentions):
+        before = lowered[mentions[i - 1].end if i else 0 : m.start]
+        kinds.append(is_place(m.label) or bool(_TO.search(before)) or bool(_BASE.match(lowered, m.end)))
+    out = []
+    for i, m in enumerate(mentions):
+        if kinds[i]:
+            continue
+        after = [mentions[j].label for j in range(i + 1, len(mentions)) if kinds[j]]
+        before = [mentions[j].label for j in range(i - 1, -1, -1) if kinds[j]]
+        out.append(Relation(m.label, after[0] if after else before[0] if before else None))
+    return out
 
 
 def structure(subtasks: list[str], vocabulary: Vocabulary) -> list[tuple[str, tuple[str, ...]]]:

@@ -32,6 +32,12 @@ JSONL file for audit (images as size and hash unless ``log_images``). The
 API key is read from the environment variable ``api_key_env``, sent only in
 the Authorization header, and never written to logs, caches or messages.
 
+As candidates for a refiner (`propose`, the ``refine`` planner) it gives its
+plain answer first, then answers sampled at ``propose_temperature`` with a
+request seed each (the best plan so far shown as a draft to improve, where
+the refiner gives one). As a judge (`judge`) it scores each subtask of a
+plan from 0 to 1 for the instruction and the image.
+
 Events: ``start``, and whatever ``replan`` lists (``subtask``: when a
 subtask ends; ``period``: every ``runtime.plan_period`` steps). A re-plan
 sends the current image and the subtasks done so far.
@@ -87,6 +93,19 @@ including any already done."""
 
 REASK = "That answer was not valid: {error}. Reply again with only the JSON object."
 
+JUDGE_PROMPT = """\
+You check the plan of a robot arm. For each numbered subtask, say how well it serves the user's instruction in \
+the scene shown: 1 when it works on the right object, takes it to the right place and comes in the right order; \
+0 when it does not.
+Answer with one JSON object and nothing else: {"scores": [<one number from 0 to 1 per subtask>, ...]}"""
+
+JUDGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"scores": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}},
+    "required": ["scores"],
+    "additionalProperties": False,
+}
+
 _RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 
 
@@ -100,6 +119,7 @@ class IncontextConfig(PluginConfig):
     backoff: float = Field(0.5, ge=0, description="Seconds before the first retry; doubles each time.")
     # request
     temperature: float = Field(0.0, ge=0, le=2)
+    propose_temperature: float = Field(0.8, ge=0, le=2, description="Temperature of the extra candidates a refiner asks for.")
     max_tokens: int = Field(512, ge=16)
     response_format: Literal["auto", "json_schema", "json_object", "none"] = Field(
         "auto", description="How to ask for JSON; auto steps down json_schema -> json_object -> none when refused."
@@ -192,55 +212,65 @@ class IncontextPlanner(Planner):
         return [self.exemplars[i] for i in ranked[: self.config.num_exemplars]]  # type: ignore[attr-defined]
 
     @staticmethod
-    def _user_text(instruction: str, scene: str | None, done: Sequence[str] = ()) -> str:
+    def _user_text(instruction: str, scene: str | None, done: Sequence[str] = (), draft: Sequence[str] = ()) -> str:
         lines = [f"Instruction: {instruction}"]
         if scene:
             lines.append(f"Scene: {scene}")
         if done:
             lines.append("Done so far: " + "; ".join(done))
+        if draft:
+            lines.append("A draft plan, to keep where it is right and correct where it is wrong: " + "; ".join(draft))
         return "\n".join(lines)
 
-    def messages(self, instruction: str, observation: Observation, done: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """The chat messages for one request (also what ``s2kit plan --json`` can show)."""
+    def _image_part(self, observation: Observation) -> list[dict[str, Any]]:
+        """The ``camera`` image as a chat content part (none where there is no image or ``image_size`` is 0)."""
         cfg: IncontextConfig = self.config  # type: ignore[assignment]
+        image = observation.images.get(cfg.camera) if observation.images else None
+        if not cfg.image_size or image is None:
+            return []
+        from s2kit.datasets.images import png_encode, resize
+
+        png = png_encode(resize(image, cfg.image_size)[None])[0]
+        return [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}}]
+
+    def messages(
+        self, instruction: str, observation: Observation, done: Sequence[str] = (), draft: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """The chat messages for one request (also what ``s2kit plan --json`` can show)."""
         messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
         for e in self._nearest(instruction):
             answer = {"goal": e.instruction, "trajectory": e.trajectory, "subtasks": e.subtasks}
             messages.append({"role": "user", "content": self._user_text(e.instruction, e.scene)})
             messages.append({"role": "assistant", "content": json.dumps(answer)})
-        content: list[dict[str, Any]] = [{"type": "text", "text": self._user_text(instruction, observation.scene, done)}]
-        image = observation.images.get(cfg.camera) if observation.images else None
-        if cfg.image_size and image is not None:
-            from s2kit.datasets.images import png_encode, resize
-
-            png = png_encode(resize(image, cfg.image_size)[None])[0]
-            url = "data:image/png;base64," + base64.b64encode(png).decode()
-            content.append({"type": "image_url", "image_url": {"url": url}})
-        messages.append({"role": "user", "content": content})
+        text = self._user_text(instruction, observation.scene, done, draft)
+        messages.append({"role": "user", "content": [{"type": "text", "text": text}, *self._image_part(observation)]})
         return messages
 
-    def _body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    def _body(self, messages: list[dict[str, Any]], variant: int = 0, schema: tuple[str, dict[str, Any]] = ("guidance", GUIDANCE_SCHEMA)) -> dict[str, Any]:
+        """The request body; ``variant`` > 0 asks for another sample (``propose_temperature``, seed ``variant``)."""
         cfg: IncontextConfig = self.config  # type: ignore[assignment]
         body: dict[str, Any] = {
             "model": cfg.model,
             "messages": messages,
-            "temperature": cfg.temperature,
+            "temperature": cfg.propose_temperature if variant else cfg.temperature,
             "max_tokens": cfg.max_tokens,
             **cfg.extra_body,
         }
+        if variant:
+            body["seed"] = variant
         if self._format == "json_schema":
-            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "guidance", "strict": True, "schema": GUIDANCE_SCHEMA}}
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": schema[0], "strict": True, "schema": schema[1]}}
         elif self._format == "json_object":
             body["response_format"] = {"type": "json_object"}
         return body
 
     # --- asking ------------------------------------------------------------------------------
 
-    def _ask(self, messages: list[dict[str, Any]], context: dict[str, Any]) -> tuple[str | None, str | None]:
+    def _ask(self, messages: list[dict[str, Any]], context: dict[str, Any], **body_options: Any) -> tuple[str | None, str | None]:
         """One request (stepping the response format down where the server refuses it): text, finish reason."""
         cfg: IncontextConfig = self.config  # type: ignore[assignment]
         while True:
-            body = self._body(messages)
+            body = self._body(messages, **body_options)
             t = time.perf_counter()
             try:
                 reply = self.client.complete(body)
@@ -259,21 +289,23 @@ class IncontextPlanner(Planner):
             self._audit(context, body, text, finish, None, time.perf_counter() - t)
             return text, finish
 
-    def _query(self, instruction: str, observation: Observation, done: Sequence[str], event: str) -> PlanReply:
+    def _query(
+        self, instruction: str, observation: Observation, done: Sequence[str], event: str, variant: int = 0, draft: Sequence[str] = ()
+    ) -> PlanReply:
         """A valid reply, from the cache or the server (re-asked once); ChatError or ValueError otherwise."""
-        messages = self.messages(instruction, observation, done)
-        key = self._cache_key(messages)
+        messages = self.messages(instruction, observation, done, draft)
+        key = self._cache_key(messages, variant)
         cached = self._cache_get(key)
-        context = {"event": event, "instruction": instruction}
+        context = {"event": event, "instruction": instruction, **({"variant": variant} if variant else {})}
         if cached is not None:
             self._audit({**context, "cached": True}, None, cached.model_dump_json(), None, None, 0.0)
             return cached
-        text, finish = self._ask(messages, context)
+        text, finish = self._ask(messages, context, variant=variant)
         try:
             reply = parse_reply(text, finish)
         except ValueError as err:
             messages = [*messages, {"role": "assistant", "content": text or ""}, {"role": "user", "content": REASK.format(error=err)}]
-            text, finish = self._ask(messages, {**context, "reask": True})
+            text, finish = self._ask(messages, {**context, "reask": True}, variant=variant)
             reply = parse_reply(text, finish)
         self._cache_put(key, reply)
         return reply
@@ -297,6 +329,54 @@ class IncontextPlanner(Planner):
             return self._fall_back(instruction, observation, event, history, status, self.client.redact(str(err)))
         current = self.current_subtask(len(reply.subtasks), event=event, history=history, status=status)
         return Guidance(goal=instruction, trajectory=reply.trajectory, subtasks=reply.subtasks, current=current)
+
+    def propose(
+        self,
+        instruction: str,
+        observation: Observation,
+        count: int,
+        *,
+        round: int = 0,  # noqa: A002
+        hint: Sequence[str] = (),
+        event: str = "start",
+        history: Sequence[Guidance] = (),
+        status: RobotStatus | None = None,
+    ) -> list[Guidance]:
+        """Candidates ``round * count`` to ``(round + 1) * count - 1``: the plain answer first, then samples (each its
+        own seed, ``hint`` as a draft). Failed requests are left out (and kept in ``failures``); where every one of
+        round 0 fails, the fallback's guidance is the only candidate."""
+        done: list[str] = []
+        if history and event != "start":
+            last = history[-1]
+            done = last.subtasks[: last.current + (1 if event == "subtask" else 0)]
+        out: list[Guidance] = []
+        for variant in range(round * count, (round + 1) * count):
+            try:
+                reply = self._query(instruction, observation, done, event, variant, hint if variant else ())
+            except (ChatError, ValueError) as err:
+                self.failures.append(self.client.redact(str(err)))
+                continue
+            current = self.current_subtask(len(reply.subtasks), event=event, history=history, status=status)
+            out.append(Guidance(goal=instruction, trajectory=reply.trajectory, subtasks=reply.subtasks, current=current))
+        if not out and round == 0:
+            return [self._fall_back(instruction, observation, event, history, status, "no candidate answer")]
+        return out
+
+    def judge(self, instruction: str, observation: Observation, subtasks: Sequence[str]) -> list[float] | None:
+        """The VLM's score (0 to 1) of each subtask of a plan for ``instruction``; None when it gives no valid scores."""
+        lines = [self._user_text(instruction, observation.scene), "Plan:", *(f"{i + 1}. {s}" for i, s in enumerate(subtasks))]
+        content = [{"type": "text", "text": "\n".join(lines)}, *self._image_part(observation)]
+        messages = [{"role": "system", "content": JUDGE_PROMPT}, {"role": "user", "content": content}]
+        try:
+            text, _ = self._ask(messages, {"event": "judge", "instruction": instruction}, schema=("scores", JUDGE_SCHEMA))
+            body = re.sub(r"^```(?:json)?\s*|\s*```$", "", (text or "").strip())
+            scores = json.loads(body[body.find("{") : body.rfind("}") + 1])["scores"]
+            if len(scores) != len(subtasks) or not all(isinstance(x, int | float) and 0 <= x <= 1 for x in scores):
+                raise ValueError(f"expected {len(subtasks)} scores from 0 to 1, got {scores!r}")
+        except (ChatError, ValueError, KeyError, TypeError) as err:
+            self.failures.append(f"judge: {self.client.redact(str(err))}")
+            return None
+        return [float(x) for x in scores]
 
     def _fall_back(
         self,
@@ -322,10 +402,12 @@ class IncontextPlanner(Planner):
 
     # --- cache and audit log -------------------------------------------------------------------
 
-    def _cache_key(self, messages: list[dict[str, Any]]) -> str:
+    def _cache_key(self, messages: list[dict[str, Any]], variant: int = 0) -> str:
         cfg: IncontextConfig = self.config  # type: ignore[assignment]
         what = {"url": self.client.url, "model": cfg.model, "messages": messages, "temperature": cfg.temperature,
                 "max_tokens": cfg.max_tokens, "extra": cfg.extra_body}  # fmt: skip
+        if variant:
+            what.update(variant=variant, propose_temperature=cfg.propose_temperature)
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
     def _cache_get(self, key: str) -> PlanReply | None:

@@ -15,6 +15,13 @@ How it plans:
    new container ('onto the plate', 'into the bowl').
 3. When no exemplar fits, the instruction itself is the single subtask.
 
+As candidates for a refiner (`propose`, the ``refine`` planner) it gives the
+adaptations of every exemplar above ``min_similarity``, best first, each
+with the instruction's objects bound in order of mention and then in every
+other order that keeps moving objects and places apart: the order of
+mention is not always the order of action ('a tower with the blue cube at
+the bottom and the red cube above it' names the base first).
+
 Object names come from the scene description where the robot gives one
 ('the cube' then means the scene's only cube), else from *[colour] noun*;
 the colour words and nouns of the scene's labels (a suite's 'crimson cube',
@@ -26,7 +33,8 @@ on from the history; it supports ``period`` the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +51,13 @@ from s2kit.plugins.planners._language import (
     Vocabulary,
     fix_prepositions,
     frame,
+    is_place,
     parse_scene,
     relocate,
     substitute,
 )
 
-__all__ = ["RetrievalPlanner", "adapt"]
+__all__ = ["RetrievalPlanner", "adapt", "bindings"]
 
 
 class RetrievalConfig(PluginConfig):
@@ -65,10 +74,27 @@ class RetrievalConfig(PluginConfig):
     )
 
 
-def adapt(exemplar: Exemplar, instruction: str, scene: dict[str, str], vocabulary: Vocabulary) -> tuple[str, list[str]] | None:
-    """The exemplar's (trajectory, subtasks) for ``instruction``, or None when the objects do not line up."""
+def bindings(objects: Sequence[str]) -> Iterator[tuple[str, ...]]:
+    """``objects`` in their own order, then every other order that moves places only among places (`is_place`)."""
+    places = [i for i, o in enumerate(objects) if is_place(o)]
+    movers = [i for i, o in enumerate(objects) if not is_place(o)]
+    for moved in itertools.permutations(movers):
+        for placed in itertools.permutations(places):
+            order = list(objects)
+            for i, j in zip(movers + places, moved + placed, strict=True):
+                order[i] = objects[j]
+            yield tuple(order)
+
+
+def adapt(
+    exemplar: Exemplar, instruction: str, scene: dict[str, str], vocabulary: Vocabulary, binding: Sequence[str] | None = None
+) -> tuple[str, list[str]] | None:
+    """The exemplar's (trajectory, subtasks) for ``instruction``, or None when the objects do not line up.
+
+    The exemplar's objects, in order of mention, become ``binding`` (default: the instruction's, in order of mention).
+    """
     source = [m.label for m in vocabulary.mentions(exemplar.instruction)]
-    target = [m.label for m in vocabulary.mentions(instruction)]
+    target = list(binding) if binding is not None else [m.label for m in vocabulary.mentions(instruction)]
     if len(source) != len(target):
         return None
     mapping: dict[str, str] = {}
@@ -112,6 +138,22 @@ class RetrievalPlanner(Planner):
         order = np.argsort(-scores, kind="stable")
         return [(float(scores[i]), self.exemplars[i]) for i in order]
 
+    def adaptations(self, instruction: str, observation: Observation, *, depth: int, every_binding: bool) -> Iterator[tuple[str, list[str]]]:
+        """(trajectory, subtasks) from the ``depth`` nearest exemplars above ``min_similarity``, best first; with
+        ``every_binding`` each in every order of the instruction's objects (`bindings`), else in order of mention."""
+        cfg: RetrievalConfig = self.config  # type: ignore[assignment]
+        scene = parse_scene(observation.scene)
+        vocabulary = self.vocabulary.with_labels(list(scene))
+        objects = [m.label for m in vocabulary.mentions(instruction)]
+        orders = list(bindings(objects)) if every_binding else [tuple(objects)]
+        for score, exemplar in self.ranked(instruction)[:depth]:
+            if score < cfg.min_similarity:
+                return
+            for order in orders:
+                adapted = adapt(exemplar, instruction, scene, vocabulary, order)
+                if adapted is not None:
+                    yield adapted
+
     def plan(
         self,
         instruction: str,
@@ -121,19 +163,36 @@ class RetrievalPlanner(Planner):
         history: Sequence[Guidance] = (),
         status: RobotStatus | None = None,
     ) -> Guidance:
-        cfg: RetrievalConfig = self.config  # type: ignore[assignment]
-        scene = parse_scene(observation.scene)
-        vocabulary = self.vocabulary.with_labels(list(scene))
-        trajectory, subtasks = "", [instruction]
-        for score, exemplar in self.ranked(instruction)[: cfg.top_k]:
-            if score < cfg.min_similarity:
-                break
-            adapted = adapt(exemplar, instruction, scene, vocabulary)
-            if adapted is not None:
-                trajectory, subtasks = adapted
-                break
+        depth = self.config.top_k  # type: ignore[attr-defined]
+        trajectory, subtasks = next(self.adaptations(instruction, observation, depth=depth, every_binding=False), ("", [instruction]))
         current = self.current_subtask(len(subtasks), event=event, history=history, status=status)
         return Guidance(goal=instruction, trajectory=trajectory, subtasks=subtasks, current=current)
+
+    def propose(
+        self,
+        instruction: str,
+        observation: Observation,
+        count: int,
+        *,
+        round: int = 0,  # noqa: A002
+        hint: Sequence[str] = (),
+        event: str = "start",
+        history: Sequence[Guidance] = (),
+        status: RobotStatus | None = None,
+    ) -> list[Guidance]:
+        """The ``round``-th ``count`` distinct adaptations (every exemplar, every binding); the instruction alone
+        where none fits. ``hint`` is not used: retrieval writes no text of its own."""
+        seen: dict[tuple[str, ...], tuple[str, list[str]]] = {}
+        for trajectory, subtasks in self.adaptations(instruction, observation, depth=len(self.exemplars), every_binding=True):
+            seen.setdefault(tuple(subtasks), (trajectory, subtasks))
+            if len(seen) >= (round + 1) * count:
+                break
+        found = list(seen.values()) or ([("", [instruction])] if round == 0 else [])
+        out = []
+        for trajectory, subtasks in found[round * count : (round + 1) * count]:
+            current = self.current_subtask(len(subtasks), event=event, history=history, status=status)
+            out.append(Guidance(goal=instruction, trajectory=trajectory, subtasks=subtasks, current=current))
+        return out
 
 
 @hookimpl
