@@ -247,3 +247,18 @@ def test_a_replan_sends_what_is_done_and_moves_on(server: Server, models, tmp_pa
     text = records(log)[-1]["request"]["messages"][-1]["content"][0]["text"]
     assert text.endswith(f"Done so far: {GOOD['subtasks'][0]}")
     assert planner(server.base_url, models["good"], replan=["period", "subtask"]).events == ("start", "period", "subtask")
+
+
+def test_candidates_for_a_refiner_are_samples_with_a_seed_each_and_the_draft(server: Server, models, tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    p = planner(server.base_url, models["good"], log=log, propose_temperature=0.9)
+    first = p.propose(INSTRUCTION, observation(), 2)
+    assert [g.subtasks for g in first] == [GOOD["subtasks"]] * 2 and all(g.goal == INSTRUCTION for g in first)
+    later = p.propose(INSTRUCTION, observation(), 2, round=1, hint=["pick up the red cube"])
+    assert len(later) == 2
+    requests = [r["request"] for r in records(log)]
+    assert [(r["temperature"], r.get("seed")) for r in requests] == [(0.0, None), (0.9, 1), (0.9, 2), (0.9, 3)]
+    assert "A draft plan" not in requests[0]["messages"][-1]["content"][0]["text"]
+    assert "A draft plan, to keep where it is right and correct where it is wrong: pick up the red cube" in requests[2]["messages"][-1]["content"][0]["text"]
+    assert p.propose(INSTRUCTION, observation(), 2, round=1, hint=["pick up the red cube"]) == later  # cached like any request
+    assert len(records(log)) == 6 and all(r.get("cached") for r in records(log)[4:])
