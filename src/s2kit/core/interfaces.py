@@ -272,6 +272,14 @@ class Executor(_Actor):
 
     kind = "executor"
 
+    def propose(self, observation: Observation, guidance: Guidance, count: int) -> list[ActionChunk]:
+        """Up to ``count`` different chunks for this moment, for a refiner to score (the ``mpc`` executor).
+
+        A generative head gives samples with fresh noise; a deterministic
+        executor has one answer, its ``act`` (the default).
+        """
+        return [self.act(observation, guidance)]
+
     @classmethod
     def train(
         cls,

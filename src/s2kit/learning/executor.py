@@ -176,17 +176,42 @@ class PolicyExecutor(Executor):
             self.guidance_encoder = GuidanceEncoder()
         return prepare_inputs(self.info, self.state, self.norm, observation, guidance, self.rng, self.guidance_encoder)
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether the head samples (flow matching, diffusion), so that fresh noise gives another chunk."""
+        return getattr(self.info.model, "head", "regression") != "regression"  # the kit's heads: regression, flow, diffusion
+
     def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
         assert self.backend is not None, "act after close"
-        outputs = self.backend(self.inputs(observation, guidance), self.options)
-        actions = self.norm.unaction(outputs[ACTIONS][0]).astype(np.float32)
-        info: dict[str, Any] = {}
-        done = outputs.get(DONE)
-        if done is not None:
-            info["done_probability"] = float(done[0])
-        info.update(self.chunk_info(outputs))
+        return self._chunk(self.backend(self.inputs(observation, guidance), self.options), 0, guidance)
+
+    def propose(self, observation: Observation, guidance: Guidance, count: int) -> list[ActionChunk]:
+        """``act``'s chunk, then ``count`` - 1 more samples with fresh noise where the head samples, in one batch
+        (a graph exported with batch 1 runs them one by one); ``act``'s chunk alone for a regression head."""
+        assert self.backend is not None, "act after close"
+        if count <= 1 or not self.stochastic:
+            return [self.act(observation, guidance)]
+        inputs = self.inputs(observation, guidance)
+        noise = np.concatenate([inputs[NOISE], self.rng.standard_normal((count - 1, *inputs[NOISE].shape[1:])).astype(np.float32)])
+        if getattr(self.backend, "batch", None) == 1:
+            outs = [self.backend({**inputs, NOISE: noise[i : i + 1]}, self.options) for i in range(count)]
+            outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        else:
+            batch = {k: np.repeat(v, count, axis=0) for k, v in inputs.items() if k != NOISE}
+            outputs = self.backend({**batch, NOISE: noise}, self.options)
+        return [self._chunk(outputs, i, guidance) for i in range(count)]
+
+    def _chunk(self, outputs: dict[str, np.ndarray], i: int, guidance: Guidance) -> ActionChunk:
+        """Row ``i`` of the backend's outputs as a chunk in the robot's units, with its done signal and info."""
         from s2kit.learning.text import current_subtask
 
+        row = {k: v[i : i + 1] for k, v in outputs.items()}
+        actions = self.norm.unaction(row[ACTIONS][0]).astype(np.float32)
+        info: dict[str, Any] = {}
+        done = row.get(DONE)
+        if done is not None:
+            info["done_probability"] = float(done[0])
+        info.update(self.chunk_info(row))
         finished = bool(current_subtask(guidance)) and done is not None and float(done[0]) > self.config.done_threshold  # type: ignore[attr-defined]
         return ActionChunk(actions=actions, space=self.action_space, period=self.spec.control_period, subtask_done=finished, info=info)
 

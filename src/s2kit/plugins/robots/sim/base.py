@@ -287,7 +287,60 @@ class SimRobot(Robot):
             table_x=emb.table_x,
             arm=self.config.arm,  # type: ignore[attr-defined]
             cameras={role: self.camera_projection(cid) for role, cid in self._cam_ids.items()},
+            rollout=self.rollout,
         )
+
+    # --- what-if (privileged) ---------------------------------------------------------------
+
+    def progress_potential(self) -> float:
+        """How far the task has come, as a number that grows along the expert's way (privileged).
+
+        3 per subtask completed, -3 per subtask spoiled (done out of order),
+        +1 while the current subtask's object is held where it must be carried,
+        minus the hand's distance (metres) to where it must go next (the object,
+        or the destination while carrying) and the object's distance to its
+        destination.
+        """
+        task, progress = self.sim_task, self.progress
+        value = 3.0 * progress.completed - 3.0 * len(progress.spoiled)
+        if progress.done:
+            return value
+        sub = task.subtasks[progress.completed]
+        obj = sub.object_for(self.held)
+        carrying = self.held == obj and sub.target is not None and sub.kind in ("put", "stack")
+        positions = self.positions()
+        focus = positions[sub.target if carrying else obj]  # type: ignore[index]
+        value += float(carrying) - float(np.linalg.norm(self._site_pos() - focus))
+        if sub.target is not None:
+            value -= float(np.linalg.norm(positions[obj][:2] - positions[sub.target][:2]))
+        return value
+
+    def rollout(self, candidates: np.ndarray, space: str) -> np.ndarray:
+        """Each candidate's `progress_potential` after running its commands ``(K, W, D)`` from now; -inf where the
+        physics broke or an object fell. The simulation is restored after each (privileged: `SimState.rollout`).
+        Nothing is rendered."""
+        import copy
+
+        kin = self.kinematics
+        saved = (self.data, self._gripper_cmd, self._previous_gripper_cmd, self.held, self._held_rel, self.steps,
+                 self.progress, kin.q_des.copy(), kin.target_pos.copy(), kin.target_quat.copy())  # fmt: skip
+        scores = np.full(len(candidates), -np.inf)
+        try:
+            for k, commands in enumerate(np.asarray(candidates, dtype=np.float64)):
+                self.data = copy.copy(saved[0])
+                self._gripper_cmd, self._previous_gripper_cmd, self.held, self._held_rel, self.steps = saved[1:6]
+                self.progress = Progress(saved[6].task, saved[6].completed, set(saved[6].spoiled))
+                kin.q_des, kin.target_pos, kin.target_quat = saved[7].copy(), saved[8].copy(), saved[9].copy()
+                try:
+                    for command in commands:
+                        self.apply(command, space)
+                except (EpisodeAborted, RobotError):
+                    continue
+                scores[k] = self.progress_potential()
+        finally:
+            (self.data, self._gripper_cmd, self._previous_gripper_cmd, self.held, self._held_rel, self.steps,
+             self.progress, kin.q_des, kin.target_pos, kin.target_quat) = saved  # fmt: skip
+        return scores
 
     def camera_projection(self, camera: int) -> np.ndarray:
         """MuJoCo camera ``camera``'s current (3, 4) world-to-image matrix (`SimState.cameras`)."""

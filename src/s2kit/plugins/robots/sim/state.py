@@ -7,6 +7,7 @@ robot has none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,10 @@ class SimState:
     cameras: dict[str, np.ndarray] = field(default_factory=dict)
     """Per camera role, the (3, 4) matrix taking a homogeneous world point to ``(u w, v w, w)``:
     ``(u, v)`` in [-1, 1] across the image (u left to right, v top to bottom), ``w`` the depth."""
+    rollout: Callable[[np.ndarray, str], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    """What-if (`SimRobot.rollout`): candidate commands ``(K, W, D)`` in an action space run from this moment, the
+    simulation restored after; each candidate's task progress (`SimRobot.progress_potential`). The simulator's
+    own robot only: a state sent over ROS has none."""
 
     @property
     def focus_item(self) -> str | None:
