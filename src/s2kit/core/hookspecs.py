@@ -44,12 +44,15 @@ class DatasetColumn:
     ``feature`` is the column's LeRobot feature spec (``dtype``, ``shape``,
     optionally ``names``). ``read(observation)`` gives a frame's value from
     the observation its command followed (typically from
-    ``observation.privileged``), as an array of that dtype and shape; where
-    the robot cannot say, the column's "unknown" value (NaN for floats).
+    ``observation.privileged``), or with ``after`` from the observation the
+    command led to (what the command achieved: the subtasks done after it),
+    as an array of that dtype and shape; where the robot cannot say, the
+    column's "unknown" value (NaN for floats, -1 for counts).
     """
 
     feature: dict[str, Any]
     read: Callable[[Observation], np.ndarray]
+    after: bool = False
 
 
 # --- components --------------------------------------------------------------

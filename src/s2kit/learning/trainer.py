@@ -680,14 +680,15 @@ def _validation_batches(frames: FrameData | None, chunk: int, embeddings: torch.
 def validate(model: Policy, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
     """Held-out figures: where the batches carry actions, the action MSE of sampled chunks (normalized units, fixed
     noise) and the subtask-done accuracy where the policy predicts it; and the policy's own
-    (`Policy.validation_metrics`), the only ones of a model that predicts no actions (SOF's skill tokenizer)."""
+    (`Policy.validation_metrics`), the only ones of a model that predicts no actions (SOF's skill tokenizer, mpc's
+    critic)."""
     model.eval()
     errors, weights, correct, total = 0.0, 0.0, 0, 0
     outputs = []
     with torch.inference_mode():
         g = torch.Generator().manual_seed(0)
         for batch in batches:
-            if ACTIONS not in batch:
+            if ACTIONS not in batch or ACTIONS not in model.outputs():  # a model that predicts no actions (a critic)
                 outputs.append(model.sample(batch))
                 continue
             noise = torch.randn(batch[ACTIONS].shape, generator=g).to(batch[ACTIONS].device)

@@ -151,7 +151,7 @@ class LeRobotRecorder(Subscriber):
         frame["annotation.subtasks"] = json.dumps(g.subtasks)
         frame["annotation.subtask_index"] = np.array([g.current], dtype=np.int64)
         for name, column in self.columns.items():
-            frame[name] = column.read(obs)
+            frame[name] = column.read(step.observation if column.after else obs)
         return frame
 
     def on_episode_end(self, result: EpisodeResult) -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -47,8 +47,13 @@ from s2kit.core.errors import ConfigError
 from s2kit.core.interfaces import Executor
 from s2kit.core.safety import SafetyFilter, UnsafeAction
 from s2kit.core.types import ActionChunk, Guidance, Observation, RobotSpec
+from s2kit.learning.executor import PolicyExecutor
+from s2kit.plugins.executors.mpc.columns import s2kit_dataset_columns  # noqa: F401 - a hook of this plugin
 
-__all__ = ["MpcConfig", "MpcExecutor"]
+if TYPE_CHECKING:
+    from s2kit.plugins.executors.mpc.critic import ProgressCritic
+
+__all__ = ["CriticExecutor", "MpcConfig", "MpcExecutor"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,7 @@ class MpcConfig(PluginConfig):
                                              "roll each candidate out in the simulator (privileged, simulation only).")  # fmt: skip
     critic: Path | None = Field(None, description="The critic's checkpoint or run folder (s2kit train --executor mpc-critic).")
     critic_backend: Literal["torch", "onnxruntime"] = Field("torch", description="Run the critic on torch or on ONNX Runtime.")
+    critic_onnx: Path | None = Field(None, description="The critic's exported graph for onnxruntime; default: <critic checkpoint>/model.onnx.")
     threads: int | None = Field(1, ge=1, description="The critic's intra-op threads.")
     # candidates
     candidates: int = Field(8, ge=1, description="Candidate chunks scored per step (K).")
@@ -122,7 +128,7 @@ class MpcExecutor(Executor):
         self._scale = np.zeros(space.dim, np.float32)
         self._scale[cfg.perturb] = cfg.noise * step[cfg.perturb]
         self._absolute = np.asarray(space.absolute_mask, dtype=bool)
-        self.scorer.setup(spec, space)
+        self.scorer.setup(spec, space, cfg.window)
 
     def reset(self) -> None:
         self.inner.reset()
@@ -221,6 +227,22 @@ class MpcExecutor(Executor):
         return np.where(np.isfinite(scores), scores, -np.inf)
 
 
+class CriticExecutor(PolicyExecutor):
+    """``mpc``'s critic on the kit (``critic.py``): ``s2kit train --executor mpc-critic`` and ``s2kit export``; it
+    scores chunks for ``mpc``, it does not drive."""
+
+    name = "mpc-critic"
+
+    @classmethod
+    def policy_class(cls) -> type[ProgressCritic]:
+        from s2kit.plugins.executors.mpc.critic import ProgressCritic
+
+        return ProgressCritic
+
+    def act(self, observation: Observation, guidance: Guidance) -> ActionChunk:
+        raise ConfigError(f"executor 'mpc-critic' scores chunks for executor mpc: --executor mpc --set executor.critic={self.path}")
+
+
 @hookimpl
 def s2kit_executors() -> list[type[Executor]]:
-    return [MpcExecutor]
+    return [MpcExecutor, CriticExecutor]

@@ -2,7 +2,7 @@
 
 It plans ``horizon`` windows ahead (``horizon * tokens`` skill tokens)
 autoregressively: the sequence is the camera's frozen trunk map as tokens
-(`s2kit.plugins.skills.sof.vision`), the goal's and the current subtask's
+(`s2kit.learning.vision`), the goal's and the current subtask's
 sentence embeddings, a start token and the planned tokens so far; the
 observation and texts see each other, and each token position sees them and
 the tokens before it (a causal mask), so training is one pass with teacher
@@ -37,7 +37,7 @@ from s2kit.learning.batch import DONE, TEXT
 from s2kit.learning.data import FrameData
 from s2kit.plugins.skills.sof.labels import PLAN, SKILLS, frame_tokens, with_tokens
 from s2kit.plugins.skills.sof.policy import SkillConfig, SkillPolicy
-from s2kit.plugins.skills.sof.vision import ObservationTokens, transformer
+from s2kit.learning.vision import ObservationTokens, transformer
 
 __all__ = ["PlannerConfig", "SkillPlanner"]
 

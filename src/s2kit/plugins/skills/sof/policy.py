@@ -1,20 +1,16 @@
-"""What SOF's skill planner and translator share as kit policies: the frozen trunk they see through, and the tokenizer
-whose tokens label their training frames.
+"""What SOF's skill planner and translator share as kit policies: the frozen trunk they see through
+(`s2kit.learning.vision`), and the tokenizer whose tokens label their training frames.
 
-Their configs subclass `SkillConfig`; `SkillPolicy` runs the trunk once per
-training frame (`Policy.frozen_features`), keeps its weights frozen and by
-reference in checkpoints, and checks the tokenizer before any data is
-loaded (`Policy.check_training`).
+Their configs subclass `SkillConfig`; `SkillPolicy` checks the tokenizer
+before any data is loaded (`Policy.check_training`).
 """
 
 from __future__ import annotations
 
 from pydantic import Field
-from torch import Tensor
 
 from s2kit.core.errors import ConfigError
-from s2kit.learning.policy import Policy
-from s2kit.plugins.skills.sof.vision import TRUNK_PREFIX, ObservationTokens, VisionConfig
+from s2kit.learning.vision import FrozenTrunkPolicy, VisionConfig
 
 __all__ = ["SkillConfig", "SkillPolicy"]
 
@@ -28,11 +24,10 @@ class SkillConfig(VisionConfig):
     tokenizer: str = Field("", description="The tokenizer checkpoint or run whose tokens label the training frames.")
 
 
-class SkillPolicy(Policy):
-    """A kit policy that sees through `ObservationTokens` (as ``self.vision``) and learns from tokenizer-labelled frames."""
+class SkillPolicy(FrozenTrunkPolicy):
+    """A kit policy on the frozen trunk that learns from tokenizer-labelled frames."""
 
     config_class = SkillConfig
-    vision: ObservationTokens
 
     @classmethod
     def check_training(cls, config: SkillConfig, where: str) -> None:  # type: ignore[override]
@@ -42,12 +37,3 @@ class SkillPolicy(Policy):
         if not config.tokenizer:
             raise ConfigError(f"{where}: name the skill tokenizer whose tokens label the frames: --set model.tokenizer=TOKENIZER_RUN")
         load_tokenizer(config.tokenizer)
-
-    def frozen_features(self, images: Tensor) -> Tensor:
-        return self.vision.features(images)
-
-    def unused_parameters(self) -> list[str]:
-        return [name for name, _ in self.named_parameters() if name.startswith(TRUNK_PREFIX)]
-
-    def packaged_weights(self) -> list[str]:
-        return [name for name in self.state_dict() if name.startswith(TRUNK_PREFIX)]

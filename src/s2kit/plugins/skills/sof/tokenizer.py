@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from s2kit.learning.batch import IMAGES
 from s2kit.learning.policy import Policy, PolicyConfig
 from s2kit.plugins.skills.sof.fsq import FSQ, check_levels
-from s2kit.plugins.skills.sof.vision import transformer
+from s2kit.learning.vision import transformer
 
 __all__ = ["FLOW", "MOVING_PX", "TOKENS", "SkillTokenizer", "TokenizerConfig"]
 

