@@ -16,7 +16,8 @@ policy. Each time a chunk is needed, ``mpc``:
 2. Passes **every candidate through the safety layer** (clamped to the
    robot's action space; a non-finite one is dropped) before anything scores
    it, so a scorer never favours a command the robot would not execute.
-3. **Scores** the first ``window`` steps of every candidate in one batch
+3. **Scores** the first ``window`` steps of every candidate (a shorter chunk
+   padded with holding still) in one batch
    (`scorers.py`): ``critic``, a learned progress model, or ``sim``, the
    simulator rolling each candidate out (privileged: the upper bound a
    perfect model would give). With ``iterations`` > 1, each further pass
@@ -218,7 +219,10 @@ class MpcExecutor(Executor):
         return ActionChunk(safe[best].astype(np.float32), base.space, base.period, base.subtask_done, info)
 
     def _score(self, observation: Observation, guidance: Guidance, candidates: np.ndarray) -> np.ndarray:
-        window = min(self.config.window, candidates.shape[1])  # type: ignore[attr-defined]
+        """Every candidate's score over ``window`` commands (a chunk shorter than that is padded with holding still)."""
+        window = self.config.window  # type: ignore[attr-defined]
+        if candidates.shape[1] < window:
+            candidates = np.stack([self._shifted(c, 0, window) for c in candidates])
         scores = np.asarray(self.scorer.score(observation, guidance, candidates[:, :window]), dtype=np.float64)
         if scores.shape != (len(candidates),):
             raise ValueError(f"the scorer gave {scores.shape} scores for {len(candidates)} candidates")
