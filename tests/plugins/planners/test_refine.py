@@ -216,3 +216,7 @@ def test_a_judge_that_fails_leaves_every_plan_to_the_checks_with_one_warning(cap
     assert g.subtasks[0].startswith("pick up the green cube")
     assert sum("judge gave no scores" in r.message for r in caplog.records) == 1  # two plans, one warning
     assert all(w.judge is None for w in planner.last[0].windows)
+    assert len(planner.judge.failures) == 1  # the second plan did not ask a judge that is down
+    planner.reset()
+    planner.plan(TOWER, obs(TOWER_SCENE))
+    assert len(planner.judge.failures) == 2  # a new episode asks it again

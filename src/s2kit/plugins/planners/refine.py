@@ -26,9 +26,9 @@ the plan is guidance text and a window is one subtask:
 
 Where ``judge`` names an ``incontext`` planner's server, the VLM also scores
 each candidate's windows (0 to 1) and its score is averaged with the checks'
-at ``judge_weight``; where the judge fails, the plans of that call it has not
-scored are scored by the checks alone (one warning, one failed request per
-call at most).
+at ``judge_weight``; where the judge fails, every plan is scored by the checks
+alone until the next episode (one warning, one failed request per episode
+at most: a judge that is down does not stall every re-plan).
 
 The planner asks the inner at the inner's events and keeps its ``current``
 logic; ``last`` holds the scores of the latest plan for inspection.
@@ -233,6 +233,7 @@ class RefinePlanner(Planner):
 
     def reset(self) -> None:
         self.inner.reset()
+        self._judge_failed = False  # a judge that failed is asked again from the next episode on
 
     def close(self) -> None:
         self.inner.close()
@@ -245,7 +246,7 @@ class RefinePlanner(Planner):
 
     def _judged(self, refinement: Refinement, instruction: str, observation: Observation) -> Refinement:
         """The refinement with the judge's window scores averaged in; unchanged without a judge, once the judge has
-        failed in this plan call (one failed request per call at most), or when it fails now (warned once)."""
+        failed in this episode (one failed request per episode at most), or when it fails now (warned once)."""
         if self.judge is None or self._judge_failed:
             return refinement
         scores = self.judge.judge(instruction, observation, refinement.guidance.subtasks)  # type: ignore[attr-defined]
@@ -273,7 +274,6 @@ class RefinePlanner(Planner):
         scene = parse_scene(observation.scene)
         vocabulary = self._vocabulary(scene)
         asked = _read(instruction, scene, vocabulary)
-        self._judge_failed = False
         scored: list[Refinement] = []
         seen: set[tuple[str, ...]] = set()
         hint: Sequence[str] = ()
