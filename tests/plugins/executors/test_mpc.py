@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from s2kit.core.checkpoints import CheckpointError
 from s2kit.core.errors import ConfigError, UnknownPluginError
 from s2kit.core.registry import Registry, get_registry, load_registry
 from s2kit.core.types import Guidance, Observation
@@ -101,6 +102,8 @@ def test_a_non_finite_inner_chunk_reaches_the_runtime_unchanged_to_be_refused(cl
         ({"inner": {"name": "mpc"}}, ConfigError, "another executor than mpc"),
         ({"scorer": "critic"}, ConfigError, "needs a trained critic: --set executor.critic=RUN"),
         ({"scorer": "oracle"}, ConfigError, "scorer"),
+        ({"critic": str(Path(__file__).parents[2] / "learning" / "compat" / "flow_s2")}, ConfigError, "is a checkpoint of executor 's2'"),
+        ({"critic": "/nonexistent/critic"}, CheckpointError, "/nonexistent/critic does not exist"),
     ],
 )
 def test_a_bad_config_is_one_clear_error_before_any_episode(options: dict, error: type[Exception], match: str) -> None:
