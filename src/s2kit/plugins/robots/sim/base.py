@@ -40,7 +40,7 @@ from s2kit.plugins.robots.sim.embodiment import (
     quat_from_rpy,
     robot_spec,
 )
-from s2kit.plugins.robots.sim.state import SimState
+from s2kit.plugins.robots.sim.state import SimState, subtask_focus
 from s2kit.plugins.robots.sim.tasks import SUITES, VARIANTS, Progress, WorldState, load_suite, sample_episode
 from s2kit.plugins.robots.sim.world import scene_xml
 
@@ -301,18 +301,16 @@ class SimRobot(Robot):
         or the destination while carrying) and the object's distance to its
         destination.
         """
-        task, progress = self.sim_task, self.progress
+        progress = self.progress
         value = 3.0 * progress.completed - 3.0 * len(progress.spoiled)
-        if progress.done:
+        focus = subtask_focus(self.sim_task, progress.completed, self.held)
+        if focus is None:
             return value
-        sub = task.subtasks[progress.completed]
-        obj = sub.object_for(self.held)
-        carrying = self.held == obj and sub.target is not None and sub.kind in ("put", "stack")
         positions = self.positions()
-        focus = positions[sub.target if carrying else obj]  # type: ignore[index]
-        value += float(carrying) - float(np.linalg.norm(self._site_pos() - focus))
-        if sub.target is not None:
-            value -= float(np.linalg.norm(positions[obj][:2] - positions[sub.target][:2]))
+        value += float(focus.carrying) - float(np.linalg.norm(self._site_pos() - positions[focus.item]))
+        target = self.sim_task.subtasks[progress.completed].target
+        if target is not None:
+            value -= float(np.linalg.norm(positions[focus.obj][:2] - positions[target][:2]))
         return value
 
     def rollout(self, candidates: np.ndarray, space: str) -> np.ndarray:

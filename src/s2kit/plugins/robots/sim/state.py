@@ -15,7 +15,28 @@ import numpy as np
 from s2kit.plugins.robots.sim.tasks import Task
 from s2kit.plugins.robots.sim.world import Scene
 
-__all__ = ["SimState"]
+__all__ = ["SimState", "SubtaskFocus", "subtask_focus"]
+
+
+@dataclass(frozen=True)
+class SubtaskFocus:
+    """What the current subtask needs next: the object it works on, the item the hand must go to, and whether the hand
+    carries the object there (held, on its way to a container or a base)."""
+
+    obj: str
+    item: str
+    carrying: bool
+
+
+def subtask_focus(task: Task, completed: int, held: str | None) -> SubtaskFocus | None:
+    """What the current subtask needs next (None once the task is done): its object until it is held, then its destination
+    (the container or the object to stack on; a pick's object itself, a push's object)."""
+    if completed >= len(task.subtasks):
+        return None
+    sub = task.subtasks[completed]
+    obj = sub.object_for(held)
+    carrying = held == obj and sub.target is not None and sub.kind in ("put", "stack")
+    return SubtaskFocus(obj, sub.target if carrying else obj, carrying)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -48,12 +69,8 @@ class SimState:
         The subtask's object until it is held, then its destination (the container or the
         object to stack on; a pick's object itself, a push's object).
         """
-        if self.completed >= len(self.task.subtasks):
-            return None
-        sub = self.task.subtasks[self.completed]
-        obj = sub.object_for(self.held)
-        held = self.held == obj and sub.target is not None and sub.kind in ("put", "stack")
-        return sub.target if held else obj  # type: ignore[return-value]
+        focus = subtask_focus(self.task, self.completed, self.held)
+        return None if focus is None else focus.item
 
     @property
     def focus(self) -> np.ndarray:
