@@ -66,7 +66,7 @@ from s2kit.core.types import Guidance, Observation, RobotStatus
 from s2kit.plugins.planners._exemplars import Exemplar, load_exemplars
 from s2kit.plugins.planners._openai import ChatClient, ChatError
 
-__all__ = ["GUIDANCE_SCHEMA", "IncontextPlanner", "PlanReply", "parse_reply"]
+__all__ = ["GUIDANCE_SCHEMA", "IncontextPlanner", "PlanReply", "json_object", "parse_reply"]
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ class PlanReply(BaseModel):
             raise ValueError("subtasks must not be empty strings")
 
 
-def parse_reply(text: str | None, finish_reason: str | None = None) -> PlanReply:
-    """The guidance in a model's answer; ValueError saying what is wrong with it."""
+def json_object(text: str | None, finish_reason: str | None = None) -> Any:
+    """The JSON object in a model's answer (code fences and text around it ignored); ValueError saying what is wrong."""
     if finish_reason == "length":
         raise ValueError("the answer was cut off at max_tokens (finish_reason 'length')")
     if not text or not text.strip():
@@ -168,9 +168,14 @@ def parse_reply(text: str | None, finish_reason: str | None = None) -> PlanReply
     if start < 0 or end < start:
         raise ValueError(f"the answer holds no JSON object: {text[:120]!r}")
     try:
-        data = json.loads(body[start : end + 1])
+        return json.loads(body[start : end + 1])
     except json.JSONDecodeError as err:
         raise ValueError(f"the answer is not valid JSON ({err.msg} at character {err.pos})") from None
+
+
+def parse_reply(text: str | None, finish_reason: str | None = None) -> PlanReply:
+    """The guidance in a model's answer; ValueError saying what is wrong with it."""
+    data = json_object(text, finish_reason)
     try:
         return PlanReply.model_validate(data)
     except ValidationError as err:
@@ -368,9 +373,8 @@ class IncontextPlanner(Planner):
         content = [{"type": "text", "text": "\n".join(lines)}, *self._image_part(observation)]
         messages = [{"role": "system", "content": JUDGE_PROMPT}, {"role": "user", "content": content}]
         try:
-            text, _ = self._ask(messages, {"event": "judge", "instruction": instruction}, schema=("scores", JUDGE_SCHEMA))
-            body = re.sub(r"^```(?:json)?\s*|\s*```$", "", (text or "").strip())
-            scores = json.loads(body[body.find("{") : body.rfind("}") + 1])["scores"]
+            text, finish = self._ask(messages, {"event": "judge", "instruction": instruction}, schema=("scores", JUDGE_SCHEMA))
+            scores = json_object(text, finish)["scores"]
             if len(scores) != len(subtasks) or not all(isinstance(x, int | float) and 0 <= x <= 1 for x in scores):
                 raise ValueError(f"expected {len(subtasks)} scores from 0 to 1, got {scores!r}")
         except (ChatError, ValueError, KeyError, TypeError) as err:
