@@ -210,6 +210,13 @@ class Registry:
         info = self.get(kind, name)
         return validate_model(info.cls.Config, options, f"{kind} {name!r}")  # type: ignore[return-value]
 
+    def with_robot(self, kind: str, section: Mapping[str, Any], robot: str) -> dict[str, Any]:
+        """``section`` with ``robot`` (a robot's name) filled in where the component has a ``robot`` option and the
+        section sets none: an actor that ships a default per robot learns which one it drives."""
+        if "robot" in self.get(kind, section["name"]).cls.Config.model_fields:
+            return {"robot": robot, **section}
+        return dict(section)
+
     def create(self, kind: str, section: Mapping[str, Any]) -> Component:
         """Build a component from a config section ``{name: ..., <options>}``."""
         name = section.get("name")

@@ -585,9 +585,8 @@ def build_runtime(
     """
     sections = pipeline.components  # robot, planner, executor, skill: the ones it names
     for section in ("executor", "skill"):  # an actor with a `robot` option (its shipped default per robot) learns which
-        values = sections.get(section)
-        if values is not None and "robot" in registry.get(section, values["name"]).cls.Config.model_fields:
-            sections[section] = {"robot": sections["robot"]["name"], **values}
+        if section in sections:
+            sections[section] = registry.with_robot(section, sections[section], sections["robot"]["name"])
     for section, values in sections.items():
         registry.config(section, values["name"], pipeline.options(section))
     built: dict[str, Any] = {}

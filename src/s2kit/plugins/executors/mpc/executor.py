@@ -104,14 +104,12 @@ class MpcExecutor(Executor):
 
         cfg: MpcConfig = self.config  # type: ignore[assignment]
         registry = get_registry()
-        inner = dict(cfg.inner)
-        if cfg.robot is not None and "robot" in registry.get("executor", inner["name"]).cls.Config.model_fields:
-            inner.setdefault("robot", cfg.robot)
+        inner = cfg.inner if cfg.robot is None else registry.with_robot("executor", cfg.inner, cfg.robot)
         self.inner: Executor = registry.create("executor", inner)  # type: ignore[assignment]
         self.action_space = self.inner.action_space
         self.scorer = make_scorer(cfg)
         self.rng = np.random.default_rng(cfg.seed)
-        self._kept: list[tuple[float, np.ndarray]] = []
+        self._kept: list[np.ndarray] = []  # the buffer: the best candidates of the last step, safe
         self._last_time: float | None = None
         self._warned = False
 
@@ -159,8 +157,8 @@ class MpcExecutor(Executor):
     def _safe(self, chunks: list[np.ndarray], observation: Observation) -> tuple[np.ndarray, list[int]]:
         """The candidates through the safety layer (K, H, D), and which of the given ones they are (non-finite dropped)."""
         out, kept = [], []
+        self.safety.reset(observation.state)  # each candidate starts from this state: filtering a chunk changes no state
         for i, chunk in enumerate(chunks):
-            self.safety.reset(observation.state)
             try:
                 out.append(self.safety.filter_chunk(chunk)[0])
             except UnsafeAction:
@@ -181,12 +179,12 @@ class MpcExecutor(Executor):
         self._last_time = observation.timestamp
         chunks = [c.actions.astype(np.float32) for c in proposed if c.actions.shape == base.actions.shape]
         sources = ["inner"] + ["sample"] * (len(chunks) - 1)
-        for _, kept in self._kept:
+        for kept in self._kept:
             chunks.append(self._shifted(kept, steps, horizon))
             sources.append("kept")
         missing = cfg.candidates - len(chunks)
         if missing > 0:
-            chunks += self._perturbed(base.actions.astype(np.float32), missing, self._scale)
+            chunks += self._perturbed(chunks[0], missing, self._scale)
             sources += ["perturbed"] * missing
         safe, index = self._safe(chunks, observation)
         if not index or index[0] != 0:  # the inner's own chunk is not safe: let the runtime refuse it, as without mpc
@@ -213,7 +211,7 @@ class MpcExecutor(Executor):
         ms = 1000 * (time.perf_counter() - t)
         order = np.argsort(-scores, kind="stable")
         best = int(order[0])
-        self._kept = [(float(scores[i]), safe[i]) for i in order[: cfg.buffer] if cfg.threshold is None or scores[i] >= cfg.threshold]
+        self._kept = [safe[i] for i in order[: cfg.buffer] if cfg.threshold is None or scores[i] >= cfg.threshold]
         info = {**base.info, "mpc": {"source": sources[best], "score": float(scores[best]), "inner_score": float(scores[0]),
                                      "candidates": len(safe), "score_ms": ms}}  # fmt: skip
         return ActionChunk(safe[best].astype(np.float32), base.space, base.period, base.subtask_done, info)
