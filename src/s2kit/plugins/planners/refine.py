@@ -128,19 +128,16 @@ class _Asked:
     """What the instruction asks, read once: its relations and every object it names."""
 
     relations: list[Relation]
+    places: dict[str, str | None]  # each moving object -> its place
     objects: set[str]
     scene: set[str]
     vocabulary: Vocabulary
-
-    @property
-    def places(self) -> dict[str, str | None]:
-        return {r.obj: r.place for r in self.relations}
 
 
 def _read(instruction: str, scene: dict[str, str], vocabulary: Vocabulary) -> _Asked:
     found = relations(instruction, vocabulary)
     objects = {m.label for m in vocabulary.mentions(instruction)}
-    return _Asked(found, objects, set(scene), vocabulary)
+    return _Asked(found, {r.obj: r.place for r in found}, objects, set(scene), vocabulary)
 
 
 def _due(asked: _Asked, progress: _Progress) -> str | None:
