@@ -21,12 +21,14 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from s2kit import hookimpl
 from s2kit.core.errors import ConfigError
 from s2kit.core.interfaces import Executor
 from s2kit.plugins.executors.remote.server import (
+    CODES,
     SERVER_NAME,
     ObservationKeys,
     PolicyServerError,
@@ -134,7 +136,10 @@ class RemoteExecutor(Executor):
         space = message.get("space", self.action_space)
         if space != self.action_space:
             raise PolicyServerError(f"{who} sent a chunk in {space!r}, expected {self.action_space!r}")
-        info = {"server_timing": message["server_timing"]} if isinstance(message.get("server_timing"), dict) else {}
+        info: dict[str, Any] = {"server_timing": message["server_timing"]} if isinstance(message.get("server_timing"), dict) else {}
+        codes = message.get(CODES)
+        if isinstance(codes, np.ndarray) and codes.dtype.kind == "f" and np.isfinite(codes).all():
+            info[CODES] = codes.astype(np.float32)
         return ActionChunk(
             actions=actions, space=self.action_space, period=self.spec.control_period,
             subtask_done=bool(message.get("subtask_done", False)), info=info,

@@ -14,7 +14,10 @@ work unchanged:
   ``server_ms`` from receiving the request until the reply is built, so a
   client's round trip minus it is transport; ``prev_total_ms`` the previous
   request's whole turn on the server, sending included, as openpi reports).
-  An s2kit server adds ``space`` (the action space) and ``subtask_done``.
+  An s2kit server adds ``space`` (the action space) and ``subtask_done``,
+  and ``codes`` where the executor gives its chunk a latent code (float32
+  array in ``ActionChunk.info["codes"]``, e.g. the thoughts of ``cr``), so
+  another process can read what the chunk was decoded from.
 * A request that cannot be served gets a text message saying why, as
   openpi's server does, and the connection stays open. openpi's client turns
   a text reply into ``RuntimeError("Error in inference server: ...")``.
@@ -65,6 +68,7 @@ if TYPE_CHECKING:  # asyncio and websockets load with the server, not with this 
     import asyncio
 
 __all__ = [
+    "CODES",
     "DEFAULT_MAX_BYTES",
     "GUIDANCE",
     "SERVER_NAME",
@@ -87,6 +91,8 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "s2kit"
 #: s2kit's extension keys in a request: the full guidance, the robot's clock.
 GUIDANCE, TIMESTAMP = "guidance", "timestamp"
+#: The key of a chunk's latent code, in ``ActionChunk.info`` and in a reply (an s2kit extension).
+CODES = "codes"
 #: Requests larger than this get an error reply (openpi's two 224x224 images and a state are about 0.3 MB).
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 #: A request over this many times ``max_bytes`` is not read at all: the connection closes with 1009.
@@ -527,6 +533,9 @@ class PolicyServer:
                 if previous is not None:
                     timing["prev_total_ms"] = previous * 1e3
                 reply = {"actions": actions, "space": chunk.space, "subtask_done": bool(chunk.subtask_done), "server_timing": timing}
+                codes = chunk.info.get(CODES)
+                if isinstance(codes, np.ndarray) and codes.dtype == np.float32 and np.isfinite(codes).all():
+                    reply[CODES] = codes
                 timing["server_ms"] = (time.perf_counter() - received) * 1e3
                 await ws.send(packb(reply))
                 previous = time.perf_counter() - received

@@ -566,9 +566,18 @@ class S2Policy(Policy):
             error = diffusion_error(lambda x_t, t: self.decode(memory, bias, x_t, t), actions, c.diffusion_steps)
         else:
             error = regression_error(self.decode(memory, bias), actions)
-        action_loss = masked_mean(error, batch.get(ACTION_MASK))
-        out = {"action": action_loss}
-        total = action_loss
+        out = {"action": masked_mean(error, batch.get(ACTION_MASK))}
+        terms, total = self.encoder_losses(batch, memory, extras, rho)
+        out.update(terms)
+        out["loss"] = out["action"] + total
+        return out
+
+    def encoder_losses(self, batch: dict[str, Tensor], memory: Tensor, extras: dict[str, Tensor], rho: float | None) -> tuple[dict[str, Tensor], Tensor]:
+        """The terms beside the action's, from what `encode` gave: ``budget`` (in training), ``done``, and the research
+        switches' ``focus`` and ``focus_map`` where configured; (the terms, their weighted sum)."""
+        c = self.config
+        out: dict[str, Tensor] = {}
+        total = memory.new_zeros(())
         if c.budget and self.training:
             out["budget"] = ((extras["keep_rate"] - (c.rho if rho is None else rho)) ** 2).mean()
             total = total + c.budget_weight * out["budget"]
@@ -583,8 +592,7 @@ class S2Policy(Policy):
             entropy, maps = focus_map_loss(extras["focus_map"], batch[FOCUS_UV])
             out["focus_map"] = entropy / maps.clamp(min=1.0)
             total = total + c.focus_map * out["focus_map"]
-        out["loss"] = total
-        return out
+        return out, total
 
     def sample(self, batch: dict[str, Tensor], noise: Tensor | None = None, rho: float | None = None) -> dict[str, Tensor]:
         """``actions`` (B, H, A) normalized, ``done`` (B,) subtask-done probability, and the encoder's extras
