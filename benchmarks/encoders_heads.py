@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,33 +43,40 @@ HEADS = ("regression", "flow", "diffusion")
 BATCH = 64
 
 
+def training_step(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> Callable[[], None]:
+    """One step as `s2kit train` takes it (loss at the end of the rho schedule, backward, clipping, AdamW) on ``batch``,
+    the parameters the network's loss never reads frozen."""
+    net.train()
+    unused = set(net.unused_parameters())
+    for key, parameter in net.named_parameters():
+        parameter.requires_grad_(key not in unused)
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=3e-4)
+    schedule = net.schedule(1, 1)
+
+    def step() -> None:
+        losses = net.loss(batch, **schedule)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+
+    return step
+
+
 def training_steps(head: str, steps: int, warmup: int) -> dict[str, float]:
     """Samples per second of each encoder with ``head``."""
     fns = {}
     for name, (model, precomputed) in ENCODERS.items():
         torch.manual_seed(0)
         config = ModelConfig(head=head, state_dim=7, action_dim=7, **model)  # type: ignore[arg-type]
-        net = S2Policy(config).train()
-        unused = set(net.unused_parameters())
-        for key, parameter in net.named_parameters():
-            parameter.requires_grad_(key not in unused)
-        optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=3e-4)
+        net = S2Policy(config)
         batch = synthetic_batch(config, BATCH)
         if precomputed:
             with torch.inference_mode():
                 features = net.frozen_features(batch[IMAGES].flatten(0, 1))
             batch[FEATURES] = features.half().view(BATCH, len(config.cameras), -1)  # as training keeps them
             del batch[IMAGES]
-        schedule = net.schedule(1, 1)
-
-        def step(net=net, optimizer=optimizer, batch=batch, schedule=schedule) -> None:
-            losses = net.loss(batch, **schedule)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-
-        fns[name] = step
+        fns[name] = training_step(net, batch)
     times = interleaved(fns, steps, warmup, block=2)
     return {name: BATCH / (summary(t)[0] / 1e3) for name, t in times.items()}
 

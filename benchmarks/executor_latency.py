@@ -48,19 +48,20 @@ from s2kit.learning.checkpoints import (
 from s2kit.learning.batch import IMAGES, NOISE, STATE, TEXT
 from s2kit.learning.executor import TorchBackend
 from s2kit.learning.export import OnnxBackend, export_onnx, random_inputs
-from s2kit.plugins.executors.s2.configuration import ModelConfig
 from s2kit.plugins.executors.s2.modeling import S2Policy
 
 RHOS = (1.0, 0.5, 0.25, 0.1)
 
 
-def untrained_checkpoint(folder: Path, **model: object) -> Path:
-    """The default network, freshly initialized, as a checkpoint of a 7-D action robot."""
+def untrained_checkpoint(folder: Path, policy: type[S2Policy] = S2Policy, **model: object) -> Path:
+    """The default network of ``policy`` (S2's, or a subclass such as cr's), freshly initialized, as a checkpoint of a
+    7-D action robot."""
     torch.manual_seed(0)
-    config = ModelConfig(**model)  # type: ignore[arg-type]
+    config = policy.config_class(**model)  # type: ignore[arg-type]
     names = [f"s{i}" for i in range(config.state_dim)]
+    executor = ("s2" if config.budget else "baseline") if policy is S2Policy else policy.__module__.split(".")[-2]
     info = CheckpointInfo(
-        executor="s2" if config.budget else "baseline",
+        executor=executor,
         variant="s2" if config.budget else "baseline",
         model=config,
         normalization={
@@ -73,7 +74,7 @@ def untrained_checkpoint(folder: Path, **model: object) -> Path:
         action_names=[f"a{i}" for i in range(config.action_dim)],
         control_hz=10.0,
     )
-    return save_checkpoint(folder, S2Policy(config).eval(), info)
+    return save_checkpoint(folder, policy(config).eval(), info)
 
 
 def timed(fn: Callable[[], object], calls: int, warmup: int) -> tuple[float, float]:
