@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
 from s2kit.core.errors import ConfigError
 from s2kit.core.registry import get_registry
 from s2kit.core.types import Guidance
-from s2kit.learning.batch import ACTIONS
 from s2kit.plugins.executors.cr.modeling import CODES, CrConfig, CrPolicy, gaussian_kl, mmd_to_normal
-from openpi_client.websocket_client_policy import WebsocketClientPolicy
-
+from s2kit.plugins.executors.cr.sharing import action_error, codes_of, sharing_errors
 from tests.cli.test_serve import openpi_request, serve_process
 from tests.conftest import run_s2kit
 from tests.plugins.executors.cr.toy import SMALL, colour_batch
@@ -58,18 +57,6 @@ def fit(seed: int, steps: int = 400, **config: object) -> tuple[CrPolicy, list[d
         torch.set_num_threads(threads)
 
 
-def action_error(model: CrPolicy, batch: dict[str, torch.Tensor], **options: object) -> float:
-    """Mean squared error of the chunk decoded from zero noise, as a fraction of the actions' variance."""
-    with torch.inference_mode():
-        actions = model.sample(batch, noise=torch.zeros_like(batch[ACTIONS]), **options)[ACTIONS]
-    return float(((actions - batch[ACTIONS]) ** 2).mean() / batch[ACTIONS].var())
-
-
-def codes_of(model: CrPolicy, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    with torch.inference_mode():
-        return model.sample(batch)[CODES]
-
-
 def test_it_fits_a_small_problem_through_its_thoughts() -> None:
     """The decoder sees the image only through the codes: the fit needs them, and zeroing them loses the colour."""
     model, _ = fit(0)
@@ -101,13 +88,8 @@ def test_the_verification_loss_falls_and_the_teacher_only_follows_the_average() 
 def test_the_codes_of_one_instance_help_another() -> None:
     """Instance B (another seed) decodes from A's codes, mapped linearly into its own code space on other observations
     (two instances' spaces agree only up to such a map: the prior is the same in every direction)."""
-    a, b = fit(0)[0], fit(1)[0]
-    fitting, test = colour_batch(256, seed=7), colour_batch(256, seed=8)
-    source = torch.cat([codes_of(a, fitting).flatten(1), torch.ones(256, 1)], dim=1)
-    stitch = torch.linalg.lstsq(source, codes_of(b, fitting).flatten(1)).solution
-    theirs = (torch.cat([codes_of(a, test).flatten(1), torch.ones(256, 1)], dim=1) @ stitch).view_as(codes_of(b, test))
-    own, given, none = action_error(b, test), action_error(b, test, codes=theirs), action_error(b, test, zero_codes=True)
-    assert given < 0.2 * none and given < own + 0.05, f"B's error: own codes {own:.3f}, A's {given:.3f}, none {none:.3f}"
+    errors = sharing_errors(fit(0)[0], fit(1)[0], colour_batch(256, seed=7), colour_batch(256, seed=8))
+    assert errors["given"] < 0.2 * errors["none"] and errors["given"] < errors["own"] + 0.05, errors
 
 
 def test_the_regularizers_measure_the_distance_to_the_prior() -> None:
