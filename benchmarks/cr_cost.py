@@ -13,14 +13,12 @@ timing does not depend on the weights.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import torch
-from encoders_heads import BATCH, training_step
-from executor_latency import interleaved, latency, machine_info, summary, untrained_checkpoint
+from encoders_heads import BATCH, training_and_chunk_arguments, training_step
+from executor_latency import interleaved, latency, print_rows, summary, untrained_checkpoint
 from train_throughput import synthetic_batch
 
 from s2kit.learning.batch import FEATURES, IMAGES
@@ -50,13 +48,7 @@ def training_rates(steps: int, warmup: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="Timed training steps per network.")
-    parser.add_argument("--calls", type=int, default=30, help="Timed chunks per network and backend.")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = training_and_chunk_arguments(__doc__.splitlines()[0], "network")
     rates = training_rates(args.steps, args.warmup)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,15 +57,9 @@ def main() -> None:
             checkpoint = untrained_checkpoint(folder, policy, **RECIPE, **model)
             chunk = latency(checkpoint, folder / "graphs", [0.25], [1], args.calls, args.warmup)[0]
             rows.append({"network": name, "train_samples_per_s": rates[name], "torch_ms": chunk["torch_ms"], "onnxruntime_ms": chunk["onnxruntime_ms"]})
-    if args.json:
-        print(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
-        return
-    print(f"machine: {machine_info()}")
-    print("| network | training samples/s | chunk torch ms | chunk onnxruntime ms |")
-    print("| --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['network']} | {r['train_samples_per_s']:.0f} | {r['torch_ms']:.1f} | {r['onnxruntime_ms']:.1f} |")
-
+    columns = [("network", "network", "s"), ("training samples/s", "train_samples_per_s", ".0f"), ("chunk torch ms", "torch_ms", ".1f"),
+               ("chunk onnxruntime ms", "onnxruntime_ms", ".1f")]  # fmt: skip
+    print_rows(rows, columns, args.json)
 
 if __name__ == "__main__":
     main()

@@ -20,13 +20,12 @@ not depend on the weights).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from executor_latency import interleaved, latency, machine_info, summary, untrained_checkpoint
+from executor_latency import interleaved, latency, print_rows, summary, untrained_checkpoint
 from train_throughput import synthetic_batch
 
 from s2kit.learning.batch import FEATURES, IMAGES
@@ -93,14 +92,21 @@ def chunk_latency(head: str, calls: int, warmup: int, folder: Path) -> dict[str,
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="Timed training steps per encoder and head.")
+def training_and_chunk_arguments(description: str, trained: str) -> argparse.Namespace:
+    """The command line of a benchmark of training steps and chunks on one thread (set here): --steps per ``trained``,
+    --calls, --warmup, --json."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=8, help=f"Timed training steps per {trained}.")
     parser.add_argument("--calls", type=int, default=30, help="Timed chunks per network and backend.")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    return args
+
+
+def main() -> None:
+    args = training_and_chunk_arguments(__doc__.splitlines()[0], "encoder and head")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for head in HEADS:
@@ -109,15 +115,9 @@ def main() -> None:
             for name, rate in rates.items():
                 ms = chunks["patch stem" if name == "patch stem" else "trunk"]
                 rows.append({"head": head, "encoder": name, "train_samples_per_s": rate, "torch_ms": ms[0], "onnxruntime_ms": ms[1]})
-    if args.json:
-        print(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
-        return
-    print(f"machine: {machine_info()}")
-    print("| head | encoder | training samples/s | chunk torch ms | chunk onnxruntime ms |")
-    print("| --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['head']} | {r['encoder']} | {r['train_samples_per_s']:.0f} | {r['torch_ms']:.1f} | {r['onnxruntime_ms']:.1f} |")
-
+    columns = [("head", "head", "s"), ("encoder", "encoder", "s"), ("training samples/s", "train_samples_per_s", ".0f"),
+               ("chunk torch ms", "torch_ms", ".1f"), ("chunk onnxruntime ms", "onnxruntime_ms", ".1f")]  # fmt: skip
+    print_rows(rows, columns, args.json)
 
 if __name__ == "__main__":
     main()

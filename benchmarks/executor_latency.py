@@ -219,6 +219,19 @@ def machine_info() -> dict[str, object]:
     }
 
 
+def print_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], as_json: bool) -> None:
+    """``rows`` with the machine they were measured on: as JSON, or as a markdown table of ``columns`` (header, key,
+    format spec)."""
+    if as_json:
+        print(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
+        return
+    print(f"machine: {machine_info()}")
+    print("| " + " | ".join(header for header, _, _ in columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(format(row[key], spec) for _, key, spec in columns) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -35,3 +35,15 @@ def run_s2kit(*args: str, env: dict[str, str] | None = None, **kwargs) -> subpro
     return subprocess.run(
         [str(BIN / "s2kit"), *args], capture_output=True, text=True, env=full_env, timeout=120, **kwargs
     )
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the test, restored afterwards: a small model trained inside a test gains nothing from
+    more, and on a busy 2-core machine more threads only spin."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,13 +17,7 @@ from s2kit.plugins.executors.mpc.critic import CriticConfig, ProgressCritic
 from tests.conftest import run_s2kit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a busy 2-core machine more threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_labels_count_the_commands_to_each_subtasks_end() -> None:

@@ -23,38 +23,28 @@ from tests.plugins.executors.cr.toy import SMALL, colour_batch
 from tests.plugins.executors.s2.conftest import hsr_dataset, train_args  # noqa: F401 - a fixture used here
 
 # openpi-client 0.1.2 calls websockets' connect() the pre-17 way; the warning is about its code, not ours.
-pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning"),
+]
 
 
 @functools.cache
 def fit(seed: int, steps: int = 400, **config: object) -> tuple[CrPolicy, list[dict[str, float]]]:
     """A cr network trained on fresh toy batches; (the network in eval mode, the loss terms of every step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(seed)
-        model = CrPolicy(CrConfig(**{**SMALL, **config}))
-        trained = [p for name, p in model.named_parameters() if name not in set(model.unused_parameters())]
-        optimizer = torch.optim.AdamW(trained, lr=2e-3)
-        history = []
-        model.train()
-        for step in range(steps):
-            terms = model.loss(colour_batch(64, seed=1000 * seed + step))
-            optimizer.zero_grad()
-            terms["loss"].backward()
-            optimizer.step()
-            history.append({k: float(v.detach()) for k, v in terms.items()})
-        return model.eval(), history
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = CrPolicy(CrConfig(**{**SMALL, **config}))
+    trained = [p for name, p in model.named_parameters() if name not in set(model.unused_parameters())]
+    optimizer = torch.optim.AdamW(trained, lr=2e-3)
+    history = []
+    model.train()
+    for step in range(steps):
+        terms = model.loss(colour_batch(64, seed=1000 * seed + step))
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        history.append({k: float(v.detach()) for k, v in terms.items()})
+    return model.eval(), history
 
 
 def test_it_fits_a_small_problem_through_its_thoughts() -> None:

@@ -5,18 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import run_s2kit
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Models trained inside a test use one torch thread: on a busy 2-core machine more threads only spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread: None) -> None:
+    """Models trained inside a test here use one torch thread (`one_torch_thread`)."""
 
 
 #: A network small enough to train in seconds on the CPU.

@@ -30,9 +30,7 @@ TINY = {"image_size": 16, "trunk_blocks": 3, "dim": 32, "heads": 2, "layers": 1}
 ENV = {"MUJOCO_GL": "osmesa"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fit(model: torch.nn.Module, draw, steps: int, lr: float = 3e-3) -> None:

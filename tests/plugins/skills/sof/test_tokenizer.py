@@ -31,11 +31,7 @@ TINY = {"dim": 32, "heads": 2, "channels": 8, "encoder_layers": 1, "decoder_laye
 TINY_SETS = [f"model.{k}={v}" for k, v in TINY.items()]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """One torch thread, as the trainings here ask for (threads=1; the trainer sets it and leaves it so): on a busy
-    2-core machine more only spin. Set for each test, whatever an earlier one left."""
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(*sets: str) -> TokenizerTrainConfig:
