@@ -140,7 +140,16 @@ def test_train_export_act_and_serve_carry_the_codes(hsr_dataset: Path, tmp_path:
         robot.close()
     with pytest.raises(ConfigError, match="needs a checkpoint"):
         get_registry().create("executor", {"name": "cr"})
-    with serve_process(str(run)) as (port, _):  # openpi's own client gets the codes beside the actions
+    with serve_process(str(run)) as (port, _):  # openpi's own client gets the codes beside the actions, s2kit's in the chunk
         client = WebsocketClientPolicy(host="127.0.0.1", port=port)
         reply = client.infer(openpi_request(len(client.get_server_metadata()["state_names"])))
         assert reply["actions"].shape[1] == 7 and reply[CODES].shape == (3, 5) and np.isfinite(reply[CODES]).all()
+        robot = get_registry().create("robot", {"name": "hsr"})
+        remote = get_registry().create("executor", {"name": "remote", "port": port})
+        try:
+            remote.setup(robot.spec)
+            chunk = remote.act(robot.reset(seed=5), Guidance(goal=robot.instruction))
+            assert chunk.info[CODES].shape == (3, 5) and chunk.info[CODES].dtype == np.float32
+        finally:
+            remote.close()
+            robot.close()
