@@ -103,6 +103,11 @@ class Policy(nn.Module):
         """
         return frames, {}
 
+    def normalization_fitted(self, action_mean: Tensor, action_std: Tensor) -> None:
+        """Training's action normalization, once it is fitted (raw = normalized * std + mean), for a loss that needs to
+        know where a raw value lies in normalized units (mpc's critic: a chunk that stops moving). Called by the trainer
+        before the first step, on a resumed run too; nothing by default."""
+
     def extra_inputs(self) -> dict[str, InputSpec]:
         """Inference inputs beyond images, state, text and noise, by batch key (SOF's translator: the skill tokens).
 

@@ -649,6 +649,7 @@ def prepare(
         raise ConfigError(f"train: model.text_dim is {model_config.text_dim}, the sentence encoder gives {embeddings.shape[1]}")
 
     model = policy(model_config).to(device)
+    model.normalization_fitted(torch.as_tensor(norm.action_mean, device=device), torch.as_tensor(norm.action_std, device=device))
     # (a frozen encoder's weights are the package's, whatever the training state holds: its features need no resume)
     train_frames, val_frames = _precompute(model, train_frames, val_frames, config, device, log if rank == 0 else None)
     sampler = FrameSampler(train_frames, config, model_config.chunk, embeddings, norm, seed=config.seed * 1000 + rank)

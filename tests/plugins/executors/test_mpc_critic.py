@@ -65,6 +65,37 @@ def test_the_critic_fits_a_small_problem() -> None:
     assert value[0, 4] > 0.8 and value[1, 0] > 0.8 and value[0, 0] < 0.2 and value[1, 4] < 0.2
 
 
+def test_the_stop_term_scores_standing_still_below_a_successful_move() -> None:
+    """Trained on successes alone, the value term says every chunk completes the subtask; the stop term must still rank
+    the recorded move above itself stopping partway (what mpc's kept candidates become), and the cut-off dx must count."""
+    values = {}
+    for stop_weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        config = CriticConfig(cameras=["head"], image_size=32, dim=32, heads=2, layers=1, state_dim=4, chunk=3,
+                              rank_weight=0.0, stop_weight=stop_weight)  # fmt: skip
+        critic = ProgressCritic(config)
+        critic.normalization_fitted(torch.full((config.action_dim,), 0.5), torch.full((config.action_dim,), 2.0))
+        still = -0.25  # a raw 0 in these normalized units
+        optimizer = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=3e-3)
+        for step in range(300):
+            sign = torch.randint(0, 2, (64,)).float() * 2 - 1
+            batch = batch_for(critic, sign, still + sign * (0.5 + torch.rand(64)))  # the recorded chunk moves the way the state says
+            batch[STEPS] = torch.ones(64)  # ... and always completes the subtask
+            loss = critic.loss(batch)["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        critic.eval()
+        with torch.inference_mode():
+            batch = batch_for(critic, torch.tensor([1.0, -1.0]), torch.zeros(2))
+            candidates = torch.full((2, 2, 3, config.action_dim), still)
+            candidates[0, 0, :, 0], candidates[1, 0, :, 0] = still + 1.0, still - 1.0  # moving the right way
+            candidates[:, 1, 0, 0] = candidates[:, 0, 0, 0]  # moving one step, then standing still
+            values[stop_weight] = critic.sample({**batch, CANDIDATES: candidates})[VALUE]  # (2, 2)
+    assert (values[1.0][:, 0] > values[1.0][:, 1] + 0.3).all(), values[1.0]
+    assert not (values[0.0][:, 0] > values[0.0][:, 1] + 0.3).all(), values[0.0]  # without it nothing tells them apart
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Expert episodes, every one kept, cut off at 60 steps: the short tasks succeed, the long ones never finish."""

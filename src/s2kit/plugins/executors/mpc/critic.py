@@ -17,7 +17,14 @@ state; a second term does: where the recorded chunk led on to the subtask
 offset of ``rank_noise`` normalized units on the translation, as ``mpc``
 perturbs), by a margin (a logistic ranking loss). That assumes the recorded
 behaviour beats its perturbations where it succeeded, the assumption of
-learning from demonstrations.
+learning from demonstrations. A third term does the same against the
+recorded chunk *stopping* (its translation held still from a random step on,
+which is what ``mpc``'s kept candidates turn into once their rest runs out):
+without it a critic learns that standing still comes just before a subtask
+is done (the expert stops to grasp and to release) and ``mpc`` then picks
+standing still at every step. Where the recorded chunk hardly moved there is
+nothing to tell apart, so the term is weighted by how far the stop takes the
+chunk (in units of ``rank_noise``, at most 1).
 
 Network (`ProgressCritic`): the frozen trunk's tokens of each camera
 (`s2kit.learning.vision`), the state, the three guidance embeddings (goal,
@@ -61,7 +68,8 @@ class CriticConfig(VisionConfig):
     rank_weight: float = Field(1.0, ge=0.0, description="Weight of the ranking term (recorded chunk above its perturbations).")
     rank_noise: float = Field(0.5, gt=0.0, description="Perturbation of the ranking term, in normalized action units.")
     rank_margin: float = Field(1.0, ge=0.0, description="Logit margin of the ranking term.")
-    perturb: list[int] = Field(default_factory=lambda: [0, 1, 2], description="Action dimensions the ranking term perturbs.")
+    perturb: list[int] = Field(default_factory=lambda: [0, 1, 2], description="Action dimensions the ranking terms perturb and stop.")
+    stop_weight: float = Field(1.0, ge=0.0, description="Weight of the stop term (recorded chunk above itself stopping partway).")
     candidates: int = Field(16, ge=1, description="Candidates per call in an exported graph (torch takes any number).")
 
 
@@ -101,6 +109,11 @@ class ProgressCritic(FrozenTrunkPolicy):
         self.query = nn.Parameter(torch.randn(1, 1, D) * 0.02)
         self.body = transformer(c.dim, c.heads, c.layers, c.dropout)
         self.value_out = nn.Linear(D, 1)
+        #: A raw command of 0 in normalized units (`normalization_fitted`): where a stopped dimension lies. Not saved.
+        self.register_buffer("still", torch.zeros(c.action_dim), persistent=False)
+
+    def normalization_fitted(self, action_mean: Tensor, action_std: Tensor) -> None:
+        self.still = (-action_mean / action_std).to(self.still)
 
     def target(self, batch: dict[str, Tensor]) -> Tensor:
         """The value label (B,): ``discount ** (steps - 1)``, 0 where the subtask was never done, NaN where unknown."""
@@ -127,16 +140,32 @@ class ProgressCritic(FrozenTrunkPolicy):
         offset = torch.randn(actions.shape[0], 1, actions.shape[-1], generator=generator).to(actions.device) * scale
         return actions + offset
 
+    def _stopped(self, actions: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """(``actions`` with the perturbed dimensions held still from a random step on, how far that moved each chunk
+        in units of ``rank_noise``, at most 1)."""
+        c = self.config
+        B, H = actions.shape[:2]
+        start = torch.randint(0, H, (B, 1), generator=generator).to(actions.device)
+        held = torch.zeros_like(actions, dtype=torch.bool)
+        held[..., c.perturb] = True
+        held &= (torch.arange(H, device=actions.device)[None] >= start)[..., None]
+        stopped = torch.where(held, self.still.expand_as(actions), actions)
+        moved = ((actions - stopped)[..., c.perturb].norm(dim=-1).sum(dim=1) / (H - start[:, 0])) / c.rank_noise
+        return stopped, moved.clamp(max=1.0)
+
     def loss(self, batch: dict[str, Tensor], **schedule: Any) -> dict[str, Tensor]:
         c = self.config
         real = batch[ACTIONS]  # (B, chunk, A)
-        logits = self.score(batch, torch.stack([real, self._perturbed(real)], dim=1))  # (B, 2)
+        stopped, moved = self._stopped(real)
+        logits = self.score(batch, torch.stack([real, self._perturbed(real), stopped], dim=1))  # (B, 3)
         target = self.target(batch)
         known = torch.isfinite(target)
         weight = torch.where(known, target, torch.zeros_like(target))
         value = F.binary_cross_entropy_with_logits(logits[known, 0], target[known]) if known.any() else logits.sum() * 0
         rank = (weight * F.softplus(logits[:, 1] - logits[:, 0] + c.rank_margin)).sum() / weight.sum().clamp(min=1e-6)
-        return {"loss": value + c.rank_weight * rank, "value": value.detach(), "rank": rank.detach()}
+        stop = (weight * moved * F.softplus(logits[:, 2] - logits[:, 0] + c.rank_margin)).sum() / weight.sum().clamp(min=1e-6)
+        total = value + c.rank_weight * rank + c.stop_weight * stop
+        return {"loss": total, "value": value.detach(), "rank": rank.detach(), "stop": stop.detach()}
 
     def sample(self, batch: dict[str, Tensor], noise: Tensor | None = None, **options: Any) -> dict[str, Tensor]:
         """``value`` (B, K): the progress each candidate predicts; without candidates, the batch's own chunk (K = 1)."""
@@ -147,9 +176,10 @@ class ProgressCritic(FrozenTrunkPolicy):
         return (VALUE,)
 
     def validation_metrics(self, batches: Sequence[dict[str, Tensor]], outputs: Sequence[dict[str, Tensor]]) -> dict[str, float]:
-        """``value_mae``: |predicted - target| of the recorded chunks; ``rank_accuracy``: where the recorded chunk led on to
-        the subtask, the share it scores above its perturbation."""
-        errors, wins, ranked = [], 0.0, 0.0
+        """``value_mae``: |predicted - target| of the recorded chunks; where the recorded chunk led on to the subtask,
+        ``rank_accuracy``: the share it scores above its perturbation, ``stop_accuracy``: above itself stopping, among
+        the chunks that stopping changes by at least half of ``rank_noise``."""
+        errors, wins, ranked, stops, stopped_count = [], 0.0, 0.0, 0.0, 0.0
         g = torch.Generator().manual_seed(0)
         for batch, out in zip(batches, outputs, strict=True):
             target = self.target(batch)
@@ -157,10 +187,16 @@ class ProgressCritic(FrozenTrunkPolicy):
             errors.append((out[VALUE][:, 0] - target)[known].abs())
             good = known & (target > 0)
             if good.any():
-                logits = self.score(batch, torch.stack([batch[ACTIONS], self._perturbed(batch[ACTIONS], g)], dim=1))
+                stopped, moved = self._stopped(batch[ACTIONS], g)
+                logits = self.score(batch, torch.stack([batch[ACTIONS], self._perturbed(batch[ACTIONS], g), stopped], dim=1))
                 wins += float((logits[good, 0] > logits[good, 1]).sum())
                 ranked += float(good.sum())
+                moving = good & (moved >= 0.5)
+                stops += float((logits[moving, 0] > logits[moving, 2]).sum())
+                stopped_count += float(moving.sum())
         figures = {"value_mae": float(torch.cat(errors).mean())} if errors and torch.cat(errors).numel() else {}
         if ranked:
             figures["rank_accuracy"] = wins / ranked
+        if stopped_count:
+            figures["stop_accuracy"] = stops / stopped_count
         return figures
