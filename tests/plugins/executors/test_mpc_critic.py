@@ -4,6 +4,7 @@ episodes to mpc driving the simulated HSR with the critic (torch and onnxruntime
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,21 +39,30 @@ def batch_for(critic: ProgressCritic, state_sign: torch.Tensor, dx: torch.Tensor
     return {FEATURES: features, STATE: state, TEXT: torch.randn(B, 3, c.text_dim, generator=g), ACTIONS: actions}
 
 
-def test_the_critic_fits_a_small_problem() -> None:
-    """Progress comes only when the chunk moves the way the state says: the critic must read both, and rank candidates."""
-    torch.manual_seed(0)
-    critic = ProgressCritic(CriticConfig(cameras=["head"], image_size=32, dim=32, heads=2, layers=1, state_dim=4, chunk=3, rank_weight=0.0))
+def trained(critic: ProgressCritic, steps: int, batch: Callable[[], dict[str, torch.Tensor]]) -> None:
+    """``steps`` Adam steps of ``critic``'s loss on fresh batches, then evaluation mode."""
     optimizer = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=3e-3)
-    for step in range(500):
-        sign = torch.randint(0, 2, (64,)).float() * 2 - 1
-        dx = torch.rand(64) * 2 - 1
-        batch = batch_for(critic, sign, dx)
-        batch[STEPS] = torch.where(sign * dx > 0, torch.ones(64), -torch.ones(64))  # done at once, or never
-        loss = critic.loss(batch)["loss"]
+    for _ in range(steps):
+        loss = critic.loss(batch())["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     critic.eval()
+
+
+def test_the_critic_fits_a_small_problem() -> None:
+    """Progress comes only when the chunk moves the way the state says: the critic must read both, and rank candidates."""
+    torch.manual_seed(0)
+    critic = ProgressCritic(CriticConfig(cameras=["head"], image_size=32, dim=32, heads=2, layers=1, state_dim=4, chunk=3, rank_weight=0.0))
+
+    def labelled() -> dict[str, torch.Tensor]:
+        sign = torch.randint(0, 2, (64,)).float() * 2 - 1
+        dx = torch.rand(64) * 2 - 1
+        out = batch_for(critic, sign, dx)
+        out[STEPS] = torch.where(sign * dx > 0, torch.ones(64), -torch.ones(64))  # done at once, or never
+        return out
+
+    trained(critic, 500, labelled)
     with torch.inference_mode():
         sign = torch.tensor([1.0, -1.0])
         batch = batch_for(critic, sign, torch.zeros(2))
@@ -76,16 +86,14 @@ def test_the_stop_term_scores_standing_still_below_a_successful_move() -> None:
         critic = ProgressCritic(config)
         critic.normalization_fitted(torch.full((config.action_dim,), 0.5), torch.full((config.action_dim,), 2.0))
         still = -0.25  # a raw 0 in these normalized units
-        optimizer = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=3e-3)
-        for step in range(300):
+
+        def successes(critic: ProgressCritic = critic) -> dict[str, torch.Tensor]:
             sign = torch.randint(0, 2, (64,)).float() * 2 - 1
-            batch = batch_for(critic, sign, still + sign * (0.5 + torch.rand(64)))  # the recorded chunk moves the way the state says
-            batch[STEPS] = torch.ones(64)  # ... and always completes the subtask
-            loss = critic.loss(batch)["loss"]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        critic.eval()
+            out = batch_for(critic, sign, still + sign * (0.5 + torch.rand(64)))  # the recorded chunk moves the way the state says
+            out[STEPS] = torch.ones(64)  # ... and always completes the subtask
+            return out
+
+        trained(critic, 300, successes)
         with torch.inference_mode():
             batch = batch_for(critic, torch.tensor([1.0, -1.0]), torch.zeros(2))
             candidates = torch.full((2, 2, 3, config.action_dim), still)
