@@ -3,8 +3,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,18 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def fit_on_draws(model: Any, draw: Callable[[], dict[str, Any]], steps: int, *, lr: float = 3e-3, optimizer: Any = None) -> None:
+    """Train a small kit network in a test: ``steps`` steps of its ``loss`` on fresh batches from ``draw``, with
+    ``optimizer`` (a torch optimizer class; AdamW by default) over its trainable parameters, then evaluation mode."""
+    import torch
+
+    opt = (optimizer or torch.optim.AdamW)([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss = model.loss(draw())["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()

@@ -4,7 +4,6 @@ episodes to mpc driving the simulated HSR with the critic (torch and onnxruntime
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from s2kit.learning.batch import ACTIONS, FEATURES, STATE, TEXT
 from s2kit.learning.encoders import TRUNK_CHANNELS
 from s2kit.plugins.executors.mpc.columns import CANDIDATES, STEPS, VALUE, steps_to_done
 from s2kit.plugins.executors.mpc.critic import CriticConfig, ProgressCritic
-from tests.conftest import run_s2kit
+from tests.conftest import fit_on_draws, run_s2kit
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -39,17 +38,6 @@ def batch_for(critic: ProgressCritic, state_sign: torch.Tensor, dx: torch.Tensor
     return {FEATURES: features, STATE: state, TEXT: torch.randn(B, 3, c.text_dim, generator=g), ACTIONS: actions}
 
 
-def trained(critic: ProgressCritic, steps: int, batch: Callable[[], dict[str, torch.Tensor]]) -> None:
-    """``steps`` Adam steps of ``critic``'s loss on fresh batches, then evaluation mode."""
-    optimizer = torch.optim.Adam([p for p in critic.parameters() if p.requires_grad], lr=3e-3)
-    for _ in range(steps):
-        loss = critic.loss(batch())["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    critic.eval()
-
-
 def test_the_critic_fits_a_small_problem() -> None:
     """Progress comes only when the chunk moves the way the state says: the critic must read both, and rank candidates."""
     torch.manual_seed(0)
@@ -62,7 +50,7 @@ def test_the_critic_fits_a_small_problem() -> None:
         out[STEPS] = torch.where(sign * dx > 0, torch.ones(64), -torch.ones(64))  # done at once, or never
         return out
 
-    trained(critic, 500, labelled)
+    fit_on_draws(critic, labelled, 500, optimizer=torch.optim.Adam)
     with torch.inference_mode():
         sign = torch.tensor([1.0, -1.0])
         batch = batch_for(critic, sign, torch.zeros(2))
@@ -93,7 +81,7 @@ def test_the_stop_term_scores_standing_still_below_a_successful_move() -> None:
             out[STEPS] = torch.ones(64)  # ... and always completes the subtask
             return out
 
-        trained(critic, 300, successes)
+        fit_on_draws(critic, successes, 300, optimizer=torch.optim.Adam)
         with torch.inference_mode():
             batch = batch_for(critic, torch.tensor([1.0, -1.0]), torch.zeros(2))
             candidates = torch.full((2, 2, 3, config.action_dim), still)

@@ -22,7 +22,7 @@ from s2kit.plugins.skills.sof.plugin import SofConfig, SofSkill, check_tokens, d
 from s2kit.plugins.skills.sof.training import load_planner, load_tokenizer
 from s2kit.plugins.skills.sof.translator import SkillTranslator, TranslatorConfig
 from tests.cli.conftest import invoke  # noqa: F401 - the in-process s2kit app, a fixture
-from tests.conftest import run_s2kit
+from tests.conftest import fit_on_draws, run_s2kit
 from tests.plugins.skills.sof.conftest import nan_actions
 
 #: Networks small enough to train in seconds on one thread: 16-pixel images through 3 trunk blocks (4 x 4 cells).
@@ -31,17 +31,6 @@ ENV = {"MUJOCO_GL": "osmesa"}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _fit(model: torch.nn.Module, draw, steps: int, lr: float = 3e-3) -> None:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    for _ in range(steps):
-        loss = model.loss(draw())["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
 
 
 def _images(colour: torch.Tensor) -> torch.Tensor:
@@ -67,7 +56,7 @@ def test_the_planner_learns_plans_that_depend_on_the_frame_the_subtask_and_the_t
         text = torch.stack([torch.zeros(size, 384), torch.zeros(size, 384), subtasks[subtask]], dim=1)
         return {IMAGES: _images(colour), TEXT: text, PLAN: plans[colour * 2 + subtask], DONE: (subtask == 1).float()}
 
-    _fit(model, draw, 150)
+    fit_on_draws(model, draw, 150)
     batch = draw(64)
     with torch.no_grad():
         out = model.sample(batch)
@@ -89,7 +78,7 @@ def test_the_translator_learns_to_act_out_tokens_from_the_state() -> None:
         return {IMAGES: _images(torch.zeros(size, dtype=torch.long)), STATE: state, SKILLS: tokens, ACTIONS: actions,
                 ACTION_MASK: torch.ones(size, 4, dtype=torch.bool)}  # fmt: skip
 
-    _fit(model, draw, 300)
+    fit_on_draws(model, draw, 300)
     batch = draw(256)
     with torch.no_grad():
         error = float(((model.sample(batch)[ACTIONS] - batch[ACTIONS]) ** 2).mean())
