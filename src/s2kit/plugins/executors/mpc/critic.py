@@ -162,8 +162,12 @@ class ProgressCritic(FrozenTrunkPolicy):
         known = torch.isfinite(target)
         weight = torch.where(known, target, torch.zeros_like(target))
         value = F.binary_cross_entropy_with_logits(logits[known, 0], target[known]) if known.any() else logits.sum() * 0
-        rank = (weight * F.softplus(logits[:, 1] - logits[:, 0] + c.rank_margin)).sum() / weight.sum().clamp(min=1e-6)
-        stop = (weight * moved * F.softplus(logits[:, 2] - logits[:, 0] + c.rank_margin)).sum() / weight.sum().clamp(min=1e-6)
+
+        def below_recorded(k: int, scale: Tensor | float = 1.0) -> Tensor:
+            """The logistic margin loss of candidate ``k`` scoring above the recorded chunk, value-weighted."""
+            return (weight * scale * F.softplus(logits[:, k] - logits[:, 0] + c.rank_margin)).sum() / weight.sum().clamp(min=1e-6)
+
+        rank, stop = below_recorded(1), below_recorded(2, moved)
         total = value + c.rank_weight * rank + c.stop_weight * stop
         return {"loss": total, "value": value.detach(), "rank": rank.detach(), "stop": stop.detach()}
 
